@@ -1,0 +1,117 @@
+//! Command line and environment (every flag has an environment equivalent).
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "es-inference-operator",
+    version,
+    about = "Elasticsearch inference endpoints as Kubernetes resources"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the controller.
+    Run(Box<RunArgs>),
+    /// Print the InferenceEndpoint CustomResourceDefinition as YAML.
+    Crd,
+    /// Print, offline, the Elasticsearch requests the operator would send for a manifest
+    /// (secret values shown as <redacted>).
+    Render(RenderArgs),
+}
+
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Flags of `run`. Not `Debug`: it holds credentials.
+#[derive(Args)]
+pub struct RunArgs {
+    /// URL of the default Elasticsearch cluster.
+    #[arg(long, env = "ELASTICSEARCH_URL")]
+    pub elasticsearch_url: String,
+    /// Encoded API key, sent as `Authorization: ApiKey <key>`. Prefer the _FILE form.
+    #[arg(long, env = "ELASTICSEARCH_API_KEY", hide_env_values = true, conflicts_with_all = ["elasticsearch_api_key_file", "elasticsearch_username"])]
+    pub elasticsearch_api_key: Option<String>,
+    /// File holding the encoded API key (a mounted Secret).
+    #[arg(
+        long,
+        env = "ELASTICSEARCH_API_KEY_FILE",
+        conflicts_with = "elasticsearch_username"
+    )]
+    pub elasticsearch_api_key_file: Option<PathBuf>,
+    /// Username for basic authentication.
+    #[arg(long, env = "ELASTICSEARCH_USERNAME")]
+    pub elasticsearch_username: Option<String>,
+    /// Password for basic authentication. Prefer the _FILE form.
+    #[arg(
+        long,
+        env = "ELASTICSEARCH_PASSWORD",
+        hide_env_values = true,
+        requires = "elasticsearch_username",
+        conflicts_with = "elasticsearch_password_file"
+    )]
+    pub elasticsearch_password: Option<String>,
+    /// File holding the password (a mounted Secret).
+    #[arg(
+        long,
+        env = "ELASTICSEARCH_PASSWORD_FILE",
+        requires = "elasticsearch_username"
+    )]
+    pub elasticsearch_password_file: Option<PathBuf>,
+    /// PEM file of the CA(s) that signed Elasticsearch's certificate (default: the Mozilla roots).
+    #[arg(long, env = "ELASTICSEARCH_CA_FILE")]
+    pub elasticsearch_ca_file: Option<PathBuf>,
+    /// Timeout of one Elasticsearch request.
+    #[arg(long, env = "ELASTICSEARCH_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub elasticsearch_timeout: Duration,
+    /// Most Elasticsearch requests in flight at once.
+    #[arg(long, env = "ELASTICSEARCH_MAX_CONCURRENCY", default_value_t = 8)]
+    pub elasticsearch_max_concurrency: usize,
+    /// `timeout` sent with create where the cluster accepts it (8.19, 9.1+).
+    #[arg(long, env = "CREATE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub create_timeout: Duration,
+    /// Interval of the drift check (jittered by ±10%).
+    #[arg(long, env = "RESYNC_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub resync_interval: Duration,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Most reconciles running at once.
+    #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = 8)]
+    pub max_concurrent_reconciles: u16,
+    /// Address of the /healthz, /readyz and /metrics server.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// How long in-flight reconciles may take to finish after SIGTERM.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Args)]
+pub struct RenderArgs {
+    /// Manifest(s) with InferenceEndpoint documents ("-" for standard input).
+    #[arg(short = 'f', long = "filename")]
+    pub file: PathBuf,
+    /// Secret manifest(s): checks that every referenced key exists (values stay redacted).
+    #[arg(long)]
+    pub secret: Vec<PathBuf>,
+    /// Elasticsearch version to render for (decides whether create carries `timeout`).
+    #[arg(long, default_value = "9.1.0")]
+    pub elasticsearch_version: String,
+    /// `timeout` to show on create where that version accepts it.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub create_timeout: Duration,
+}

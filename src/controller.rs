@@ -1,0 +1,947 @@
+//! The I/O shell around `plan::decide`: read Secrets and Elasticsearch, perform the decided
+//! step, write status and events, and wire the kube-runtime Controller.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use k8s_openapi::{
+    api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp,
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{PartialObjectMeta, Patch, PatchParams},
+    runtime::{
+        Controller,
+        controller::Action,
+        events::{Event, EventType, Recorder, Reporter},
+        finalizer::{Event as FinalizerEvent, finalizer},
+        reflector::Store,
+        watcher,
+    },
+};
+use rand::Rng;
+use serde_json::json;
+use tokio::sync::Mutex as AsyncMutex;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::{
+    conditions::{Outcome, READY, Severity, conditions_for, reason, same_conditions},
+    crd::{FIELD_MANAGER, FINALIZER, InferenceEndpoint, InferenceEndpointStatus, Ownership},
+    desired::{SecretMode, SecretValues, config_hash, create_body, update_body},
+    error::{Error, Result},
+    es::{ClusterInfo, Deleted, EndpointConfig, EsClient, EsError, SecretBody},
+    metrics::Metrics,
+    plan::{Cleanup, Decision, Facts, Record, Step, UpdateCause, decide, decide_cleanup},
+    secrets::{SecretProblem, endpoints_using_secret, fingerprint, referenced_secrets, resolve},
+};
+
+/// Tunables of the reconciler.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Periodic resync: drift is looked for at this interval (jittered).
+    pub resync: Duration,
+    /// First retry delay after a transient error; doubles per failure.
+    pub backoff_base: Duration,
+    /// Longest retry delay.
+    pub backoff_max: Duration,
+    /// `timeout` sent with create where the cluster accepts it.
+    pub create_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            resync: Duration::from_secs(600),
+            backoff_base: Duration::from_secs(5),
+            backoff_max: Duration::from_secs(300),
+            create_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One Elasticsearch cluster: its client, its identity, and the shared list snapshot that
+/// resyncs read instead of one GET per endpoint.
+pub struct Cluster {
+    pub es: EsClient,
+    refresh: Duration,
+    info: AsyncMutex<Option<(Instant, ClusterInfo)>>,
+    snapshot: AsyncMutex<Option<(Instant, HashMap<String, EndpointConfig>)>>,
+}
+
+impl Cluster {
+    pub fn new(es: EsClient, refresh: Duration) -> Self {
+        Self {
+            es,
+            refresh,
+            info: AsyncMutex::new(None),
+            snapshot: AsyncMutex::new(None),
+        }
+    }
+
+    /// `GET /`, at most once per refresh interval.
+    pub async fn info(&self) -> Result<ClusterInfo, EsError> {
+        let mut guard = self.info.lock().await;
+        if let Some((at, info)) = guard.as_ref()
+            && at.elapsed() < self.refresh
+        {
+            return Ok(info.clone());
+        }
+        let info = self.es.info().await?;
+        *guard = Some((Instant::now(), info.clone()));
+        Ok(info)
+    }
+
+    /// The endpoint as of the shared snapshot (`GET _inference/_all` at most once per refresh
+    /// interval; concurrent callers wait for the one list in flight).
+    pub async fn cached(&self, id: &str) -> Result<Option<EndpointConfig>, EsError> {
+        let mut guard = self.snapshot.lock().await;
+        if let Some((at, map)) = guard.as_ref()
+            && at.elapsed() < self.refresh
+        {
+            return Ok(map.get(id).cloned());
+        }
+        let list = self.es.list().await?;
+        let map: HashMap<_, _> = list
+            .into_iter()
+            .map(|e| (e.inference_id.clone(), e))
+            .collect();
+        let found = map.get(id).cloned();
+        *guard = Some((Instant::now(), map));
+        Ok(found)
+    }
+
+    /// Keep the snapshot truthful after our own writes.
+    async fn remember(&self, id: &str, ep: Option<&EndpointConfig>) {
+        if let Some((_, map)) = self.snapshot.lock().await.as_mut() {
+            match ep {
+                Some(ep) => map.insert(id.to_string(), ep.clone()),
+                None => map.remove(id),
+            };
+        }
+    }
+}
+
+/// Everything the reconciler needs.
+pub struct Context {
+    pub client: Client,
+    pub cluster: Cluster,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub settings: Settings,
+    failures: Mutex<HashMap<String, u32>>,
+    /// Writes that failed permanently, by object: not tried again with the same inputs until the
+    /// resync interval has passed.
+    gates: Mutex<HashMap<String, (String, Instant)>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        es: EsClient,
+        metrics: Arc<Metrics>,
+        settings: Settings,
+        reporter: Reporter,
+    ) -> Self {
+        let recorder = Recorder::new(client.clone(), reporter);
+        Self {
+            cluster: Cluster::new(es, settings.resync),
+            client,
+            recorder,
+            metrics,
+            settings,
+            failures: Mutex::default(),
+            gates: Mutex::default(),
+        }
+    }
+
+    fn gate_closed(&self, object: &str, attempt: &str) -> bool {
+        let gates = self.gates.lock().expect("gates lock poisoned");
+        gates
+            .get(object)
+            .is_some_and(|(a, at)| a == attempt && at.elapsed() < self.settings.resync)
+    }
+
+    fn close_gate(&self, object: &str, attempt: String) {
+        self.gates
+            .lock()
+            .expect("gates lock poisoned")
+            .insert(object.to_string(), (attempt, Instant::now()));
+    }
+
+    fn open_gate(&self, object: &str) {
+        self.gates
+            .lock()
+            .expect("gates lock poisoned")
+            .remove(object);
+    }
+
+    /// The retry delay after one more failure of `object`: exponential, capped, jittered.
+    pub fn next_backoff(&self, object: &str, at_least: Option<Duration>) -> Duration {
+        let mut failures = self.failures.lock().expect("failures lock poisoned");
+        let n = failures.entry(object.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        let exp = self
+            .settings
+            .backoff_base
+            .saturating_mul(1u32 << (*n - 1).min(16))
+            .min(self.settings.backoff_max);
+        // Jitter in [exp/2, exp], so objects that failed together do not retry together.
+        let jittered = exp.mul_f64(rand::rng().random_range(0.5..=1.0));
+        jittered.max(at_least.unwrap_or_default())
+    }
+
+    fn reset_backoff(&self, object: &str) {
+        self.failures
+            .lock()
+            .expect("failures lock poisoned")
+            .remove(object);
+    }
+
+    fn resync_action(&self) -> Action {
+        Action::requeue(
+            self.settings
+                .resync
+                .mul_f64(rand::rng().random_range(0.9..=1.1)),
+        )
+    }
+}
+
+fn object_key(obj: &InferenceEndpoint) -> String {
+    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+/// Reconcile one InferenceEndpoint: the entry point for the Controller.
+pub async fn reconcile(obj: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Action> {
+    let ns = obj.namespace().ok_or(Error::MissingNamespace)?;
+    let key = object_key(&obj);
+    let span = info_span!("reconcile", namespace = %ns, name = %obj.name_any());
+    let started = Instant::now();
+    let api: Api<InferenceEndpoint> = Api::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer(&api, FINALIZER, obj, |event| async {
+        match event {
+            FinalizerEvent::Apply(o) => apply(o, &ctx).await,
+            FinalizerEvent::Cleanup(o) => cleanup(o, &ctx).await,
+        }
+    })
+    .instrument(span)
+    .await
+    .map_err(Error::from_finalizer);
+    ctx.metrics.observe_reconcile(started.elapsed());
+    if result.is_ok() {
+        ctx.reset_backoff(&key);
+    }
+    result
+}
+
+/// Per-object exponential backoff with jitter; honours `Retry-After`.
+pub fn error_policy(obj: Arc<InferenceEndpoint>, err: &Error, ctx: Arc<Context>) -> Action {
+    let key = object_key(&obj);
+    ctx.metrics.reconcile_error(err.metric_label());
+    let delay = ctx.next_backoff(&key, err.retry_after());
+    warn!(object = %key, error = %err, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// Build status from the record and outcome.
+fn build_status(
+    prev: &InferenceEndpointStatus,
+    rec: &Record,
+    outcome: &Outcome,
+    generation: Option<i64>,
+    version: Option<String>,
+) -> InferenceEndpointStatus {
+    let now = Time(Timestamp::now());
+    InferenceEndpointStatus {
+        observed_generation: generation,
+        conditions: conditions_for(&prev.conditions, outcome, generation, &now),
+        inference_id: rec.inference_id.clone(),
+        ownership: rec.ownership,
+        cluster_uuid: rec.cluster_uuid.clone(),
+        elasticsearch_version: version.or_else(|| prev.elasticsearch_version.clone()),
+        secret_fingerprint: rec.secret_fingerprint.clone(),
+        applied_config_hash: rec.applied_config_hash.clone(),
+    }
+}
+
+fn same_status(a: &InferenceEndpointStatus, b: &InferenceEndpointStatus) -> bool {
+    same_conditions(&a.conditions, &b.conditions)
+        && InferenceEndpointStatus {
+            conditions: Vec::new(),
+            ..a.clone()
+        } == InferenceEndpointStatus {
+            conditions: Vec::new(),
+            ..b.clone()
+        }
+}
+
+/// Write status with server-side apply, only when it says something new. Returns the status
+/// now in effect.
+async fn write_status(
+    ctx: &Context,
+    obj: &InferenceEndpoint,
+    prev: &InferenceEndpointStatus,
+    next: InferenceEndpointStatus,
+) -> Result<InferenceEndpointStatus> {
+    if same_status(prev, &next) {
+        return Ok(prev.clone());
+    }
+    let api: Api<InferenceEndpoint> =
+        Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let patch = json!({
+        "apiVersion": InferenceEndpoint::api_version(&()),
+        "kind": InferenceEndpoint::kind(&()),
+        "status": next,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(next)
+}
+
+async fn publish(
+    ctx: &Context,
+    obj: &InferenceEndpoint,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let ev = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &obj.object_ref(&())).await {
+        warn!(error = %e, "could not publish event");
+    }
+}
+
+fn ready_reason(s: &InferenceEndpointStatus) -> Option<&str> {
+    s.condition(READY).map(|c| c.reason.as_str())
+}
+
+/// Load the referenced Secrets and resolve secretSettings.
+async fn load_secrets(
+    ctx: &Context,
+    obj: &InferenceEndpoint,
+    ns: &str,
+) -> Result<Result<SecretValues, SecretProblem>> {
+    if let Err(p) = crate::secrets::check_references(&obj.spec, ns) {
+        return Ok(Err(p));
+    }
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let mut fetched = BTreeMap::new();
+    for name in referenced_secrets(&obj.spec) {
+        let secret = api.get_opt(&name).await?;
+        fetched.insert(name, secret);
+    }
+    Ok(resolve(&obj.spec, ns, &fetched))
+}
+
+/// Classify an Elasticsearch error from a write into an outcome. Transient errors come back as
+/// `Err` so the error policy backs off; permanent ones as a stalled outcome.
+fn write_failure(what: &str, id: &str, e: EsError) -> Result<Outcome> {
+    if e.is_transient() {
+        return Err(Error::Es(e));
+    }
+    let status = e.status().unwrap_or_default();
+    if status == 401 || status == 403 {
+        return Ok(Outcome::stalled(
+            reason::UNAUTHORIZED,
+            format!(
+                "Elasticsearch refused to {what} inference endpoint {id:?} ({status}): {}. The operator's Elasticsearch credentials need the manage_inference and monitor_inference cluster privileges (and a licence that allows the service)",
+                e.reason_text()
+            ),
+        ));
+    }
+    Ok(Outcome::stalled(
+        reason::REJECTED,
+        format!(
+            "Elasticsearch rejected the request to {what} inference endpoint {id:?} ({status}): {}. Fix the spec or the referenced Secret; the operator tries again when either changes",
+            e.reason_text()
+        ),
+    ))
+}
+
+/// Map an error from a read to an outcome for status (reads are retried with backoff).
+fn read_failure_outcome(e: &Error) -> Outcome {
+    match e {
+        Error::Es(es) if matches!(es.status(), Some(401 | 403)) => Outcome::stalled(
+            reason::UNAUTHORIZED,
+            format!(
+                "Elasticsearch refused the operator's credentials: {es}. Check the operator's Elasticsearch API key and its privileges (manage_inference, monitor_inference)"
+            ),
+        ),
+        Error::Es(es) => Outcome::progressing(
+            reason::ELASTICSEARCH_UNAVAILABLE,
+            format!("{es}; retrying with backoff"),
+        ),
+        other => Outcome::progressing(
+            reason::ELASTICSEARCH_UNAVAILABLE,
+            format!("{other}; retrying with backoff"),
+        ),
+    }
+}
+
+struct Working {
+    rec: Record,
+    version: Option<String>,
+    /// The status currently stored (updated by intermediate writes).
+    stored: InferenceEndpointStatus,
+}
+
+async fn apply(obj: Arc<InferenceEndpoint>, ctx: &Context) -> Result<Action> {
+    let key = object_key(&obj);
+    let prev = obj.status.clone().unwrap_or_default();
+    let mut w = Working {
+        rec: Record::from_status(&prev),
+        version: prev.elasticsearch_version.clone(),
+        stored: prev.clone(),
+    };
+    let result = sync(&obj, ctx, &mut w).await;
+    let (outcome, ret) = match result {
+        Ok(o) => {
+            let action = ctx.resync_action();
+            (o, Ok(action))
+        }
+        Err(e) => (read_failure_outcome(&e), Err(e)),
+    };
+    let previous_reason = ready_reason(&w.stored).map(str::to_string);
+    let next = build_status(
+        &w.stored,
+        &w.rec,
+        &outcome,
+        obj.metadata.generation,
+        w.version.clone(),
+    );
+    write_status(ctx, &obj, &w.stored, next).await?;
+    ctx.metrics.set_endpoint_reason(&key, Some(&outcome.reason));
+    if outcome.severity != Severity::Ready
+        && previous_reason.as_deref() != Some(outcome.reason.as_str())
+    {
+        publish(
+            ctx,
+            &obj,
+            EventType::Warning,
+            &outcome.reason,
+            outcome.message.clone(),
+        )
+        .await;
+    }
+    if outcome.severity == Severity::Ready {
+        ctx.open_gate(&key);
+    }
+    ret
+}
+
+fn step_name(step: &Step) -> &'static str {
+    match step {
+        Step::MarkCreating => "mark",
+        Step::Create => "create",
+        Step::Claim(_) => "claim",
+        Step::Update { .. } => "update",
+        Step::Replace { .. } => "replace",
+    }
+}
+
+/// One reconcile pass up to its outcome. `Err` only for transient problems.
+async fn sync(obj: &InferenceEndpoint, ctx: &Context, w: &mut Working) -> Result<Outcome> {
+    let ns = obj.namespace().ok_or(Error::MissingNamespace)?;
+    let key = object_key(obj);
+    let id = obj.inference_id();
+    let spec = &obj.spec;
+
+    let values = match load_secrets(ctx, obj, &ns).await? {
+        Ok(v) => v,
+        Err(problem) => {
+            let r = if problem.is_spec_error() {
+                reason::INVALID_SPEC
+            } else {
+                reason::SECRET_NOT_FOUND
+            };
+            return Ok(Outcome::stalled(
+                r,
+                format!("{problem}; the operator retries as soon as the Secret changes"),
+            ));
+        }
+    };
+    let fp = fingerprint(&obj.uid().unwrap_or_default(), &values);
+    let cluster = ctx.cluster.info().await.map_err(Error::Es)?;
+    w.version = Some(cluster.version.to_string());
+    let desired_hash = config_hash(spec);
+
+    // A resync of an endpoint that was in sync reads the shared list snapshot; anything else, or
+    // a snapshot that disagrees, reads the endpoint itself.
+    let quiet = ready_reason(&w.stored) == Some(reason::IN_SYNC)
+        && w.stored.observed_generation == obj.metadata.generation
+        && w.rec.secret_fingerprint == fp
+        && w.rec.applied_config_hash.as_deref() == Some(desired_hash.as_str())
+        && matches!(
+            w.rec.ownership_of(&id, &cluster.uuid),
+            Some(Ownership::Created | Ownership::Adopted)
+        );
+    let mut observed = if quiet {
+        let cached = ctx.cluster.cached(&id).await.map_err(Error::Es)?;
+        let facts = Facts {
+            spec,
+            inference_id: &id,
+            record: &w.rec,
+            cluster: &cluster,
+            fingerprint: fp.as_deref(),
+            observed: cached.as_ref(),
+        };
+        if let Decision::Done(o) = decide(&facts)
+            && o.is_ready()
+        {
+            debug!("in sync (from the shared snapshot)");
+            return Ok(o);
+        }
+        ctx.cluster.es.get(&id).await.map_err(Error::Es)?
+    } else {
+        ctx.cluster.es.get(&id).await.map_err(Error::Es)?
+    };
+
+    let mut last_update: Option<Vec<String>> = None;
+    for _ in 0..8 {
+        let facts = Facts {
+            spec,
+            inference_id: &id,
+            record: &w.rec,
+            cluster: &cluster,
+            fingerprint: fp.as_deref(),
+            observed: observed.as_ref(),
+        };
+        let step = match decide(&facts) {
+            Decision::Done(o) => {
+                if o.is_ready() {
+                    w.rec.applied_config_hash = Some(desired_hash);
+                }
+                return Ok(o);
+            }
+            Decision::Act(step) => step,
+        };
+        let attempt = format!(
+            "{}/{desired_hash}/{}",
+            step_name(&step),
+            fp.as_deref().unwrap_or("-")
+        );
+        if ctx.gate_closed(&key, &attempt) {
+            // The same write failed permanently with the same inputs: keep reporting it and wait
+            // for a change (or the next resync) instead of paying for it again.
+            debug!(attempt, "not repeating a write that failed permanently");
+            let c = w.stored.condition(READY);
+            return Ok(Outcome::stalled(
+                reason::REJECTED,
+                c.map(|c| c.message.clone())
+                    .unwrap_or_else(|| "the last request was rejected".into()),
+            )
+            .with_reason(c.map(|c| c.reason.clone())));
+        }
+        match step {
+            Step::MarkCreating => {
+                w.rec = Record {
+                    inference_id: Some(id.clone()),
+                    ownership: Some(Ownership::Creating),
+                    cluster_uuid: Some(cluster.uuid.clone()),
+                    secret_fingerprint: None,
+                    applied_config_hash: None,
+                };
+                let next = build_status(
+                    &w.stored,
+                    &w.rec,
+                    &Outcome::progressing(
+                        reason::CREATING,
+                        format!("creating inference endpoint {id:?} in Elasticsearch"),
+                    ),
+                    obj.metadata.generation,
+                    w.version.clone(),
+                );
+                w.stored = write_status(ctx, obj, &w.stored, next).await?;
+            }
+            Step::Create => {
+                let was_ours = w.rec.ownership == Some(Ownership::Created)
+                    || w.rec.ownership == Some(Ownership::Adopted);
+                let body = SecretBody {
+                    body: create_body(spec, SecretMode::Reveal(&values)),
+                    secrets: values.values.values().cloned().collect(),
+                };
+                let timeout = cluster
+                    .version
+                    .put_accepts_timeout()
+                    .then_some(ctx.settings.create_timeout);
+                match ctx
+                    .cluster
+                    .es
+                    .create(spec.task_type.as_str(), &id, body, timeout)
+                    .await
+                {
+                    Ok(ep) => {
+                        info!(inference_id = %id, "created inference endpoint");
+                        if w.rec.ownership == Some(Ownership::Creating) {
+                            w.rec.ownership = Some(Ownership::Created);
+                        }
+                        w.rec.secret_fingerprint = fp.clone();
+                        ctx.cluster.remember(&id, Some(&ep)).await;
+                        observed = Some(ep);
+                        if was_ours {
+                            publish(ctx, obj, EventType::Warning, "Recreated", format!(
+                                "inference endpoint {id:?} was missing from Elasticsearch (deleted outside Kubernetes) and was created again"
+                            )).await;
+                        } else {
+                            publish(
+                                ctx,
+                                obj,
+                                EventType::Normal,
+                                "Created",
+                                format!(
+                                    "created inference endpoint {id:?} ({} {})",
+                                    spec.service, spec.task_type
+                                ),
+                            )
+                            .await;
+                        }
+                    }
+                    Err(e) => {
+                        // Elasticsearch may have stored the endpoint before failing (a timeout, or
+                        // a model deployment that did not start): look before trying again.
+                        warn!(inference_id = %id, error = %e, "create failed; checking whether the endpoint was stored");
+                        match ctx.cluster.es.get(&id).await.map_err(Error::Es)? {
+                            Some(ep) => {
+                                observed = Some(ep);
+                                // Its secrets may be from an earlier attempt: push them again.
+                                w.rec.secret_fingerprint = None;
+                            }
+                            None => {
+                                let outcome = write_failure("create", &id, e)?;
+                                ctx.close_gate(&key, attempt);
+                                return Ok(outcome);
+                            }
+                        }
+                    }
+                }
+            }
+            Step::Claim(ownership) => {
+                w.rec.inference_id = Some(id.clone());
+                w.rec.cluster_uuid = Some(cluster.uuid.clone());
+                w.rec.ownership = Some(ownership);
+                w.rec.secret_fingerprint = None;
+                if ownership == Ownership::Adopted {
+                    info!(inference_id = %id, "adopted inference endpoint");
+                    publish(ctx, obj, EventType::Normal, "Adopted", format!(
+                        "adopted the existing inference endpoint {id:?}; it is now managed by this resource"
+                    )).await;
+                }
+            }
+            Step::Update { changed, cause } => {
+                let fields: Vec<String> = changed.iter().map(|d| d.field.clone()).collect();
+                if !fields.is_empty() && last_update.as_ref() == Some(&fields) {
+                    return Ok(Outcome::stalled(
+                        reason::REQUIRES_REPLACEMENT,
+                        format!(
+                            "Elasticsearch {} accepted an update of {} for endpoint {id:?} but did not apply it; it cannot change these in place. Revert the change or set spec.replacementPolicy: Recreate",
+                            cluster.version,
+                            fields.join(", ")
+                        ),
+                    ));
+                }
+                let Some(body) =
+                    update_body(spec, SecretMode::Reveal(&values), &changed, cluster.version)
+                else {
+                    // Nothing Elasticsearch could take (no secrets, no task settings).
+                    w.rec.secret_fingerprint = fp.clone();
+                    continue;
+                };
+                let body = SecretBody {
+                    body,
+                    secrets: values.values.values().cloned().collect(),
+                };
+                match ctx
+                    .cluster
+                    .es
+                    .update(spec.task_type.as_str(), &id, body)
+                    .await
+                {
+                    Ok(ep) => {
+                        w.rec.secret_fingerprint = fp.clone();
+                        ctx.cluster.remember(&id, Some(&ep)).await;
+                        observed = Some(ep);
+                        let (event_reason, note) = match cause {
+                            UpdateCause::SpecChanged => (
+                                "Updated",
+                                format!(
+                                    "updated {} of inference endpoint {id:?}",
+                                    describe(&fields, "secrets")
+                                ),
+                            ),
+                            UpdateCause::SecretRotated => {
+                                ctx.metrics.secret_rotated();
+                                (
+                                    "SecretRotated",
+                                    format!(
+                                        "sent the rotated secret values to inference endpoint {id:?}"
+                                    ),
+                                )
+                            }
+                            UpdateCause::DriftCorrected => {
+                                ctx.metrics.drift_corrected();
+                                (
+                                    "DriftCorrected",
+                                    format!(
+                                        "corrected {} of inference endpoint {id:?}, changed outside Kubernetes",
+                                        describe(&fields, "settings")
+                                    ),
+                                )
+                            }
+                            UpdateCause::Adopted => (
+                                "SecretsApplied",
+                                format!(
+                                    "sent the referenced secret values to adopted inference endpoint {id:?}"
+                                ),
+                            ),
+                        };
+                        info!(inference_id = %id, reason = event_reason, "updated inference endpoint");
+                        publish(ctx, obj, EventType::Normal, event_reason, note).await;
+                        last_update = Some(fields);
+                    }
+                    Err(e) if e.status() == Some(404) => {
+                        observed = None;
+                    }
+                    Err(e) => {
+                        let outcome = write_failure("update", &id, e)?;
+                        ctx.close_gate(&key, attempt);
+                        return Ok(outcome);
+                    }
+                }
+            }
+            Step::Replace { fields } => {
+                match ctx
+                    .cluster
+                    .es
+                    .delete(spec.task_type.as_str(), &id, spec.force_delete)
+                    .await
+                {
+                    Ok(_) => {
+                        info!(inference_id = %id, "deleted inference endpoint to replace it");
+                        ctx.cluster.remember(&id, None).await;
+                        publish(ctx, obj, EventType::Normal, "Replacing", format!(
+                            "deleted inference endpoint {id:?} to create it again with the new {}", fields.join(", ")
+                        )).await;
+                        observed = None;
+                        // Still ours: the next step creates it again.
+                        w.rec.ownership = Some(Ownership::Created);
+                        w.rec.secret_fingerprint = None;
+                    }
+                    Err(e) if e.status() == Some(409) => {
+                        return Ok(Outcome::stalled(
+                            reason::REPLACEMENT_BLOCKED,
+                            format!(
+                                "cannot replace inference endpoint {id:?} to change {}: {}. Remove those references, or set spec.forceDelete: true to replace it anyway",
+                                fields.join(", "),
+                                e.reason_text()
+                            ),
+                        ));
+                    }
+                    Err(e) => {
+                        let outcome = write_failure("replace", &id, e)?;
+                        ctx.close_gate(&key, attempt);
+                        return Ok(outcome);
+                    }
+                }
+            }
+        }
+    }
+    Err(Error::Finalizer(format!(
+        "reconcile of {id:?} did not settle after several steps"
+    )))
+}
+
+fn describe(fields: &[String], empty: &str) -> String {
+    if fields.is_empty() {
+        empty.to_string()
+    } else {
+        fields.join(", ")
+    }
+}
+
+async fn cleanup(obj: Arc<InferenceEndpoint>, ctx: &Context) -> Result<Action> {
+    let key = object_key(&obj);
+    let id = obj.inference_id();
+    let rec = Record::from_status(
+        obj.status
+            .as_ref()
+            .unwrap_or(&InferenceEndpointStatus::default()),
+    );
+    // Retain and never-managed need no Elasticsearch at all.
+    let cluster_uuid = if obj.spec.deletion_policy == crate::crd::DeletionPolicy::Retain
+        || rec.ownership.is_none()
+    {
+        String::new()
+    } else {
+        ctx.cluster.info().await.map_err(Error::Es)?.uuid
+    };
+    match decide_cleanup(&obj.spec, &rec, &id, &cluster_uuid) {
+        Cleanup::Release(why) => {
+            info!(inference_id = %id, "released without deleting: {why}");
+            publish(ctx, &obj, EventType::Normal, "Released", why).await;
+        }
+        Cleanup::Delete {
+            force,
+            verify_first,
+        } => {
+            if verify_first {
+                let ours = ctx
+                    .cluster
+                    .es
+                    .get(&id)
+                    .await
+                    .map_err(Error::Es)?
+                    .is_some_and(|ep| {
+                        ep.service == obj.spec.service
+                            && ep.task_type == obj.spec.task_type.as_str()
+                    });
+                if !ours {
+                    publish(
+                        ctx,
+                        &obj,
+                        EventType::Normal,
+                        "Released",
+                        format!("inference endpoint {id:?} was never created; nothing to delete"),
+                    )
+                    .await;
+                    ctx.metrics.set_endpoint_reason(&key, None);
+                    return Ok(Action::await_change());
+                }
+            }
+            match ctx
+                .cluster
+                .es
+                .delete(obj.spec.task_type.as_str(), &id, force)
+                .await
+            {
+                Ok(gone) => {
+                    ctx.cluster.remember(&id, None).await;
+                    let note = match gone {
+                        Deleted::Deleted => format!(
+                            "deleted inference endpoint {id:?}{}",
+                            if force { " (forced)" } else { "" }
+                        ),
+                        Deleted::AlreadyGone => {
+                            format!("inference endpoint {id:?} was already gone")
+                        }
+                    };
+                    info!(inference_id = %id, "{note}");
+                    publish(ctx, &obj, EventType::Normal, "Deleted", note).await;
+                }
+                Err(e) if e.status() == Some(409) => {
+                    let message = format!(
+                        "Elasticsearch refuses to delete inference endpoint {id:?} while it is in use: {}. Remove those references, set spec.forceDelete: true, or set spec.deletionPolicy: Retain",
+                        e.reason_text()
+                    );
+                    report_cleanup_problem(
+                        ctx,
+                        &obj,
+                        Outcome::stalled(reason::DELETION_BLOCKED, message.clone()),
+                    )
+                    .await?;
+                    return Err(Error::DeletionBlocked(message));
+                }
+                Err(e) => {
+                    let err = Error::Es(e);
+                    report_cleanup_problem(ctx, &obj, read_failure_outcome(&err)).await?;
+                    return Err(err);
+                }
+            }
+        }
+    }
+    ctx.metrics.set_endpoint_reason(&key, None);
+    ctx.open_gate(&key);
+    Ok(Action::await_change())
+}
+
+async fn report_cleanup_problem(
+    ctx: &Context,
+    obj: &InferenceEndpoint,
+    outcome: Outcome,
+) -> Result<()> {
+    let prev = obj.status.clone().unwrap_or_default();
+    let previous_reason = ready_reason(&prev).map(str::to_string);
+    let next = build_status(
+        &prev,
+        &Record::from_status(&prev),
+        &outcome,
+        obj.metadata.generation,
+        None,
+    );
+    write_status(ctx, obj, &prev, next).await?;
+    ctx.metrics
+        .set_endpoint_reason(&object_key(obj), Some(&outcome.reason));
+    if previous_reason.as_deref() != Some(outcome.reason.as_str()) {
+        publish(
+            ctx,
+            obj,
+            EventType::Warning,
+            &outcome.reason,
+            outcome.message,
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// Run the controller until `shutdown` resolves. `ready` is set once the watches have synced.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    concurrency: u16,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    ready: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let client = ctx.client.clone();
+    let (endpoints, secrets): (Api<InferenceEndpoint>, Api<PartialObjectMeta<Secret>>) =
+        match &namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client, ns),
+            ),
+            None => (Api::all(client.clone()), Api::all(client)),
+        };
+    let controller = Controller::new(endpoints, watcher::Config::default().any_semantic())
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
+    let store: Store<InferenceEndpoint> = controller.store();
+    let mapper_store = store.clone();
+    // Secrets are watched by metadata only (`PartialObjectMeta`): the operator never holds Secret
+    // data it does not need, and reads the referenced ones when it reconciles.
+    let controller = controller.watches(
+        secrets,
+        watcher::Config::default().any_semantic(),
+        move |s| {
+            let ns = s.metadata.namespace.clone().unwrap_or_default();
+            let name = s.metadata.name.clone().unwrap_or_default();
+            let state = mapper_store.state();
+            endpoints_using_secret(state.iter().map(|a| a.as_ref()), &ns, &name)
+        },
+    );
+    tokio::spawn(async move {
+        if store.wait_until_ready().await.is_ok() {
+            ready.store(true, std::sync::atomic::Ordering::SeqCst);
+            info!("watches synced");
+        }
+    });
+    controller
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                debug!(error = %e, "controller event");
+            }
+        })
+        .await;
+}

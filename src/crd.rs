@@ -1,0 +1,424 @@
+//! The `InferenceEndpoint` custom resource (`es-inference.dev/v1alpha1`).
+//!
+//! The CRD under `crds/` is generated from these types (`es-inference-operator crd`); doc
+//! comments become the schema descriptions that `kubectl explain` shows, and the CEL rules below
+//! are enforced by the API server at `kubectl apply` time.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// API group of every kind this operator serves.
+pub const GROUP: &str = "es-inference.dev";
+/// Finalizer that guards the Elasticsearch endpoint of a resource.
+pub const FINALIZER: &str = "es-inference.dev/cleanup";
+/// Field manager for server-side apply of status.
+pub const FIELD_MANAGER: &str = "es-inference-operator";
+
+/// Pattern Elasticsearch enforces on inference ids (CONTRACT §2.2 step 1).
+pub const INFERENCE_ID_PATTERN: &str = r"^[a-z0-9]([a-z0-9_.-]*[a-z0-9])?$";
+
+/// `service_settings` keys that hold credentials in at least one Elasticsearch service
+/// (CONTRACT §6, "Secret fields"). They are refused inline in `serviceSettings` and must come
+/// from a Secret through `secretSettings`.
+pub const SECRET_SETTING_KEYS: &[&str] = &[
+    "api_key",
+    "access_key",
+    "secret_key",
+    "service_account_json",
+    "client_secret",
+    "entra_id",
+    "secret_parameters",
+];
+
+/// An Elasticsearch inference endpoint, kept in sync with this resource.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "es-inference.dev",
+    version = "v1alpha1",
+    kind = "InferenceEndpoint",
+    doc = "An Elasticsearch inference endpoint, declared in Kubernetes and kept in sync by es-inference-operator.",
+    plural = "inferenceendpoints",
+    shortname = "ie",
+    category = "elasticsearch",
+    namespaced,
+    status = "InferenceEndpointStatus",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason","priority":1}"#,
+    printcolumn = r#"{"name":"Service","type":"string","jsonPath":".spec.service"}"#,
+    printcolumn = r#"{"name":"Task","type":"string","jsonPath":".spec.taskType"}"#,
+    printcolumn = r#"{"name":"Inference ID","type":"string","jsonPath":".status.inferenceId"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[x_kube(
+    validation = Rule::new("(has(self.inferenceId) ? self.inferenceId : '') == (has(oldSelf.inferenceId) ? oldSelf.inferenceId : '')")
+        .message("inferenceId is immutable (and cannot be added or removed after creation): create a new InferenceEndpoint to use another id"),
+    validation = Rule::new("!has(self.chunkingSettings) || self.taskType in ['text_embedding', 'sparse_embedding', 'embedding']")
+        .message("chunkingSettings apply only to the text_embedding, sparse_embedding and embedding task types"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct InferenceEndpointSpec {
+    /// The Elasticsearch inference id. Defaults to metadata.name. Lowercase letters, digits,
+    /// '-', '_' and '.', starting and ending with a letter or digit. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([a-z0-9_.-]*[a-z0-9])?$")
+    )]
+    pub inference_id: Option<String>,
+
+    /// The inference task type. Immutable.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("taskType is immutable: create a new InferenceEndpoint for another task type"))]
+    pub task_type: TaskType,
+
+    /// The Elasticsearch service name, passed through as-is (anthropic, openai, cohere,
+    /// amazonbedrock, googlevertexai, elasticsearch, ...). Immutable.
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9][a-z0-9_-]*$"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("service is immutable: create a new InferenceEndpoint for another service"))]
+    pub service: String,
+
+    /// Sent as `service_settings`, with Elasticsearch's own snake_case keys (model_id, url,
+    /// dimensions, rate_limit, ...). Credentials are not allowed here: use secretSettings.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    #[schemars(schema_with = "service_settings_schema")]
+    pub service_settings: Map<String, Value>,
+
+    /// Credentials merged into `service_settings` only while a request is sent. Each key is a
+    /// `service_settings` key (api_key, access_key, secret_key, service_account_json,
+    /// client_secret, entra_id) or `secret_parameters.<name>` for the custom service; each
+    /// value names a key of a Secret in this namespace.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 16))]
+    #[x_kube(validation = Rule::new(r"self.all(k, k.matches('^([a-z][a-z0-9_]*|secret_parameters[.][A-Za-z0-9_.-]+)$'))")
+        .message("secretSettings keys are service_settings keys such as api_key, or secret_parameters.<name> for the custom service"))]
+    pub secret_settings: BTreeMap<String, SecretValueSource>,
+
+    /// Sent as `task_settings` (for example max_tokens, temperature, user), free-form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "free_form_object")]
+    pub task_settings: Option<Map<String, Value>>,
+
+    /// How documents are chunked before embedding (embedding task types only). When omitted,
+    /// Elasticsearch applies its default (sentence, 250 words, overlap 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunking_settings: Option<ChunkingSettings>,
+
+    /// What happens to the Elasticsearch endpoint when this resource is deleted.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+
+    /// Delete with `force=true` even while ingest pipelines or semantic_text fields use the
+    /// endpoint (they break until an endpoint with this id exists again).
+    #[serde(default)]
+    pub force_delete: bool,
+
+    /// Take over an endpoint that already exists in Elasticsearch with this id (its service and
+    /// task type must match). Without it an existing endpoint is never touched.
+    #[serde(default)]
+    pub adopt: bool,
+
+    /// What to do when the endpoint is changed outside Kubernetes.
+    #[serde(default)]
+    pub drift_policy: DriftPolicy,
+
+    /// How to apply changes Elasticsearch cannot make in place (model, url, dimensions, ...).
+    #[serde(default)]
+    pub replacement_policy: ReplacementPolicy,
+}
+
+impl InferenceEndpoint {
+    /// The Elasticsearch inference id this resource manages.
+    pub fn inference_id(&self) -> String {
+        self.spec
+            .inference_id
+            .clone()
+            .or_else(|| self.metadata.name.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// Inference task types accepted by Elasticsearch.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskType {
+    TextEmbedding,
+    SparseEmbedding,
+    Rerank,
+    Completion,
+    ChatCompletion,
+    Embedding,
+}
+
+impl TaskType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskType::TextEmbedding => "text_embedding",
+            TaskType::SparseEmbedding => "sparse_embedding",
+            TaskType::Rerank => "rerank",
+            TaskType::Completion => "completion",
+            TaskType::ChatCompletion => "chat_completion",
+            TaskType::Embedding => "embedding",
+        }
+    }
+
+    /// Task types whose endpoints carry chunking settings.
+    pub fn is_embedding(self) -> bool {
+        matches!(
+            self,
+            TaskType::TextEmbedding | TaskType::SparseEmbedding | TaskType::Embedding
+        )
+    }
+}
+
+impl std::fmt::Display for TaskType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a secret value comes from.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretValueSource {
+    /// A key of a Secret in the same namespace as this resource.
+    pub secret_key_ref: SecretKeyRef,
+}
+
+/// A key of a Secret in the resource's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within the Secret's data.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+    /// Must be omitted or equal to this resource's namespace: references to Secrets in other
+    /// namespaces are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// Chunking settings (CONTRACT §7.2), written in camelCase and sent in snake_case.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.strategy != 'sentence' || (has(self.maxChunkSize) && self.maxChunkSize >= 20)")
+        .message("sentence chunking needs maxChunkSize of at least 20"),
+    validation = Rule::new("self.strategy != 'sentence' || !has(self.sentenceOverlap) || self.sentenceOverlap <= 1")
+        .message("sentenceOverlap must be 0 or 1"),
+    validation = Rule::new("self.strategy != 'sentence' || (!has(self.overlap) && !has(self.separatorGroup) && !has(self.separators))")
+        .message("sentence chunking accepts only maxChunkSize and sentenceOverlap"),
+    validation = Rule::new("self.strategy != 'word' || (has(self.maxChunkSize) && self.maxChunkSize >= 10 && has(self.overlap) && self.overlap <= self.maxChunkSize / 2)")
+        .message("word chunking needs maxChunkSize of at least 10 and an overlap of at most half of maxChunkSize"),
+    validation = Rule::new("self.strategy != 'word' || (!has(self.sentenceOverlap) && !has(self.separatorGroup) && !has(self.separators))")
+        .message("word chunking accepts only maxChunkSize and overlap"),
+    validation = Rule::new("self.strategy != 'recursive' || (has(self.maxChunkSize) && self.maxChunkSize >= 10)")
+        .message("recursive chunking needs maxChunkSize of at least 10"),
+    validation = Rule::new("self.strategy != 'recursive' || !(has(self.separatorGroup) && has(self.separators))")
+        .message("recursive chunking takes either separatorGroup or separators, not both"),
+    validation = Rule::new("self.strategy != 'recursive' || (!has(self.overlap) && !has(self.sentenceOverlap))")
+        .message("recursive chunking accepts only maxChunkSize and separatorGroup or separators"),
+    validation = Rule::new("self.strategy != 'none' || (!has(self.maxChunkSize) && !has(self.overlap) && !has(self.sentenceOverlap) && !has(self.separatorGroup) && !has(self.separators))")
+        .message("strategy none takes no other settings"),
+)]
+pub struct ChunkingSettings {
+    /// Chunking strategy; recursive and none need Elasticsearch 9.1 or newer.
+    pub strategy: ChunkingStrategy,
+    /// Maximum words per chunk (sentence: at least 20; word, recursive: at least 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub max_chunk_size: Option<i64>,
+    /// Sentence strategy: sentences shared by neighbouring chunks, 0 or 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1))]
+    pub sentence_overlap: Option<i64>,
+    /// Word strategy: words shared by neighbouring chunks, at most maxChunkSize / 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 50000))]
+    pub overlap: Option<i64>,
+    /// Recursive strategy: a predefined separator list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub separator_group: Option<SeparatorGroup>,
+    /// Recursive strategy: separators (regular expressions), tried in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub separators: Option<Vec<String>>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ChunkingStrategy {
+    Sentence,
+    Word,
+    Recursive,
+    None,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SeparatorGroup {
+    Plaintext,
+    Markdown,
+}
+
+/// What happens to the Elasticsearch endpoint when the resource is deleted.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Delete the endpoint (refused while it is referenced, unless forceDelete).
+    #[default]
+    Delete,
+    /// Leave the endpoint in Elasticsearch.
+    Retain,
+}
+
+/// What to do about changes made outside Kubernetes.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DriftPolicy {
+    /// Put the endpoint back to the spec.
+    #[default]
+    Correct,
+    /// Report the difference (Ready=False, DriftDetected) but change nothing.
+    Report,
+    /// Neither report nor correct setting changes (a deleted endpoint is still created again).
+    Ignore,
+}
+
+/// How to apply changes Elasticsearch cannot make in place.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ReplacementPolicy {
+    /// Never delete to apply a change: report RequiresReplacement.
+    #[default]
+    Never,
+    /// Delete and create the endpoint again (respects references and forceDelete).
+    Recreate,
+}
+
+/// Who brought the Elasticsearch endpoint under this resource's management.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Ownership {
+    /// A create request was about to be sent; the endpoint may or may not exist.
+    Creating,
+    /// This resource created the endpoint.
+    Created,
+    /// This resource adopted an endpoint that already existed.
+    Adopted,
+}
+
+/// Observed state, written by the operator.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InferenceEndpointStatus {
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, plus Reconciling and Stalled (kstatus) when they apply.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+    /// The Elasticsearch inference id this resource manages (set once it created or adopted it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inference_id: Option<String>,
+    /// How the endpoint came under management.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ownership: Option<Ownership>,
+    /// cluster_uuid of the Elasticsearch cluster the endpoint lives on.
+    #[serde(
+        default,
+        rename = "clusterUUID",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cluster_uuid: Option<String>,
+    /// Version of that Elasticsearch cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elasticsearch_version: Option<String>,
+    /// Salted, truncated HMAC of the secret values last sent: detects rotation and cannot
+    /// reveal them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_fingerprint: Option<String>,
+    /// Hash of the non-secret configuration last applied; tells spec edits from drift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_config_hash: Option<String>,
+}
+
+impl InferenceEndpointStatus {
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
+}
+
+fn free_form_object(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
+}
+
+fn service_settings_schema(_: &mut SchemaGenerator) -> Schema {
+    // Secret keys are declared so that CEL can see them and refuse them with a message
+    // that says what to do; every other key passes through to Elasticsearch.
+    let properties: Map<String, Value> = SECRET_SETTING_KEYS
+        .iter()
+        .map(|k| {
+            let schema = if *k == "secret_parameters" {
+                serde_json::json!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true })
+            } else {
+                serde_json::json!({ "type": "string" })
+            };
+            ((*k).to_string(), schema)
+        })
+        .collect();
+    let rules: Vec<Value> = SECRET_SETTING_KEYS
+        .iter()
+        .map(|k| {
+            serde_json::json!({
+                "rule": format!("!has(self.{k})"),
+                "message": format!(
+                    "serviceSettings.{k} is a credential and must not be written inline: store it in a Secret and reference it with secretSettings.{k}.secretKeyRef"
+                ),
+            })
+        })
+        .collect();
+    json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+        "properties": properties,
+        "x-kubernetes-validations": rules,
+    })
+}
+
+fn conditions_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["type"],
+        "items": {
+            "type": "object",
+            "required": ["type", "status", "lastTransitionTime", "reason", "message"],
+            "properties": {
+                "type": { "type": "string", "description": "Condition type: Ready, Reconciling or Stalled." },
+                "status": { "type": "string", "enum": ["True", "False", "Unknown"] },
+                "reason": { "type": "string", "description": "One-word CamelCase reason; see the README's troubleshooting table." },
+                "message": { "type": "string", "description": "What happened and what to do about it." },
+                "observedGeneration": { "type": "integer", "format": "int64" },
+                "lastTransitionTime": { "type": "string", "format": "date-time" },
+            },
+        },
+    })
+}
+
+/// The CRD as YAML, exactly as committed under `crds/`.
+pub fn crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    let crd = InferenceEndpoint::crd();
+    let mut out = String::from(
+        "# Generated by `es-inference-operator crd` from src/crd.rs. Do not edit by hand.\n",
+    );
+    out.push_str(&serde_saphyr::to_string(&crd).expect("a CRD always serializes to YAML"));
+    out
+}

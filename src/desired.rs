@@ -1,0 +1,488 @@
+//! PURE: what Elasticsearch should hold for a spec, and how an observed endpoint differs from it.
+//!
+//! Comparison follows CONTRACT §2.4: only what the user set is compared, as a subset of what
+//! Elasticsearch returns, so server-added defaults (`rate_limit`, `dimensions`, `similarity`,
+//! chunking) are never drift; secrets are never compared here (they are never returned); the
+//! `num_allocations` of adaptive deployments and platform-specific model ids are not drift.
+
+use std::collections::BTreeMap;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    crd::{ChunkingSettings, ChunkingStrategy, InferenceEndpointSpec, SeparatorGroup},
+    es::{EndpointConfig, Version},
+};
+
+/// Secret values for one request, keyed by their `service_settings` path (`api_key`,
+/// `secret_parameters.token`).
+#[derive(Default)]
+pub struct SecretValues {
+    pub values: BTreeMap<String, SecretString>,
+}
+
+impl std::fmt::Debug for SecretValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretValues")
+            .field("keys", &self.values.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How secret values appear in a built body.
+#[derive(Clone, Copy, Debug)]
+pub enum SecretMode<'a> {
+    /// The real values: only for a request about to be sent.
+    Reveal(&'a SecretValues),
+    /// `<redacted>` in place of each value (for `render`).
+    Redacted,
+}
+
+pub const REDACTED: &str = "<redacted>";
+
+/// `chunking_settings` as Elasticsearch spells them.
+pub fn chunking_to_es(c: &ChunkingSettings) -> Map<String, Value> {
+    let mut m = Map::new();
+    let strategy = match c.strategy {
+        ChunkingStrategy::Sentence => "sentence",
+        ChunkingStrategy::Word => "word",
+        ChunkingStrategy::Recursive => "recursive",
+        ChunkingStrategy::None => "none",
+    };
+    m.insert("strategy".into(), json!(strategy));
+    if let Some(v) = c.max_chunk_size {
+        m.insert("max_chunk_size".into(), json!(v));
+    }
+    if let Some(v) = c.sentence_overlap {
+        m.insert("sentence_overlap".into(), json!(v));
+    }
+    if let Some(v) = c.overlap {
+        m.insert("overlap".into(), json!(v));
+    }
+    if let Some(g) = c.separator_group {
+        let g = match g {
+            SeparatorGroup::Plaintext => "plaintext",
+            SeparatorGroup::Markdown => "markdown",
+        };
+        m.insert("separator_group".into(), json!(g));
+    }
+    if let Some(s) = &c.separators {
+        m.insert("separators".into(), json!(s));
+    }
+    m
+}
+
+/// Hash of everything non-secret that the spec asks Elasticsearch to hold. Stored in status as
+/// `appliedConfigHash` once applied: a later difference with the same hash is drift, a
+/// difference with another hash is an edit.
+pub fn config_hash(spec: &InferenceEndpointSpec) -> String {
+    let canonical = json!({
+        "service": spec.service,
+        "task_type": spec.task_type.as_str(),
+        "service_settings": spec.service_settings,
+        "task_settings": spec.task_settings,
+        "chunking_settings": spec.chunking_settings.as_ref().map(chunking_to_es),
+    });
+    // serde_json maps are sorted by key, so the string is canonical.
+    let digest = Sha256::digest(canonical.to_string().as_bytes());
+    hex::encode(&digest[..8])
+}
+
+/// Put the secrets into a `service_settings` map.
+fn merge_secrets(settings: &mut Map<String, Value>, keys: &[String], mode: SecretMode<'_>) {
+    for path in keys {
+        let value = match mode {
+            SecretMode::Reveal(s) => match s.values.get(path) {
+                Some(v) => Value::String(v.expose_secret().to_string()),
+                None => continue,
+            },
+            SecretMode::Redacted => Value::String(REDACTED.into()),
+        };
+        match path.split_once('.') {
+            Some((parent, child)) => {
+                let entry = settings
+                    .entry(parent.to_string())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if let Value::Object(m) = entry {
+                    m.insert(child.to_string(), value);
+                }
+            }
+            None => {
+                settings.insert(path.clone(), value);
+            }
+        }
+    }
+}
+
+fn secret_keys(spec: &InferenceEndpointSpec) -> Vec<String> {
+    spec.secret_settings.keys().cloned().collect()
+}
+
+/// The body of `PUT /_inference/{task_type}/{id}`.
+pub fn create_body(spec: &InferenceEndpointSpec, mode: SecretMode<'_>) -> Value {
+    let mut service_settings = spec.service_settings.clone();
+    merge_secrets(&mut service_settings, &secret_keys(spec), mode);
+    let mut body = Map::new();
+    body.insert("service".into(), json!(spec.service));
+    body.insert("service_settings".into(), Value::Object(service_settings));
+    if let Some(t) = &spec.task_settings
+        && !t.is_empty()
+    {
+        body.insert("task_settings".into(), Value::Object(t.clone()));
+    }
+    if let Some(c) = &spec.chunking_settings {
+        body.insert("chunking_settings".into(), Value::Object(chunking_to_es(c)));
+    }
+    Value::Object(body)
+}
+
+/// The body of `_update`: every secret (versions before 9.4 re-parse secrets from
+/// `service_settings` and need all of them, CONTRACT §9), the mutable service settings that
+/// differ, the task settings, and chunking where the version accepts it. `None` when there is
+/// nothing to send (an empty body is a 400).
+pub fn update_body(
+    spec: &InferenceEndpointSpec,
+    mode: SecretMode<'_>,
+    changed: &[FieldDiff],
+    version: Version,
+) -> Option<Value> {
+    let mut service_settings = Map::new();
+    merge_secrets(&mut service_settings, &secret_keys(spec), mode);
+    for d in changed.iter().filter(|d| d.mutable) {
+        if let Some(key) = d.field.strip_prefix("service_settings.")
+            && let Some(v) = spec.service_settings.get(key)
+        {
+            service_settings.insert(key.to_string(), v.clone());
+        }
+    }
+    let mut body = Map::new();
+    if !service_settings.is_empty() {
+        body.insert("service_settings".into(), Value::Object(service_settings));
+    }
+    if let Some(t) = &spec.task_settings
+        && !t.is_empty()
+    {
+        body.insert("task_settings".into(), Value::Object(t.clone()));
+    }
+    if version.update_accepts_chunking()
+        && changed.iter().any(|d| d.field == "chunking_settings")
+        && let Some(c) = &spec.chunking_settings
+    {
+        body.insert("chunking_settings".into(), Value::Object(chunking_to_es(c)));
+    }
+    (!body.is_empty()).then_some(Value::Object(body))
+}
+
+/// One setting whose observed value differs from the spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldDiff {
+    /// `service`, `task_type`, `service_settings.model_id`, `task_settings.max_tokens`,
+    /// `chunking_settings`.
+    pub field: String,
+    /// Whether `_update` can change it on this Elasticsearch version.
+    pub mutable: bool,
+}
+
+fn is_builtin_model_service(service: &str) -> bool {
+    matches!(service, "elasticsearch" | "elser")
+}
+
+/// How `observed` differs from `spec`, considering only what the spec sets.
+pub fn diff(
+    spec: &InferenceEndpointSpec,
+    observed: &EndpointConfig,
+    version: Version,
+) -> Vec<FieldDiff> {
+    let mut out = Vec::new();
+    let immutable = |field: &str| FieldDiff {
+        field: field.to_string(),
+        mutable: false,
+    };
+    if observed.service != spec.service {
+        out.push(immutable("service"));
+    }
+    if observed.task_type != spec.task_type.as_str() {
+        out.push(immutable("task_type"));
+    }
+    let builtin = is_builtin_model_service(&spec.service);
+    let adaptive = |m: &Map<String, Value>| {
+        m.get("adaptive_allocations")
+            .and_then(|a| a.get("enabled"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    };
+    let adaptive_on =
+        builtin && (adaptive(&spec.service_settings) || adaptive(&observed.service_settings));
+    for (key, want) in &spec.service_settings {
+        // A key Elasticsearch does not return cannot be observed; comparing it would be a
+        // perpetual difference.
+        let Some(got) = observed.service_settings.get(key) else {
+            continue;
+        };
+        if builtin && key == "num_allocations" && adaptive_on {
+            continue;
+        }
+        if builtin
+            && key == "model_id"
+            && let (Some(w), Some(g)) = (want.as_str(), got.as_str())
+            && g.strip_prefix(w)
+                .is_some_and(|rest| rest.starts_with("_linux-"))
+        {
+            continue;
+        }
+        if !subset(want, got) {
+            let mutable = builtin
+                && (key == "num_allocations"
+                    || (key == "adaptive_allocations"
+                        && version.update_accepts_adaptive_allocations()));
+            out.push(FieldDiff {
+                field: format!("service_settings.{key}"),
+                mutable,
+            });
+        }
+    }
+    if let Some(task) = &spec.task_settings {
+        for (key, want) in task {
+            let same = observed
+                .task_settings
+                .get(key)
+                .is_some_and(|got| subset(want, got));
+            if !same {
+                out.push(FieldDiff {
+                    field: format!("task_settings.{key}"),
+                    mutable: true,
+                });
+            }
+        }
+    }
+    if let Some(c) = &spec.chunking_settings {
+        let mut want = chunking_to_es(c);
+        // Elasticsearch stores a separator group as the expanded separator list.
+        want.remove("separator_group");
+        let same = observed
+            .chunking_settings
+            .as_ref()
+            .is_some_and(|got| subset(&Value::Object(want), &Value::Object(got.clone())));
+        if !same {
+            out.push(FieldDiff {
+                field: "chunking_settings".into(),
+                mutable: version.update_accepts_chunking(),
+            });
+        }
+    }
+    out
+}
+
+/// `want` ⊆ `got`: objects by key (keys missing from `got` are not observable and pass),
+/// numbers by value (1 == 1.0), everything else by equality.
+pub fn subset(want: &Value, got: &Value) -> bool {
+    match (want, got) {
+        (Value::Object(w), Value::Object(g)) => w
+            .iter()
+            .all(|(k, wv)| g.get(k).is_none_or(|gv| subset(wv, gv))),
+        (Value::Number(w), Value::Number(g)) => w.as_f64() == g.as_f64(),
+        (Value::Array(w), Value::Array(g)) => {
+            w.len() == g.len() && w.iter().zip(g).all(|(a, b)| subset(a, b))
+        }
+        (w, g) => w == g,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::TaskType;
+
+    fn spec(yaml: &str) -> InferenceEndpointSpec {
+        serde_saphyr::from_str(yaml).expect("valid spec yaml")
+    }
+
+    fn observed(v: Value) -> EndpointConfig {
+        serde_json::from_value(v).expect("valid endpoint")
+    }
+
+    const V91: Version = Version::new(9, 1, 0);
+
+    #[test]
+    fn create_body_merges_secrets_only_when_revealed() {
+        let s = spec(
+            "taskType: completion\nservice: anthropic\nserviceSettings: {model_id: claude}\n\
+             secretSettings: {api_key: {secretKeyRef: {name: a, key: k}}}\ntaskSettings: {max_tokens: 1024}\n",
+        );
+        let mut values = SecretValues::default();
+        values
+            .values
+            .insert("api_key".into(), SecretString::from("sk-live"));
+        let body = create_body(&s, SecretMode::Reveal(&values));
+        assert_eq!(body["service_settings"]["api_key"], "sk-live");
+        assert_eq!(body["service_settings"]["model_id"], "claude");
+        assert_eq!(body["task_settings"]["max_tokens"], 1024);
+        let shown = create_body(&s, SecretMode::Redacted);
+        assert_eq!(shown["service_settings"]["api_key"], REDACTED);
+        assert!(!shown.to_string().contains("sk-live"));
+    }
+
+    #[test]
+    fn secret_parameters_paths_nest() {
+        let s = spec(
+            "taskType: text_embedding\nservice: custom\nserviceSettings: {url: 'https://x'}\n\
+             secretSettings: {secret_parameters.token: {secretKeyRef: {name: a, key: k}}}\n",
+        );
+        let body = create_body(&s, SecretMode::Redacted);
+        assert_eq!(
+            body["service_settings"]["secret_parameters"]["token"],
+            REDACTED
+        );
+    }
+
+    #[test]
+    fn update_body_always_carries_secrets_and_task_settings() {
+        let s = spec(
+            "taskType: completion\nservice: anthropic\nserviceSettings: {model_id: claude}\n\
+             secretSettings: {api_key: {secretKeyRef: {name: a, key: k}}}\ntaskSettings: {max_tokens: 10}\n",
+        );
+        let body = update_body(&s, SecretMode::Redacted, &[], V91).expect("non-empty");
+        assert_eq!(body["service_settings"], json!({"api_key": REDACTED}));
+        assert_eq!(body["task_settings"], json!({"max_tokens": 10}));
+        assert!(body.get("service").is_none(), "service is not updatable");
+    }
+
+    #[test]
+    fn update_body_is_none_when_nothing_to_send() {
+        let s = spec(
+            "taskType: sparse_embedding\nservice: elasticsearch\nserviceSettings: {model_id: .elser_model_2}\n",
+        );
+        assert_eq!(update_body(&s, SecretMode::Redacted, &[], V91), None);
+    }
+
+    #[test]
+    fn server_defaults_are_not_drift() {
+        // Real GET body with rate_limit, similarity, dimensions and chunking added by ES.
+        let s = spec(
+            "taskType: text_embedding\nservice: openai\nserviceSettings: {model_id: text-embedding-3-small, dimensions: 128}\n\
+             secretSettings: {api_key: {secretKeyRef: {name: a, key: k}}}\n",
+        );
+        let o = observed(json!({
+            "inference_id": "x", "task_type": "text_embedding", "service": "openai",
+            "service_settings": {"model_id": "text-embedding-3-small", "similarity": "dot_product",
+                "dimensions": 128, "rate_limit": {"requests_per_minute": 3000}},
+            "chunking_settings": {"strategy": "sentence", "max_chunk_size": 250, "sentence_overlap": 1}
+        }));
+        assert!(diff(&s, &o, V91).is_empty());
+    }
+
+    #[test]
+    fn immutable_and_mutable_differences_are_classified() {
+        let s = spec(
+            "taskType: completion\nservice: anthropic\nserviceSettings: {model_id: claude-2}\ntaskSettings: {max_tokens: 20}\n",
+        );
+        let o = observed(json!({
+            "inference_id": "x", "task_type": "completion", "service": "anthropic",
+            "service_settings": {"model_id": "claude-1", "rate_limit": {"requests_per_minute": 50}},
+            "task_settings": {"max_tokens": 10}
+        }));
+        let d = diff(&s, &o, V91);
+        assert_eq!(
+            d,
+            vec![
+                FieldDiff {
+                    field: "service_settings.model_id".into(),
+                    mutable: false
+                },
+                FieldDiff {
+                    field: "task_settings.max_tokens".into(),
+                    mutable: true
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn builtin_models_tolerate_platform_ids_and_adaptive_allocations() {
+        let s = spec(
+            "taskType: sparse_embedding\nservice: elasticsearch\nserviceSettings: {model_id: .elser_model_2, num_threads: 1, \
+             num_allocations: 1, adaptive_allocations: {enabled: true, min_number_of_allocations: 1, max_number_of_allocations: 4}}\n",
+        );
+        let o = observed(json!({
+            "inference_id": "x", "task_type": "sparse_embedding", "service": "elasticsearch",
+            "service_settings": {"model_id": ".elser_model_2_linux-x86_64", "num_threads": 1, "num_allocations": 3,
+                "adaptive_allocations": {"enabled": true, "min_number_of_allocations": 1, "max_number_of_allocations": 4}},
+            "chunking_settings": {"strategy": "sentence", "max_chunk_size": 250, "sentence_overlap": 1}
+        }));
+        assert!(diff(&s, &o, V91).is_empty());
+    }
+
+    #[test]
+    fn num_allocations_is_mutable_for_builtin_models() {
+        let s = spec(
+            "taskType: text_embedding\nservice: elasticsearch\nserviceSettings: {model_id: .multilingual-e5-small, num_allocations: 2, num_threads: 1}\n",
+        );
+        let o = observed(json!({
+            "inference_id": "x", "task_type": "text_embedding", "service": "elasticsearch",
+            "service_settings": {"model_id": ".multilingual-e5-small", "num_allocations": 1, "num_threads": 1}
+        }));
+        let d = diff(&s, &o, V91);
+        assert_eq!(
+            d,
+            vec![FieldDiff {
+                field: "service_settings.num_allocations".into(),
+                mutable: true
+            }]
+        );
+        let body = update_body(&s, SecretMode::Redacted, &d, V91).expect("body");
+        assert_eq!(body["service_settings"], json!({"num_allocations": 2}));
+    }
+
+    #[test]
+    fn chunking_compared_only_when_set_and_mutable_from_9_5() {
+        let s = spec(
+            "taskType: text_embedding\nservice: openai\nserviceSettings: {model_id: m}\nchunkingSettings: {strategy: word, maxChunkSize: 100, overlap: 20}\n",
+        );
+        let o = observed(json!({
+            "inference_id": "x", "task_type": "text_embedding", "service": "openai",
+            "service_settings": {"model_id": "m"},
+            "chunking_settings": {"strategy": "sentence", "max_chunk_size": 250, "sentence_overlap": 1}
+        }));
+        assert_eq!(
+            diff(&s, &o, V91),
+            vec![FieldDiff {
+                field: "chunking_settings".into(),
+                mutable: false
+            }]
+        );
+        let d = diff(&s, &o, Version::new(9, 5, 0));
+        assert!(d[0].mutable);
+        let body = update_body(&s, SecretMode::Redacted, &d, Version::new(9, 5, 0)).expect("body");
+        assert_eq!(
+            body["chunking_settings"],
+            json!({"strategy": "word", "max_chunk_size": 100, "overlap": 20})
+        );
+    }
+
+    #[test]
+    fn config_hash_changes_with_settings_not_with_policies() {
+        let a = spec("taskType: completion\nservice: anthropic\nserviceSettings: {model_id: m}\n");
+        let mut b = a.clone();
+        b.adopt = true;
+        b.force_delete = true;
+        assert_eq!(config_hash(&a), config_hash(&b));
+        let mut c = a.clone();
+        c.service_settings.insert("model_id".into(), json!("n"));
+        assert_ne!(config_hash(&a), config_hash(&c));
+        assert_eq!(a.task_type, TaskType::Completion);
+    }
+
+    #[test]
+    fn subset_semantics() {
+        assert!(subset(&json!({"a": 1}), &json!({"a": 1.0, "b": 2})));
+        assert!(subset(
+            &json!({"a": {"x": 1}}),
+            &json!({"a": {"x": 1, "y": 2}})
+        ));
+        assert!(!subset(&json!({"a": 2}), &json!({"a": 1})));
+        assert!(!subset(&json!([1, 2]), &json!([1])));
+        assert!(subset(&json!({"missing": 1}), &json!({})));
+    }
+}

@@ -1,0 +1,17 @@
+//! es-inference-operator: Elasticsearch inference endpoints as Kubernetes resources.
+//!
+//! See ARCHITECTURE.md for the reconcile pipeline and which module owns which step.
+
+pub mod conditions;
+pub mod config;
+pub mod controller;
+pub mod crd;
+pub mod desired;
+pub mod error;
+pub mod es;
+pub mod metrics;
+pub mod plan;
+pub mod render;
+pub mod secrets;
+pub mod server;
+pub mod telemetry;

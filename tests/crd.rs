@@ -1,0 +1,191 @@
+//! The committed CRD is generated from the Rust types, and its schema rules behave as intended.
+//! CEL rules are evaluated client-side with kube's CEL validator; the real API server check is
+//! part of the e2e suite (tests/e2e.rs).
+
+use es_inference_operator::crd::{InferenceEndpoint, crd_yaml};
+use kube::{CustomResourceExt, core::cel::Validator};
+use serde_json::{Value, json};
+
+const CRD_PATH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/crds/inferenceendpoints.es-inference.dev.yaml"
+);
+
+#[test]
+fn committed_crd_is_up_to_date() {
+    let committed = std::fs::read_to_string(CRD_PATH).expect("crds/ file present");
+    assert!(
+        committed == crd_yaml(),
+        "crds/ is stale: run `cargo run -- crd > crds/inferenceendpoints.es-inference.dev.yaml`"
+    );
+}
+
+fn schema() -> Value {
+    let crd = InferenceEndpoint::crd();
+    serde_json::to_value(
+        crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+            .expect("schema"),
+    )
+    .expect("json")
+}
+
+fn object(spec: Value) -> Value {
+    json!({
+        "apiVersion": "es-inference.dev/v1alpha1",
+        "kind": "InferenceEndpoint",
+        "metadata": {"name": "x", "namespace": "ns"},
+        "spec": spec,
+    })
+}
+
+fn check(spec: Value, old: Option<Value>) -> Result<(), String> {
+    let old = old.map(object);
+    Validator::new()
+        .validate(&schema(), &object(spec), old.as_ref())
+        .map_err(|e| e.to_string())
+}
+
+fn valid() -> Value {
+    json!({
+        "taskType": "text_embedding",
+        "service": "openai",
+        "serviceSettings": {"model_id": "text-embedding-3-small"},
+        "secretSettings": {"api_key": {"secretKeyRef": {"name": "openai", "key": "api-key"}}},
+        "chunkingSettings": {"strategy": "sentence", "maxChunkSize": 250, "sentenceOverlap": 1}
+    })
+}
+
+#[test]
+fn a_valid_spec_passes() {
+    check(valid(), None).expect("valid");
+    check(valid(), Some(valid())).expect("unchanged update");
+}
+
+/// kube-cel 0.8 escapes every `_` in a field name (`api_key` becomes `api__key`), while the Go
+/// API server escapes only `__`; so these rules cannot be evaluated client-side. Their presence
+/// is checked here and their behaviour on a real API server by `tests/e2e.rs`
+/// (`crd_rules_on_a_real_api_server`).
+#[test]
+fn inline_credentials_are_refused_with_guidance() {
+    let schema = schema();
+    let settings = &schema["properties"]["spec"]["properties"]["serviceSettings"];
+    let rules = settings["x-kubernetes-validations"]
+        .as_array()
+        .expect("rules");
+    for key in [
+        "api_key",
+        "access_key",
+        "secret_key",
+        "service_account_json",
+        "client_secret",
+        "entra_id",
+        "secret_parameters",
+    ] {
+        assert!(
+            settings["properties"][key].is_object(),
+            "{key} declared so CEL can see it"
+        );
+        let rule = rules
+            .iter()
+            .find(|r| r["rule"] == format!("!has(self.{key})"))
+            .unwrap_or_else(|| panic!("no rule for {key}"));
+        let msg = rule["message"].as_str().expect("message");
+        assert!(
+            msg.contains(&format!("secretSettings.{key}.secretKeyRef")),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
+fn identity_fields_are_immutable() {
+    let mut s = valid();
+    s["service"] = json!("cohere");
+    assert!(
+        check(s, Some(valid()))
+            .expect_err("service")
+            .contains("service is immutable")
+    );
+    let mut s = valid();
+    s["taskType"] = json!("sparse_embedding");
+    assert!(
+        check(s, Some(valid()))
+            .expect_err("taskType")
+            .contains("taskType is immutable")
+    );
+    let mut s = valid();
+    s["inferenceId"] = json!("new-id");
+    assert!(
+        check(s.clone(), Some(valid()))
+            .expect_err("added id")
+            .contains("inferenceId is immutable")
+    );
+    let mut changed = s.clone();
+    changed["inferenceId"] = json!("other-id");
+    assert!(
+        check(changed, Some(s.clone()))
+            .expect_err("changed id")
+            .contains("inferenceId is immutable")
+    );
+    check(s.clone(), Some(s)).expect("same id");
+}
+
+#[test]
+fn chunking_rules_follow_the_contract() {
+    let with = |c: Value| {
+        let mut s = valid();
+        s["chunkingSettings"] = c;
+        check(s, None)
+    };
+    with(json!({"strategy": "sentence", "maxChunkSize": 20, "sentenceOverlap": 0}))
+        .expect("sentence ok");
+    assert!(
+        with(json!({"strategy": "sentence", "maxChunkSize": 19}))
+            .expect_err("small")
+            .contains("at least 20")
+    );
+    assert!(
+        with(json!({"strategy": "sentence", "maxChunkSize": 100, "overlap": 5}))
+            .expect_err("extra")
+            .contains("accepts only")
+    );
+    with(json!({"strategy": "word", "maxChunkSize": 100, "overlap": 50})).expect("word ok");
+    assert!(
+        with(json!({"strategy": "word", "maxChunkSize": 100, "overlap": 51}))
+            .expect_err("overlap")
+            .contains("at most half")
+    );
+    assert!(
+        with(json!({"strategy": "word", "maxChunkSize": 100})).is_err(),
+        "word needs overlap"
+    );
+    with(json!({"strategy": "recursive", "maxChunkSize": 200, "separatorGroup": "markdown"}))
+        .expect("recursive ok");
+    assert!(with(json!({"strategy": "recursive", "maxChunkSize": 200, "separatorGroup": "markdown", "separators": ["\n"]})).expect_err("both").contains("not both"));
+    with(json!({"strategy": "none"})).expect("none ok");
+    assert!(with(json!({"strategy": "none", "maxChunkSize": 10})).is_err());
+    let mut s = valid();
+    s["taskType"] = json!("completion");
+    assert!(
+        check(s, None)
+            .expect_err("completion")
+            .contains("embedding task types")
+    );
+}
+
+#[test]
+fn secret_settings_keys_are_checked() {
+    let mut s = valid();
+    s["secretSettings"] =
+        json!({"secret_parameters.token": {"secretKeyRef": {"name": "c", "key": "t"}}});
+    check(s.clone(), None).expect("custom service secret parameter");
+    s["secretSettings"] = json!({"API KEY": {"secretKeyRef": {"name": "c", "key": "t"}}});
+    assert!(
+        check(s, None)
+            .expect_err("bad key")
+            .contains("secretSettings keys")
+    );
+}
