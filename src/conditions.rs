@@ -26,6 +26,7 @@ pub mod reason {
     pub const UNSUPPORTED_VERSION: &str = "UnsupportedVersion";
     pub const ELASTICSEARCH_UNAVAILABLE: &str = "ElasticsearchUnavailable";
     pub const CREATING: &str = "Creating";
+    pub const KUBERNETES_ERROR: &str = "KubernetesError";
 }
 
 /// How an outcome weighs for kstatus.

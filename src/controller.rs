@@ -114,6 +114,12 @@ impl Cluster {
         Ok(found)
     }
 
+    /// Forget the cached identity and list, so the next reads go to Elasticsearch.
+    pub async fn invalidate(&self) {
+        *self.info.lock().await = None;
+        *self.snapshot.lock().await = None;
+    }
+
     /// Keep the snapshot truthful after our own writes.
     async fn remember(&self, id: &str, ep: Option<&EndpointConfig>) {
         if let Some((_, map)) = self.snapshot.lock().await.as_mut() {
@@ -383,6 +389,10 @@ fn read_failure_outcome(e: &Error) -> Outcome {
         Error::Es(es) => Outcome::progressing(
             reason::ELASTICSEARCH_UNAVAILABLE,
             format!("{es}; retrying with backoff"),
+        ),
+        Error::Kube(k) => Outcome::progressing(
+            reason::KUBERNETES_ERROR,
+            format!("{k}; retrying with backoff (check the operator's RBAC if this persists)"),
         ),
         other => Outcome::progressing(
             reason::ELASTICSEARCH_UNAVAILABLE,

@@ -189,3 +189,31 @@ fn secret_settings_keys_are_checked() {
             .contains("secretSettings keys")
     );
 }
+
+#[test]
+fn examples_are_valid_and_render() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).expect("examples/") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read");
+        let ie: InferenceEndpoint =
+            serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let obj = serde_json::to_value(&ie).expect("json");
+        Validator::new()
+            .validate(&schema(), &obj, None)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        es_inference_operator::render::render(
+            &text,
+            &[],
+            es_inference_operator::es::Version::new(9, 1, 0),
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        n += 1;
+    }
+    assert!(n >= 7, "examples found: {n}");
+}

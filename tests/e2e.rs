@@ -1,0 +1,695 @@
+//! End-to-end: the real `es-inference-operator run` binary against a real Kubernetes API server
+//! (and a real Elasticsearch, or the repository's stand-in on 127.0.0.1). Configured only by
+//! environment variables (see README, "End-to-end tests"); prints SKIPPED without them.
+//! Waits on conditions with deadlines; never sleeps.
+
+mod support;
+
+type TestFn = fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+
+/// A minimal runner in libtest's output format: each test runs on its own runtime, a panic is a
+/// failure, and the process exits non-zero when any test failed.
+fn main() {
+    let tests: [(&str, TestFn); 2] = [
+        ("crd_rules_on_a_real_api_server", || {
+            Box::pin(crd_rules_on_a_real_api_server())
+        }),
+        ("lifecycle_against_a_real_api_server", || {
+            Box::pin(lifecycle_against_a_real_api_server())
+        }),
+    ];
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let selected: Vec<_> = tests
+        .iter()
+        .filter(|(n, _)| filter.as_deref().is_none_or(|f| n.contains(f)))
+        .collect();
+    println!("\nrunning {} tests", selected.len());
+    let (mut passed, mut failed) = (0, 0);
+    for (name, test) in selected {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(test())));
+        drop(rt);
+        if result.is_ok() {
+            passed += 1;
+            println!("test {name} ... ok");
+        } else {
+            failed += 1;
+            println!("test {name} ... FAILED");
+        }
+    }
+    let verdict = if failed == 0 { "ok" } else { "FAILED" };
+    println!(
+        "\ntest result: {verdict}. {passed} passed; {failed} failed; 0 ignored; 0 measured; 0 filtered out\n"
+    );
+    if failed > 0 {
+        std::process::exit(101);
+    }
+}
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use es_inference_operator::crd::InferenceEndpoint;
+use k8s_openapi::{
+    api::core::v1::{Namespace, Secret},
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, Client, Config, ResourceExt,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+    config::{KubeConfigOptions, Kubeconfig},
+    runtime::wait::{await_condition, conditions},
+};
+use serde_json::{Value, json};
+use support::es_standin::{EsStandin, StandinConfig};
+
+const DEADLINE: Duration = Duration::from_secs(90);
+
+struct Env {
+    kubeconfig: String,
+    es_url: Option<String>,
+}
+
+impl Env {
+    fn get() -> Option<Env> {
+        let kubeconfig = std::env::var("E2E_KUBECONFIG")
+            .ok()
+            .filter(|s| !s.is_empty());
+        let es_url = std::env::var("E2E_ELASTICSEARCH_URL")
+            .ok()
+            .filter(|s| !s.is_empty());
+        match kubeconfig {
+            Some(kubeconfig) => Some(Env { kubeconfig, es_url }),
+            None => {
+                println!(
+                    "SKIPPED: end-to-end tests need E2E_KUBECONFIG (and E2E_ELASTICSEARCH_URL, or `standin`); see README"
+                );
+                None
+            }
+        }
+    }
+}
+
+/// This target runs without libtest (`harness = false` in Cargo.toml), so a skip is printed
+/// plainly instead of being captured.
+fn skipped(why: &str) {
+    println!("SKIPPED: {why}");
+}
+
+async fn client(env: &Env) -> Client {
+    let kc = Kubeconfig::read_from(&env.kubeconfig).expect("read E2E_KUBECONFIG");
+    let cfg = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig");
+    Client::try_from(cfg).expect("client")
+}
+
+async fn install_crd(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crds/inferenceendpoints.es-inference.dev.yaml"
+    ))
+    .expect("crd file");
+    let crd: CustomResourceDefinition = serde_saphyr::from_str(&text).expect("crd yaml");
+    crds.patch(
+        "inferenceendpoints.es-inference.dev",
+        &PatchParams::apply("e2e").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("apply CRD (server-side): the API server must accept its schema and CEL rules");
+    tokio::time::timeout(
+        DEADLINE,
+        await_condition(
+            crds,
+            "inferenceendpoints.es-inference.dev",
+            conditions::is_crd_established(),
+        ),
+    )
+    .await
+    .expect("CRD established in time")
+    .expect("watch");
+}
+
+struct TempNamespace {
+    api: Api<Namespace>,
+    name: String,
+}
+
+impl TempNamespace {
+    async fn new(client: &Client, prefix: &str) -> Self {
+        let api: Api<Namespace> = Api::all(client.clone());
+        let name = format!("{prefix}-{:x}", rand_suffix());
+        api.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": name}})).expect("ns"),
+        )
+        .await
+        .expect("create namespace");
+        Self { api, name }
+    }
+}
+
+impl Drop for TempNamespace {
+    fn drop(&mut self) {
+        let api = self.api.clone();
+        let name = self.name.clone();
+        // Best effort; the namespace may be left terminating on an API server without controllers.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = api.delete(&name, &DeleteParams::default()).await;
+            });
+        }
+    }
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64 & 0xffff_ffff)
+        .unwrap_or(0)
+}
+
+fn ie(name: &str, ns: &str, spec: Value) -> InferenceEndpoint {
+    serde_json::from_value(json!({
+        "apiVersion": "es-inference.dev/v1alpha1", "kind": "InferenceEndpoint",
+        "metadata": {"name": name, "namespace": ns}, "spec": spec,
+    }))
+    .expect("InferenceEndpoint")
+}
+
+fn anthropic_spec(id: &str) -> Value {
+    json!({
+        "inferenceId": id, "taskType": "completion", "service": "anthropic",
+        "serviceSettings": {"model_id": "claude-sonnet-4-5"},
+        "secretSettings": {"api_key": {"secretKeyRef": {"name": "anthropic", "key": "api-key"}}},
+        "taskSettings": {"max_tokens": 256}
+    })
+}
+
+fn api_error(e: kube::Error) -> (u16, String) {
+    match e {
+        kube::Error::Api(s) => (s.code, s.message),
+        other => panic!("expected an API error, got {other}"),
+    }
+}
+
+async fn crd_rules_on_a_real_api_server() {
+    let Some(env) = Env::get() else { return };
+    let client = client(&env).await;
+    install_crd(&client).await;
+    let ns = TempNamespace::new(&client, "e2e-crd").await;
+    let api: Api<InferenceEndpoint> = Api::namespaced(client.clone(), &ns.name);
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+
+    // Inline credentials are refused with a message that says what to do.
+    for key in [
+        "api_key",
+        "secret_key",
+        "service_account_json",
+        "client_secret",
+        "entra_id",
+    ] {
+        let mut spec = anthropic_spec("x");
+        spec["serviceSettings"][key] = json!("inline-value");
+        let (code, msg) = api_error(
+            api.create(&dry, &ie("bad", &ns.name, spec))
+                .await
+                .expect_err(key),
+        );
+        assert_eq!(code, 422, "{msg}");
+        assert!(
+            msg.contains(&format!("serviceSettings.{key} is a credential")),
+            "{key}: {msg}"
+        );
+    }
+    // Enums, the id pattern and chunking rules.
+    let mut spec = anthropic_spec("Not_Valid!");
+    let (code, _) = api_error(
+        api.create(&dry, &ie("bad", &ns.name, spec.clone()))
+            .await
+            .expect_err("id pattern"),
+    );
+    assert_eq!(code, 422);
+    spec["inferenceId"] = json!("ok-id");
+    spec["taskType"] = json!("translation");
+    assert_eq!(
+        api_error(
+            api.create(&dry, &ie("bad", &ns.name, spec))
+                .await
+                .expect_err("enum")
+        )
+        .0,
+        422
+    );
+    let mut spec = anthropic_spec("emb");
+    spec["taskType"] = json!("text_embedding");
+    spec["chunkingSettings"] = json!({"strategy": "word", "maxChunkSize": 100, "overlap": 80});
+    let (_, msg) = api_error(
+        api.create(&dry, &ie("bad", &ns.name, spec.clone()))
+            .await
+            .expect_err("word overlap"),
+    );
+    assert!(msg.contains("at most half of maxChunkSize"), "{msg}");
+    spec["chunkingSettings"] =
+        json!({"strategy": "sentence", "maxChunkSize": 250, "sentenceOverlap": 1});
+    api.create(&dry, &ie("ok", &ns.name, spec))
+        .await
+        .expect("valid chunking accepted");
+    let mut spec = anthropic_spec("cmp");
+    spec["chunkingSettings"] = json!({"strategy": "none"});
+    let (_, msg) = api_error(
+        api.create(&dry, &ie("bad", &ns.name, spec))
+            .await
+            .expect_err("chunking on completion"),
+    );
+    assert!(msg.contains("embedding task types"), "{msg}");
+    let mut spec = anthropic_spec("sp");
+    spec["secretSettings"] =
+        json!({"secret_parameters.token": {"secretKeyRef": {"name": "s", "key": "k"}}});
+    api.create(&dry, &ie("ok", &ns.name, spec))
+        .await
+        .expect("secret_parameters.<name> accepted");
+
+    // Immutability: service, taskType, inferenceId (including adding one later).
+    let obj = api
+        .create(
+            &PostParams::default(),
+            &ie("imm", &ns.name, {
+                let mut s = anthropic_spec("imm");
+                s.as_object_mut().expect("obj").remove("inferenceId");
+                s
+            }),
+        )
+        .await
+        .expect("create");
+    for (patch, want) in [
+        (
+            json!({"spec": {"service": "openai"}}),
+            "service is immutable",
+        ),
+        (
+            json!({"spec": {"taskType": "chat_completion"}}),
+            "taskType is immutable",
+        ),
+        (
+            json!({"spec": {"inferenceId": "added-later"}}),
+            "inferenceId is immutable",
+        ),
+    ] {
+        let (code, msg) = api_error(
+            api.patch(
+                &obj.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .expect_err(want),
+        );
+        assert_eq!(code, 422, "{msg}");
+        assert!(msg.contains(want), "{msg}");
+    }
+    api.patch(
+        &obj.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"taskSettings": {"max_tokens": 5}}})),
+    )
+    .await
+    .expect("mutable fields can change");
+    // kubectl explain has documentation.
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = crds
+        .get("inferenceendpoints.es-inference.dev")
+        .await
+        .expect("crd");
+    let text = serde_json::to_string(&crd.spec.versions[0].schema).expect("json");
+    assert!(text.contains("The Elasticsearch inference id"));
+    api.delete(&obj.name_any(), &DeleteParams::default())
+        .await
+        .expect("delete");
+}
+
+enum Es {
+    Standin(EsStandin),
+    Real {
+        url: String,
+        http: reqwest::Client,
+        auth: Option<String>,
+    },
+}
+
+impl Es {
+    async fn new(env: &Env) -> Option<Es> {
+        match env.es_url.as_deref() {
+            None => None,
+            Some("standin") => Some(Es::Standin(
+                EsStandin::start(StandinConfig::default()).await,
+            )),
+            Some(url) => {
+                let auth = std::env::var("E2E_ELASTICSEARCH_API_KEY")
+                    .ok()
+                    .map(|k| format!("ApiKey {k}"))
+                    .or_else(|| {
+                        let u = std::env::var("E2E_ELASTICSEARCH_USERNAME").ok()?;
+                        let p = std::env::var("E2E_ELASTICSEARCH_PASSWORD").ok()?;
+                        use base64::Engine;
+                        Some(format!(
+                            "Basic {}",
+                            base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+                        ))
+                    });
+                Some(Es::Real {
+                    url: url.trim_end_matches('/').into(),
+                    http: reqwest::Client::builder().build().ok()?,
+                    auth,
+                })
+            }
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Es::Standin(s) => s.url(),
+            Es::Real { url, .. } => url.clone(),
+        }
+    }
+
+    async fn raw(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let Es::Real { url, http, auth } = self else {
+            unreachable!("raw requests are for a real cluster")
+        };
+        let mut req = http.request(method, format!("{url}{path}"));
+        if let Some(a) = auth {
+            req = req.header("Authorization", a);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("Elasticsearch reachable");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn endpoint(&self, id: &str) -> Option<Value> {
+        match self {
+            Es::Standin(s) => s.endpoint(id),
+            Es::Real { .. } => {
+                let (status, body) = self
+                    .raw(reqwest::Method::GET, &format!("/_inference/{id}"), None)
+                    .await;
+                (status == 200).then(|| body["endpoints"][0].clone())
+            }
+        }
+    }
+
+    async fn reference(&self, id: &str, on: bool) {
+        match self {
+            Es::Standin(s) if on => s.add_pipeline_reference(id, "e2e-pipeline"),
+            Es::Standin(s) => s.clear_references(id),
+            Es::Real { .. } if on => {
+                let body = json!({"processors": [{"inference": {"model_id": id, "input_output": {"input_field": "a", "output_field": "b"}}}]});
+                let (status, resp) = self
+                    .raw(
+                        reqwest::Method::PUT,
+                        "/_ingest/pipeline/e2e-pipeline",
+                        Some(body),
+                    )
+                    .await;
+                assert_eq!(status, 200, "{resp}");
+            }
+            Es::Real { .. } => {
+                self.raw(
+                    reqwest::Method::DELETE,
+                    "/_ingest/pipeline/e2e-pipeline",
+                    None,
+                )
+                .await;
+            }
+        }
+    }
+
+    async fn delete(&self, id: &str) {
+        match self {
+            Es::Standin(s) => {
+                s.remove_endpoint(id);
+            }
+            Es::Real { .. } => {
+                self.raw(
+                    reqwest::Method::DELETE,
+                    &format!("/_inference/{id}?force=true"),
+                    None,
+                )
+                .await;
+            }
+        }
+    }
+}
+
+/// The operator process; killed on drop. Its output goes to a file that is checked for secrets.
+struct Operator {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Operator {
+    fn start(env: &Env, es: &Es, namespace: &str) -> Operator {
+        let log = std::env::temp_dir().join(format!("es-inference-operator-e2e-{namespace}.log"));
+        let out = std::fs::File::create(&log).expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_es-inference-operator"));
+        cmd.arg("run")
+            .args(["--elasticsearch-url", &es.url()])
+            .args(["--namespace", namespace])
+            .args(["--metrics-addr", "127.0.0.1:0"])
+            .args(["--resync-interval", "20s"])
+            .env("KUBECONFIG", &env.kubeconfig)
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::from(out.try_clone().expect("clone")))
+            .stderr(Stdio::from(out));
+        for (from, to) in [
+            ("E2E_ELASTICSEARCH_API_KEY", "ELASTICSEARCH_API_KEY"),
+            ("E2E_ELASTICSEARCH_USERNAME", "ELASTICSEARCH_USERNAME"),
+            ("E2E_ELASTICSEARCH_PASSWORD", "ELASTICSEARCH_PASSWORD"),
+            ("E2E_ELASTICSEARCH_CA_FILE", "ELASTICSEARCH_CA_FILE"),
+        ] {
+            if let Ok(v) = std::env::var(from)
+                && matches!(es, Es::Real { .. })
+            {
+                cmd.env(to, v);
+            }
+        }
+        Operator {
+            child: cmd.spawn().expect("start the operator binary"),
+            log,
+        }
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ready_reason(obj: Option<&InferenceEndpoint>) -> Option<(String, String)> {
+    let c = obj?.status.as_ref()?.condition("Ready")?;
+    Some((c.status.clone(), c.reason.clone()))
+}
+
+async fn wait(
+    api: &Api<InferenceEndpoint>,
+    name: &str,
+    what: &str,
+    cond: impl Fn(Option<&InferenceEndpoint>) -> bool,
+) {
+    let r = tokio::time::timeout(
+        DEADLINE,
+        await_condition(api.clone(), name, move |o: Option<&InferenceEndpoint>| {
+            cond(o)
+        }),
+    )
+    .await;
+    let last = api.get_opt(name).await.ok().flatten();
+    assert!(
+        r.is_ok(),
+        "timed out waiting for {what}; last seen: {:?}",
+        last.map(|o| o.status)
+    );
+}
+
+async fn wait_es(es: &Es, id: &str, what: &str, cond: impl Fn(Option<&Value>) -> bool) {
+    let end = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let ep = es.endpoint(id).await;
+        if cond(ep.as_ref()) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < end,
+            "timed out waiting for {what}"
+        );
+        // Polling Elasticsearch: nothing to watch there.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+const LIFECYCLE_ID: &str = "e2e-claude";
+
+async fn lifecycle_against_a_real_api_server() {
+    let Some(env) = Env::get() else { return };
+    let Some(es) = Es::new(&env).await else {
+        skipped("the lifecycle test needs E2E_ELASTICSEARCH_URL (a URL, or `standin`)");
+        return;
+    };
+    let key = std::env::var("E2E_PROVIDER_API_KEY")
+        .unwrap_or_else(|_| "sk-ant-e2e-FIRST-KEY-0001".into());
+    let rotated = std::env::var("E2E_PROVIDER_API_KEY_ROTATED")
+        .unwrap_or_else(|_| "sk-ant-e2e-ROTATED-KEY-0002".into());
+    let client = client(&env).await;
+    install_crd(&client).await;
+    let ns = TempNamespace::new(&client, "e2e").await;
+    let operator = Operator::start(&env, &es, &ns.name);
+    let api: Api<InferenceEndpoint> = Api::namespaced(client.clone(), &ns.name);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    let secret = |v: &str| {
+        serde_json::from_value::<Secret>(json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "anthropic"}, "stringData": {"api-key": v}
+    })).expect("secret")
+    };
+
+    // Create → Ready.
+    secrets
+        .create(&PostParams::default(), &secret(&key))
+        .await
+        .expect("secret");
+    api.create(
+        &PostParams::default(),
+        &ie("claude", &ns.name, anthropic_spec(LIFECYCLE_ID)),
+    )
+    .await
+    .expect("create");
+    wait(&api, "claude", "Ready=True", |o| {
+        ready_reason(o) == Some(("True".into(), "InSync".into()))
+    })
+    .await;
+    assert!(
+        es.endpoint(LIFECYCLE_ID).await.is_some(),
+        "endpoint exists in Elasticsearch"
+    );
+    let first_fp = api
+        .get("claude")
+        .await
+        .expect("get")
+        .status
+        .and_then(|s| s.secret_fingerprint);
+
+    // Rotate the Secret → _update with the new value.
+    secrets
+        .replace("anthropic", &PostParams::default(), &{
+            let mut s = secret(&rotated);
+            s.metadata.resource_version = secrets
+                .get("anthropic")
+                .await
+                .expect("get")
+                .metadata
+                .resource_version;
+            s
+        })
+        .await
+        .expect("rotate");
+    let fp = first_fp.clone();
+    wait(&api, "claude", "a new secret fingerprint", move |o| {
+        o.and_then(|o| o.status.as_ref())
+            .and_then(|s| s.secret_fingerprint.clone())
+            != fp
+    })
+    .await;
+    if let Es::Standin(s) = &es {
+        assert_eq!(
+            s.endpoint_secrets(LIFECYCLE_ID).expect("secrets")["api_key"],
+            rotated.as_str()
+        );
+    }
+
+    // Edit the spec → update, observed at the new generation.
+    let edited = api
+        .patch(
+            "claude",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"taskSettings": {"max_tokens": 512}}})),
+        )
+        .await
+        .expect("edit");
+    let generation = edited.metadata.generation;
+    wait(&api, "claude", "the edit to be applied", move |o| {
+        o.and_then(|o| o.status.as_ref())
+            .is_some_and(|s| s.observed_generation == generation)
+            && ready_reason(o) == Some(("True".into(), "InSync".into()))
+    })
+    .await;
+    wait_es(&es, LIFECYCLE_ID, "max_tokens 512 in Elasticsearch", |ep| {
+        ep.is_some_and(|e| e["task_settings"]["max_tokens"] == 512)
+    })
+    .await;
+
+    // Blocked delete, then unblocked.
+    es.reference(LIFECYCLE_ID, true).await;
+    api.delete("claude", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait(&api, "claude", "DeletionBlocked", |o| {
+        ready_reason(o).is_some_and(|(_, r)| r == "DeletionBlocked")
+    })
+    .await;
+    assert!(
+        es.endpoint(LIFECYCLE_ID).await.is_some(),
+        "not deleted while referenced"
+    );
+    es.reference(LIFECYCLE_ID, false).await;
+    wait(&api, "claude", "the resource to be gone", |o| o.is_none()).await;
+    wait_es(&es, LIFECYCLE_ID, "the endpoint to be deleted", |ep| {
+        ep.is_none()
+    })
+    .await;
+
+    // Retain: the resource goes, the endpoint stays.
+    let mut spec = anthropic_spec(LIFECYCLE_ID);
+    spec["deletionPolicy"] = json!("Retain");
+    api.create(&PostParams::default(), &ie("kept", &ns.name, spec))
+        .await
+        .expect("create");
+    wait(&api, "kept", "Ready=True", |o| {
+        ready_reason(o) == Some(("True".into(), "InSync".into()))
+    })
+    .await;
+    api.delete("kept", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait(&api, "kept", "the resource to be gone", |o| o.is_none()).await;
+    assert!(es.endpoint(LIFECYCLE_ID).await.is_some(), "retained");
+    es.delete(LIFECYCLE_ID).await;
+
+    let logs = operator.logs();
+    assert!(logs.contains("operator started"), "operator logs:\n{logs}");
+    for v in [&key, &rotated] {
+        assert!(
+            !logs.contains(v.as_str()),
+            "a secret value reached the operator's logs"
+        );
+    }
+    drop(operator);
+}

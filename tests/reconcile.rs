@@ -1,0 +1,742 @@
+//! The real reconciler against a stateful Kubernetes API fake and the Elasticsearch stand-in
+//! (both follow their real contracts; see tests/support). Each test drives `reconcile` as the
+//! controller would and asserts on what reached Elasticsearch and Kubernetes.
+
+mod support;
+
+use std::time::Duration;
+
+use es_inference_operator::{controller::Settings, error::Error};
+use serde_json::{Value, json};
+use support::{
+    es_standin::{Fault, StandinConfig},
+    harness::{Harness, NS, capture_logs, wait_for},
+};
+
+const KEY: &str = "sk-ant-api03-FIRST-SECRET-VALUE";
+const ROTATED: &str = "sk-ant-api03-ROTATED-SECRET-VALUE";
+
+fn anthropic() -> Value {
+    json!({
+        "inferenceId": "claude-completion",
+        "taskType": "completion",
+        "service": "anthropic",
+        "serviceSettings": {"model_id": "claude-sonnet-4-5"},
+        "secretSettings": {"api_key": {"secretKeyRef": {"name": "anthropic", "key": "api-key"}}},
+        "taskSettings": {"max_tokens": 1024}
+    })
+}
+
+async fn created(h: &Harness) {
+    h.secret("anthropic", &[("api-key", KEY)]);
+    h.endpoint("claude", anthropic());
+    h.settle("claude").await.expect("reconciles");
+    assert_eq!(h.ready("claude").0, "True", "{:?}", h.ready("claude"));
+}
+
+#[tokio::test]
+async fn create_makes_the_endpoint_and_reports_ready() {
+    let h = Harness::new().await;
+    created(&h).await;
+    let stored = h.es.endpoint("claude-completion").expect("endpoint in ES");
+    assert_eq!(stored["service"], "anthropic");
+    assert_eq!(stored["service_settings"]["model_id"], "claude-sonnet-4-5");
+    assert_eq!(
+        h.es.endpoint_secrets("claude-completion").expect("secrets")["api_key"],
+        KEY
+    );
+    let obj = h.get("claude").expect("object");
+    let st = obj.status.expect("status");
+    assert_eq!(st.inference_id.as_deref(), Some("claude-completion"));
+    assert_eq!(
+        st.cluster_uuid.as_deref(),
+        Some(StandinConfig::default().cluster_uuid.as_str())
+    );
+    assert_eq!(st.elasticsearch_version.as_deref(), Some("9.1.0"));
+    assert_eq!(st.observed_generation, obj.metadata.generation);
+    assert!(st.secret_fingerprint.is_some() && st.applied_config_hash.is_some());
+    assert!(
+        obj.metadata
+            .finalizers
+            .unwrap_or_default()
+            .contains(&"es-inference.dev/cleanup".to_string())
+    );
+    assert!(
+        h.event_reasons().contains(&"Created".to_string()),
+        "{:?}",
+        h.event_reasons()
+    );
+    // Exactly one create; 9.1 accepts the timeout parameter.
+    let puts: Vec<_> =
+        h.es.requests()
+            .into_iter()
+            .filter(|r| r.method == "PUT")
+            .collect();
+    assert_eq!(puts.len(), 1, "{:?}", h.es_writes());
+    assert!(
+        puts[0]
+            .query
+            .as_deref()
+            .unwrap_or_default()
+            .contains("timeout=")
+    );
+}
+
+#[tokio::test]
+async fn resync_with_nothing_changed_writes_nothing_and_shares_one_list() {
+    let h = Harness::new().await;
+    created(&h).await;
+    h.endpoint(
+        "second",
+        json!({
+            "taskType": "text_embedding", "service": "openai",
+            "serviceSettings": {"model_id": "text-embedding-3-small", "dimensions": 128},
+            "secretSettings": {"api_key": {"secretKeyRef": {"name": "anthropic", "key": "api-key"}}}
+        }),
+    );
+    h.settle("second").await.expect("second reconciles");
+    assert_eq!(h.ready("second").0, "True");
+    h.ctx.cluster.invalidate().await;
+    h.es.clear_requests();
+    h.kube.clear_requests();
+    for _ in 0..3 {
+        h.reconcile("claude").await.expect("resync");
+        h.reconcile("second").await.expect("resync");
+    }
+    assert_eq!(
+        h.es.write_count(),
+        0,
+        "ES writes on resync: {:?}",
+        h.es_writes()
+    );
+    assert_eq!(
+        h.kube.write_count(),
+        0,
+        "Kubernetes writes on resync:\n{}",
+        h.kubernetes_writes_text()
+    );
+    let reads: Vec<_> = h.es.requests().into_iter().map(|r| r.path).collect();
+    let lists = reads
+        .iter()
+        .filter(|p| p.as_str() == "/_inference/_all")
+        .count();
+    let gets = reads
+        .iter()
+        .filter(|p| p.starts_with("/_inference/") && p.as_str() != "/_inference/_all")
+        .count();
+    assert_eq!(
+        (lists, gets),
+        (1, 0),
+        "one shared list, no per-endpoint GET: {reads:?}"
+    );
+}
+
+#[tokio::test]
+async fn secret_rotation_reaches_elasticsearch_through_update() {
+    let h = Harness::new().await;
+    created(&h).await;
+    let before = h
+        .get("claude")
+        .and_then(|o| o.status)
+        .and_then(|s| s.secret_fingerprint);
+    h.secret("anthropic", &[("api-key", ROTATED)]);
+    h.es.clear_requests();
+    h.settle("claude").await.expect("reconciles");
+    assert_eq!(
+        h.es_writes(),
+        vec!["PUT /_inference/completion/claude-completion/_update"]
+    );
+    assert_eq!(
+        h.es.endpoint_secrets("claude-completion").expect("secrets")["api_key"],
+        ROTATED
+    );
+    let after = h
+        .get("claude")
+        .and_then(|o| o.status)
+        .and_then(|s| s.secret_fingerprint);
+    assert_ne!(before, after);
+    assert!(h.event_reasons().contains(&"SecretRotated".to_string()));
+    assert!(
+        h.metrics
+            .render()
+            .contains("es_inference_operator_secret_rotations_total 1")
+    );
+}
+
+#[tokio::test]
+async fn spec_edit_of_task_settings_goes_through_update() {
+    let h = Harness::new().await;
+    created(&h).await;
+    h.edit("claude", |s| s["taskSettings"]["max_tokens"] = json!(2048));
+    h.es.clear_requests();
+    h.settle("claude").await.expect("reconciles");
+    assert_eq!(
+        h.es_writes(),
+        vec!["PUT /_inference/completion/claude-completion/_update"]
+    );
+    assert_eq!(
+        h.es.endpoint("claude-completion").expect("ep")["task_settings"]["max_tokens"],
+        2048
+    );
+    let (ready, reason, _) = h.ready("claude");
+    assert_eq!((ready.as_str(), reason.as_str()), ("True", "InSync"));
+    // The update carried the secret, as versions before 9.4 require.
+    let update =
+        h.es.requests()
+            .into_iter()
+            .find(|r| r.path.ends_with("/_update"))
+            .expect("update");
+    assert_eq!(
+        update.body.expect("body")["service_settings"]["api_key"],
+        KEY
+    );
+}
+
+#[tokio::test]
+async fn model_change_requires_replacement_then_recreate_replaces() {
+    let h = Harness::new().await;
+    created(&h).await;
+    h.edit("claude", |s| {
+        s["serviceSettings"]["model_id"] = json!("claude-opus-4-1")
+    });
+    h.es.clear_requests();
+    h.settle("claude").await.expect("reconciles");
+    let (ready, reason, message) = h.ready("claude");
+    assert_eq!(
+        (ready.as_str(), reason.as_str()),
+        ("False", "RequiresReplacement")
+    );
+    assert!(message.contains("service_settings.model_id"), "{message}");
+    assert_eq!(h.es.write_count(), 0, "never applied silently");
+    h.edit("claude", |s| s["replacementPolicy"] = json!("Recreate"));
+    h.settle("claude").await.expect("reconciles");
+    assert_eq!(
+        h.es_writes(),
+        vec![
+            "DELETE /_inference/completion/claude-completion",
+            "PUT /_inference/completion/claude-completion"
+        ]
+    );
+    assert_eq!(
+        h.es.endpoint("claude-completion").expect("ep")["service_settings"]["model_id"],
+        "claude-opus-4-1"
+    );
+    assert_eq!(h.ready("claude").1, "InSync");
+}
+
+#[tokio::test]
+async fn recreate_respects_references() {
+    let h = Harness::new().await;
+    created(&h).await;
+    h.es.add_pipeline_reference("claude-completion", "summaries");
+    h.edit("claude", |s| {
+        s["serviceSettings"]["model_id"] = json!("claude-opus-4-1");
+        s["replacementPolicy"] = json!("Recreate");
+    });
+    h.settle("claude").await.expect("reconciles");
+    let (ready, reason, message) = h.ready("claude");
+    assert_eq!(
+        (ready.as_str(), reason.as_str()),
+        ("False", "ReplacementBlocked")
+    );
+    assert!(message.contains("summaries"), "{message}");
+    assert!(h.es.endpoint("claude-completion").is_some(), "still there");
+}
+
+#[tokio::test]
+async fn drift_is_corrected_reported_or_ignored_per_policy() {
+    for (policy, expect_write, expect_reason) in [
+        ("Correct", true, "InSync"),
+        ("Report", false, "DriftDetected"),
+        ("Ignore", false, "InSync"),
+    ] {
+        let h = Harness::new().await;
+        h.secret("anthropic", &[("api-key", KEY)]);
+        let mut spec = anthropic();
+        spec["driftPolicy"] = json!(policy);
+        h.endpoint("claude", spec);
+        h.settle("claude").await.expect("reconciles");
+        h.es.modify_endpoint("claude-completion", |ep| {
+            ep["task_settings"]["max_tokens"] = json!(7)
+        });
+        h.ctx.cluster.invalidate().await;
+        h.es.clear_requests();
+        h.settle("claude").await.expect("reconciles");
+        assert_eq!(
+            h.es.write_count() > 0,
+            expect_write,
+            "{policy}: {:?}",
+            h.es_writes()
+        );
+        assert_eq!(h.ready("claude").1, expect_reason, "{policy}");
+        let max_tokens =
+            h.es.endpoint("claude-completion").expect("ep")["task_settings"]["max_tokens"].clone();
+        assert_eq!(
+            max_tokens,
+            if expect_write { json!(1024) } else { json!(7) },
+            "{policy}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn endpoint_deleted_out_of_band_is_created_again() {
+    let h = Harness::new().await;
+    created(&h).await;
+    assert!(h.es.remove_endpoint("claude-completion"));
+    h.ctx.cluster.invalidate().await;
+    h.settle("claude").await.expect("reconciles");
+    assert!(h.es.endpoint("claude-completion").is_some());
+    assert_eq!(h.ready("claude").1, "InSync");
+    assert!(
+        h.event_reasons().contains(&"Recreated".to_string()),
+        "{:?}",
+        h.event_reasons()
+    );
+}
+
+#[tokio::test]
+async fn existing_endpoint_is_untouched_unless_adopted() {
+    let h = Harness::new().await;
+    h.secret("anthropic", &[("api-key", KEY)]);
+    h.es.insert_endpoint(json!({
+        "inference_id": "claude-completion", "task_type": "completion", "service": "anthropic",
+        "service_settings": {"model_id": "claude-sonnet-4-5", "api_key": "someone-elses-key"},
+        "task_settings": {"max_tokens": 1024}
+    }));
+    h.endpoint("claude", anthropic());
+    h.settle("claude").await.expect("reconciles");
+    let (ready, reason, message) = h.ready("claude");
+    assert_eq!(
+        (ready.as_str(), reason.as_str()),
+        ("False", "AlreadyExists")
+    );
+    assert!(message.contains("adopt"), "{message}");
+    assert_eq!(h.es.write_count(), 0);
+    assert_eq!(
+        h.es.endpoint_secrets("claude-completion").expect("s")["api_key"],
+        "someone-elses-key"
+    );
+    // Deleting it now must not touch the endpoint it never owned.
+    h.kube.mark_deleting(
+        "es-inference.dev/v1alpha1",
+        "InferenceEndpoint",
+        NS,
+        "claude",
+    );
+    h.settle("claude").await.expect("released");
+    assert!(h.get("claude").is_none(), "finalizer released");
+    assert!(h.es.endpoint("claude-completion").is_some(), "not deleted");
+
+    h.endpoint("claude", {
+        let mut s = anthropic();
+        s["adopt"] = json!(true);
+        s
+    });
+    h.settle("claude").await.expect("reconciles");
+    assert_eq!(h.ready("claude").1, "InSync");
+    assert_eq!(
+        h.es.endpoint_secrets("claude-completion").expect("s")["api_key"],
+        KEY,
+        "secret pushed on adoption"
+    );
+    assert!(h.event_reasons().contains(&"Adopted".to_string()));
+    assert_eq!(
+        h.get("claude")
+            .and_then(|o| o.status)
+            .and_then(|s| s.ownership)
+            .map(|o| format!("{o:?}")),
+        Some("Adopted".into())
+    );
+}
+
+#[tokio::test]
+async fn delete_removes_the_endpoint_and_the_finalizer() {
+    let h = Harness::new().await;
+    created(&h).await;
+    h.kube.mark_deleting(
+        "es-inference.dev/v1alpha1",
+        "InferenceEndpoint",
+        NS,
+        "claude",
+    );
+    h.es.clear_requests();
+    h.settle("claude").await.expect("cleanup");
+    assert_eq!(
+        h.es_writes(),
+        vec!["DELETE /_inference/completion/claude-completion"]
+    );
+    assert!(h.es.endpoint("claude-completion").is_none());
+    assert!(h.get("claude").is_none(), "finalizer removed");
+    assert!(h.event_reasons().contains(&"Deleted".to_string()));
+}
+
+#[tokio::test]
+async fn referenced_delete_is_blocked_until_forced() {
+    let h = Harness::new().await;
+    created(&h).await;
+    h.es.add_pipeline_reference("claude-completion", "summarize");
+    h.es.add_index_reference("claude-completion", "docs");
+    h.kube.mark_deleting(
+        "es-inference.dev/v1alpha1",
+        "InferenceEndpoint",
+        NS,
+        "claude",
+    );
+    let err = h.reconcile("claude").await.expect_err("blocked");
+    assert!(matches!(err, Error::DeletionBlocked(_)), "{err}");
+    let (ready, reason, message) = h.ready("claude");
+    assert_eq!(
+        (ready.as_str(), reason.as_str()),
+        ("False", "DeletionBlocked")
+    );
+    assert!(
+        message.contains("summarize") && message.contains("docs"),
+        "{message}"
+    );
+    assert!(h.get("claude").is_some(), "finalizer kept");
+    assert!(h.es.endpoint("claude-completion").is_some());
+    // Retried with backoff, not in a hot loop.
+    let first = h.error_policy("claude", &err);
+    let second = h.error_policy("claude", &err);
+    assert!(first != kube::runtime::controller::Action::await_change() && second != first);
+
+    h.edit("claude", |s| s["forceDelete"] = json!(true));
+    h.es.clear_requests();
+    h.settle("claude").await.expect("forced");
+    let delete =
+        h.es.requests()
+            .into_iter()
+            .find(|r| r.method == "DELETE")
+            .expect("delete");
+    assert_eq!(delete.query.as_deref(), Some("force=true"));
+    assert!(h.es.endpoint("claude-completion").is_none());
+    assert!(h.get("claude").is_none());
+}
+
+#[tokio::test]
+async fn retain_releases_without_calling_elasticsearch() {
+    let h = Harness::new().await;
+    h.secret("anthropic", &[("api-key", KEY)]);
+    h.endpoint("claude", {
+        let mut s = anthropic();
+        s["deletionPolicy"] = json!("Retain");
+        s
+    });
+    h.settle("claude").await.expect("reconciles");
+    h.kube.mark_deleting(
+        "es-inference.dev/v1alpha1",
+        "InferenceEndpoint",
+        NS,
+        "claude",
+    );
+    h.es.clear_requests();
+    h.settle("claude").await.expect("released");
+    assert!(h.get("claude").is_none());
+    assert!(h.es.endpoint("claude-completion").is_some());
+    assert!(
+        h.es.requests().is_empty(),
+        "no Elasticsearch call: {:?}",
+        h.es.requests().len()
+    );
+}
+
+#[tokio::test]
+async fn missing_secret_is_reported_then_picked_up() {
+    let h = Harness::new().await;
+    h.endpoint("claude", anthropic());
+    h.settle("claude").await.expect("reconciles");
+    let (ready, reason, message) = h.ready("claude");
+    assert_eq!(
+        (ready.as_str(), reason.as_str()),
+        ("False", "SecretNotFound")
+    );
+    assert!(message.contains("\"anthropic\""), "{message}");
+    assert_eq!(h.es.write_count(), 0);
+    let obj = h.get("claude").expect("obj");
+    let stalled = obj
+        .status
+        .as_ref()
+        .and_then(|s| s.condition("Stalled"))
+        .expect("Stalled");
+    assert_eq!(stalled.status, "True");
+    // Deletion does not wait for the Secret.
+    h.secret("anthropic", &[("other", "x")]);
+    h.settle("claude").await.expect("reconciles");
+    assert!(h.ready("claude").2.contains("has no key \"api-key\""));
+    h.secret("anthropic", &[("api-key", KEY)]);
+    h.settle("claude").await.expect("reconciles");
+    assert_eq!(h.ready("claude").1, "InSync");
+}
+
+#[tokio::test]
+async fn cleanup_never_waits_on_a_missing_secret() {
+    let h = Harness::new().await;
+    created(&h).await;
+    h.kube.remove("v1", "Secret", NS, "anthropic");
+    h.kube.mark_deleting(
+        "es-inference.dev/v1alpha1",
+        "InferenceEndpoint",
+        NS,
+        "claude",
+    );
+    h.settle("claude").await.expect("cleanup");
+    assert!(h.get("claude").is_none());
+    assert!(h.es.endpoint("claude-completion").is_none());
+}
+
+#[tokio::test]
+async fn transient_errors_back_off_and_recover() {
+    let h = Harness::new().await;
+    h.secret("anthropic", &[("api-key", KEY)]);
+    h.endpoint("claude", anthropic());
+    h.reconcile("claude").await.expect("finalizer added");
+    h.es.inject(Fault::Status(503), 100);
+    let err = h.reconcile("claude").await.expect_err("transient");
+    let (ready, reason, _) = h.ready("claude");
+    assert_eq!(
+        (ready.as_str(), reason.as_str()),
+        ("False", "ElasticsearchUnavailable")
+    );
+    let reconciling = h
+        .get("claude")
+        .and_then(|o| o.status)
+        .and_then(|s| s.condition("Reconciling").cloned());
+    assert_eq!(reconciling.map(|c| c.status), Some("True".into()));
+    // Exponential, capped, jittered: each delay within [base*2^n/2, base*2^n], never above the cap.
+    let delays: Vec<Duration> = (0..8)
+        .map(|_| parse_requeue(&format!("{:?}", h.error_policy("claude", &err))))
+        .collect();
+    for (n, d) in delays.iter().enumerate() {
+        let full = Duration::from_secs(5)
+            .saturating_mul(1 << n)
+            .min(Duration::from_secs(300));
+        assert!(
+            *d >= full / 2 && *d <= full,
+            "attempt {n}: {d:?} not in [{:?}, {full:?}]",
+            full / 2
+        );
+    }
+    // A second identical failure writes no new status.
+    h.kube.clear_requests();
+    h.reconcile("claude").await.expect_err("still down");
+    assert_eq!(
+        h.kube.writes_excluding_events(),
+        0,
+        "{}",
+        h.kubernetes_writes_text()
+    );
+    // Recovery.
+    h.es.inject(Fault::Status(503), 0);
+    h.settle("claude").await.expect("recovers");
+    assert_eq!(h.ready("claude").1, "InSync");
+}
+
+/// `Action`'s Debug is the only public view of its delay.
+fn parse_requeue(debug: &str) -> Duration {
+    let start = debug.find("requeue_after: Some(").expect("requeue") + "requeue_after: Some(".len();
+    let rest = &debug[start..];
+    let end = rest.find(')').expect("end");
+    parse_debug_duration(&rest[..end]).expect("duration")
+}
+
+fn parse_debug_duration(s: &str) -> Result<Duration, String> {
+    // Debug of Duration: "12.5s", "750ms", "3.2µs"
+    let (num, unit) = s.split_at(
+        s.find(|c: char| c.is_alphabetic() || c == 'µ')
+            .ok_or("no unit")?,
+    );
+    let v: f64 = num.parse().map_err(|e| format!("{e}"))?;
+    Ok(match unit {
+        "s" => Duration::from_secs_f64(v),
+        "ms" => Duration::from_secs_f64(v / 1e3),
+        "µs" => Duration::from_secs_f64(v / 1e6),
+        "ns" => Duration::from_secs_f64(v / 1e9),
+        other => return Err(format!("unit {other}")),
+    })
+}
+
+#[tokio::test]
+async fn rate_limited_requests_honour_retry_after() {
+    let h = Harness::new().await;
+    h.secret("anthropic", &[("api-key", KEY)]);
+    h.endpoint("claude", anthropic());
+    h.reconcile("claude").await.expect("finalizer added");
+    h.es.inject(
+        Fault::TooManyRequests {
+            retry_after_secs: 120,
+        },
+        1,
+    );
+    let err = h.reconcile("claude").await.expect_err("429");
+    let d = parse_requeue(&format!("{:?}", h.error_policy("claude", &err)));
+    assert!(d >= Duration::from_secs(120), "{d:?}");
+}
+
+#[tokio::test]
+async fn permanent_errors_do_not_loop() {
+    let h = Harness::new().await;
+    h.es.set_provider_rejects(KEY);
+    h.secret("anthropic", &[("api-key", KEY)]);
+    h.endpoint("claude", anthropic());
+    let r = h.settle("claude").await;
+    assert!(
+        r.is_ok(),
+        "permanent errors are not retried by backoff: {r:?}"
+    );
+    let (ready, reason, message) = h.ready("claude");
+    assert_eq!((ready.as_str(), reason.as_str()), ("False", "Rejected"));
+    assert!(
+        message.contains("Could not complete inference endpoint creation"),
+        "{message}"
+    );
+    assert!(!message.contains(KEY));
+    let puts = |h: &Harness| h.es.requests().iter().filter(|r| r.method == "PUT").count();
+    assert_eq!(puts(&h), 1);
+    // More reconciles (e.g. triggered by our own status write) do not pay for the same failure.
+    for _ in 0..3 {
+        h.reconcile("claude").await.expect("quiet");
+    }
+    assert_eq!(
+        puts(&h),
+        1,
+        "no retry of a permanent failure with the same inputs"
+    );
+    // A new key is tried at once.
+    h.secret("anthropic", &[("api-key", ROTATED)]);
+    h.settle("claude").await.expect("reconciles");
+    assert_eq!(puts(&h), 2);
+    assert_eq!(h.ready("claude").1, "InSync");
+}
+
+#[tokio::test]
+async fn a_create_that_timed_out_but_landed_is_not_sent_twice() {
+    let settings = Settings::default();
+    let cfg = StandinConfig {
+        version: "9.0.3".into(),
+        ..StandinConfig::default()
+    };
+    let h = Harness::with(cfg, settings, Duration::from_millis(300)).await;
+    h.secret("anthropic", &[("api-key", KEY)]);
+    h.endpoint("claude", anthropic());
+    h.reconcile("claude").await.expect("finalizer added");
+    // The next request (the GET) answers normally; the PUT is slow: the client gives up while
+    // Elasticsearch goes on and stores the endpoint.
+    h.es.inject_on("PUT", Fault::Latency(Duration::from_millis(900)), 1);
+    let r = h.reconcile("claude").await;
+    assert!(r.is_err(), "timeout is transient: {r:?}");
+    wait_for("the slow create to land", Duration::from_secs(10), || {
+        h.es.endpoint("claude-completion").is_some()
+    })
+    .await;
+    h.settle("claude").await.expect("reconciles");
+    assert_eq!(h.ready("claude").1, "InSync");
+    let creates =
+        h.es.requests()
+            .iter()
+            .filter(|r| r.method == "PUT" && !r.path.ends_with("_update"))
+            .count();
+    assert_eq!(
+        creates,
+        1,
+        "never PUT again after a create that may have landed: {:?}",
+        h.es_writes()
+    );
+    assert_eq!(
+        h.get("claude")
+            .and_then(|o| o.status)
+            .and_then(|s| s.ownership)
+            .map(|o| format!("{o:?}")),
+        Some("Created".into())
+    );
+    // 9.0 does not accept timeout on create.
+    assert!(
+        h.es.requests()
+            .iter()
+            .all(|r| !r.query.as_deref().unwrap_or_default().contains("timeout"))
+    );
+}
+
+#[tokio::test]
+async fn unsupported_versions_are_reported() {
+    let cfg = StandinConfig {
+        version: "8.15.2".into(),
+        ..StandinConfig::default()
+    };
+    let h = Harness::with(cfg, Settings::default(), Duration::from_secs(5)).await;
+    h.secret("anthropic", &[("api-key", KEY)]);
+    h.endpoint("claude", anthropic());
+    h.settle("claude").await.expect("reconciles");
+    let (ready, reason, message) = h.ready("claude");
+    assert_eq!(
+        (ready.as_str(), reason.as_str()),
+        ("False", "UnsupportedVersion")
+    );
+    assert!(message.contains("8.17"), "{message}");
+    assert_eq!(h.es.write_count(), 0);
+}
+
+#[tokio::test]
+async fn operator_credentials_are_checked() {
+    let cfg = StandinConfig {
+        api_key: Some("operator-key".into()),
+        ..StandinConfig::default()
+    };
+    let h = Harness::with(cfg, Settings::default(), Duration::from_secs(5)).await;
+    created(&h).await;
+    assert!(
+        h.es.requests()
+            .iter()
+            .all(|r| r.authorization.as_deref() == Some("ApiKey operator-key"))
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn secret_values_never_leak_into_logs_status_events_or_errors() {
+    let (_guard, logs) = capture_logs();
+    let h = Harness::new().await;
+    created(&h).await;
+    h.secret("anthropic", &[("api-key", ROTATED)]);
+    h.settle("claude").await.expect("rotation");
+    // An Elasticsearch error that echoes the settings it was given (CONTRACT §4) must be scrubbed.
+    h.edit(
+        "claude",
+        |s| {
+            s["secretSettings"]["organization_key"] =
+                json!({"secretKeyRef": {"name": "anthropic", "key": "api-key"}})
+        },
+    );
+    h.es.set_echo_unknown_settings(true);
+    h.ctx.cluster.invalidate().await;
+    h.es.remove_endpoint("claude-completion");
+    let r = h.settle("claude").await;
+    let err_text = format!("{r:?}");
+    let (_, reason, message) = h.ready("claude");
+    assert_eq!(reason, "Rejected");
+    // The stand-in echoed the value (as Elasticsearch does), so the scrubbing was exercised.
+    assert!(message.contains("organization_key=<redacted>"), "{message}");
+    h.kube.mark_deleting(
+        "es-inference.dev/v1alpha1",
+        "InferenceEndpoint",
+        NS,
+        "claude",
+    );
+    let _ = h.settle("claude").await;
+    let logs = logs.text();
+    assert!(
+        logs.len() > 1000,
+        "logs were captured ({} bytes)",
+        logs.len()
+    );
+    let k8s = h.kubernetes_writes_text();
+    let metrics = h.metrics.render();
+    for secret in [KEY, ROTATED] {
+        assert!(!logs.contains(secret), "secret in logs");
+        assert!(
+            !k8s.contains(secret),
+            "secret in a Kubernetes write (status or event)"
+        );
+        assert!(!err_text.contains(secret), "secret in an error");
+        assert!(!metrics.contains(secret));
+    }
+}

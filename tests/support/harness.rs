@@ -1,0 +1,252 @@
+//! Reconciler test harness: the real `reconcile` against the Kubernetes fake and the
+//! Elasticsearch stand-in, with log capture for secret-leak checks.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use es_inference_operator::{
+    controller::{Context, Settings, error_policy, reconcile},
+    crd::InferenceEndpoint,
+    error::Error,
+    es::{EsAuth, EsClient, EsConfig},
+    metrics::Metrics,
+};
+use kube::runtime::{controller::Action, events::Reporter};
+use serde_json::{Value, json};
+
+use super::{
+    es_standin::{EsStandin, StandinConfig},
+    fake_kube::FakeKube,
+};
+
+pub const NS: &str = "search";
+
+pub struct Harness {
+    pub kube: FakeKube,
+    pub es: EsStandin,
+    pub ctx: Arc<Context>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Harness {
+    pub async fn new() -> Self {
+        Self::with(
+            StandinConfig::default(),
+            Settings::default(),
+            Duration::from_secs(5),
+        )
+        .await
+    }
+
+    pub async fn with(cfg: StandinConfig, settings: Settings, es_timeout: Duration) -> Self {
+        let api_key = cfg.api_key.clone();
+        let es = EsStandin::start(cfg).await;
+        let kube = FakeKube::new();
+        let metrics = Arc::new(Metrics::new());
+        let client = EsClient::new(
+            &EsConfig {
+                url: es.url(),
+                auth: api_key
+                    .map(|k| EsAuth::ApiKey(k.into()))
+                    .unwrap_or_default(),
+                ca_pem: None,
+                request_timeout: es_timeout,
+                max_concurrency: 4,
+            },
+            Some(metrics.clone()),
+        )
+        .expect("client");
+        let reporter = Reporter {
+            controller: "es-inference-operator".into(),
+            instance: Some("test".into()),
+        };
+        let ctx = Arc::new(Context::new(
+            kube.client(),
+            client,
+            metrics.clone(),
+            settings,
+            reporter,
+        ));
+        Self {
+            kube,
+            es,
+            ctx,
+            metrics,
+        }
+    }
+
+    pub fn secret(&self, name: &str, data: &[(&str, &str)]) {
+        let string_data: serde_json::Map<String, Value> = data
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), json!(v)))
+            .collect();
+        use base64::Engine;
+        let data: serde_json::Map<String, Value> = string_data
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    json!(
+                        base64::engine::general_purpose::STANDARD
+                            .encode(v.as_str().unwrap_or_default())
+                    ),
+                )
+            })
+            .collect();
+        self.kube.insert(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "namespace": NS},
+            "data": data,
+        }));
+    }
+
+    /// Insert an InferenceEndpoint given its spec.
+    pub fn endpoint(&self, name: &str, spec: Value) {
+        self.kube.insert(json!({
+            "apiVersion": "es-inference.dev/v1alpha1", "kind": "InferenceEndpoint",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": spec,
+        }));
+    }
+
+    /// Replace the spec, as `kubectl apply` would (bumps generation).
+    pub fn edit(&self, name: &str, f: impl FnOnce(&mut Value)) {
+        let mut obj = self.raw(name);
+        f(&mut obj["spec"]);
+        let generation = obj["metadata"]["generation"].as_i64().unwrap_or(1);
+        obj["metadata"]["generation"] = json!(generation + 1);
+        self.kube.insert(obj);
+    }
+
+    pub fn raw(&self, name: &str) -> Value {
+        self.kube
+            .get("es-inference.dev/v1alpha1", "InferenceEndpoint", NS, name)
+            .unwrap_or_else(|| panic!("no InferenceEndpoint {name}"))
+    }
+
+    pub fn get(&self, name: &str) -> Option<InferenceEndpoint> {
+        self.kube.get_typed::<InferenceEndpoint>(NS, name)
+    }
+
+    pub async fn reconcile(&self, name: &str) -> Result<Action, Error> {
+        let obj = self
+            .get(name)
+            .unwrap_or_else(|| panic!("no InferenceEndpoint {name}"));
+        reconcile(Arc::new(obj), self.ctx.clone()).await
+    }
+
+    /// What the controller's error policy would do with this error.
+    pub fn error_policy(&self, name: &str, err: &Error) -> Action {
+        let obj = self.get(name).expect("object");
+        error_policy(Arc::new(obj), err, self.ctx.clone())
+    }
+
+    /// Reconcile until a pass writes nothing to Kubernetes (at most 6 passes), as the
+    /// controller would after each of its own writes. Returns the last result.
+    pub async fn settle(&self, name: &str) -> Result<Action, Error> {
+        let mut last = None;
+        for _ in 0..6 {
+            let before = self.kube.writes_excluding_events();
+            let r = self.reconcile(name).await;
+            let wrote = self.kube.writes_excluding_events() != before;
+            let done = !wrote || self.get(name).is_none();
+            last = Some(r);
+            if done {
+                break;
+            }
+        }
+        last.expect("at least one pass")
+    }
+
+    /// (Ready status, reason, message) of the object.
+    pub fn ready(&self, name: &str) -> (String, String, String) {
+        let obj = self.get(name).expect("object");
+        let c = obj
+            .status
+            .as_ref()
+            .and_then(|s| s.condition("Ready").cloned())
+            .unwrap_or_else(|| panic!("no Ready condition on {name}"));
+        (c.status, c.reason, c.message)
+    }
+
+    pub fn event_reasons(&self) -> Vec<String> {
+        self.kube
+            .events()
+            .iter()
+            .filter_map(|e| e["reason"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// Everything the operator wrote to Kubernetes, as text.
+    pub fn kubernetes_writes_text(&self) -> String {
+        self.kube
+            .writes()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {}",
+                    r.method,
+                    r.path,
+                    r.body.as_ref().map(Value::to_string).unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    pub fn es_writes(&self) -> Vec<String> {
+        self.es
+            .requests()
+            .iter()
+            .filter(|r| matches!(r.method.as_str(), "PUT" | "POST" | "DELETE"))
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect()
+    }
+}
+
+/// A buffer that collects every log line (all levels, all crates) of the current thread.
+#[derive(Clone, Default)]
+pub struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Logs {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("logs lock")).to_string()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("logs lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Capture TRACE-level logs of everything on this thread (use a current-thread runtime).
+pub fn capture_logs() -> (tracing::subscriber::DefaultGuard, Logs) {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    (tracing::subscriber::set_default(subscriber), logs)
+}
+
+/// Poll `cond` until it holds or `deadline` passes.
+pub async fn wait_for(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
+    let end = tokio::time::Instant::now() + deadline;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "timed out waiting for {what}"
+        );
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

@@ -1,0 +1,4 @@
+#![allow(dead_code)]
+pub mod es_standin;
+pub mod fake_kube;
+pub mod harness;
