@@ -383,7 +383,9 @@ fn read_failure_outcome(e: &Error) -> Outcome {
         Error::Es(es) if matches!(es.status(), Some(401 | 403)) => Outcome::stalled(
             reason::UNAUTHORIZED,
             format!(
-                "Elasticsearch refused the operator's credentials: {es}. Check the operator's Elasticsearch API key and its privileges (manage_inference, monitor_inference)"
+                "Elasticsearch refused the operator's credentials ({}): {}. Check the operator's Elasticsearch API key and its privileges (manage_inference, monitor_inference)",
+                es.status().unwrap_or_default(),
+                es.reason_text()
             ),
         ),
         Error::Es(es) => Outcome::progressing(

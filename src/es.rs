@@ -162,12 +162,13 @@ impl EsError {
         }
     }
 
-    /// The reason text alone (for conditions).
+    /// The reason text alone, without a final full stop, for embedding in a sentence.
     pub fn reason_text(&self) -> String {
-        match self {
+        let text = match self {
             EsError::Status { reason, .. } => reason.clone(),
             other => other.to_string(),
-        }
+        };
+        text.trim_end().trim_end_matches('.').to_string()
     }
 
     /// A short label for metrics.

@@ -62,7 +62,7 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client, Config, ResourceExt,
-    api::{DeleteParams, Patch, PatchParams, PostParams},
+    api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams},
     config::{KubeConfigOptions, Kubeconfig},
     runtime::wait::{await_condition, conditions},
 };
@@ -177,6 +177,15 @@ fn rand_suffix() -> u64 {
         .unwrap_or(0)
 }
 
+/// The same object, untyped: the API server, not serde, must judge invalid specs.
+fn raw_ie(name: &str, ns: &str, spec: Value) -> DynamicObject {
+    serde_json::from_value(json!({
+        "apiVersion": "es-inference.dev/v1alpha1", "kind": "InferenceEndpoint",
+        "metadata": {"name": name, "namespace": ns}, "spec": spec,
+    }))
+    .expect("object")
+}
+
 fn ie(name: &str, ns: &str, spec: Value) -> InferenceEndpoint {
     serde_json::from_value(json!({
         "apiVersion": "es-inference.dev/v1alpha1", "kind": "InferenceEndpoint",
@@ -207,6 +216,11 @@ async fn crd_rules_on_a_real_api_server() {
     install_crd(&client).await;
     let ns = TempNamespace::new(&client, "e2e-crd").await;
     let api: Api<InferenceEndpoint> = Api::namespaced(client.clone(), &ns.name);
+    let raw: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ns.name,
+        &ApiResource::erase::<InferenceEndpoint>(&()),
+    );
     let dry = PostParams {
         dry_run: true,
         ..Default::default()
@@ -223,7 +237,7 @@ async fn crd_rules_on_a_real_api_server() {
         let mut spec = anthropic_spec("x");
         spec["serviceSettings"][key] = json!("inline-value");
         let (code, msg) = api_error(
-            api.create(&dry, &ie("bad", &ns.name, spec))
+            raw.create(&dry, &raw_ie("bad", &ns.name, spec))
                 .await
                 .expect_err(key),
         );
@@ -236,7 +250,7 @@ async fn crd_rules_on_a_real_api_server() {
     // Enums, the id pattern and chunking rules.
     let mut spec = anthropic_spec("Not_Valid!");
     let (code, _) = api_error(
-        api.create(&dry, &ie("bad", &ns.name, spec.clone()))
+        raw.create(&dry, &raw_ie("bad", &ns.name, spec.clone()))
             .await
             .expect_err("id pattern"),
     );
@@ -245,7 +259,7 @@ async fn crd_rules_on_a_real_api_server() {
     spec["taskType"] = json!("translation");
     assert_eq!(
         api_error(
-            api.create(&dry, &ie("bad", &ns.name, spec))
+            raw.create(&dry, &raw_ie("bad", &ns.name, spec))
                 .await
                 .expect_err("enum")
         )
@@ -256,20 +270,20 @@ async fn crd_rules_on_a_real_api_server() {
     spec["taskType"] = json!("text_embedding");
     spec["chunkingSettings"] = json!({"strategy": "word", "maxChunkSize": 100, "overlap": 80});
     let (_, msg) = api_error(
-        api.create(&dry, &ie("bad", &ns.name, spec.clone()))
+        raw.create(&dry, &raw_ie("bad", &ns.name, spec.clone()))
             .await
             .expect_err("word overlap"),
     );
     assert!(msg.contains("at most half of maxChunkSize"), "{msg}");
     spec["chunkingSettings"] =
         json!({"strategy": "sentence", "maxChunkSize": 250, "sentenceOverlap": 1});
-    api.create(&dry, &ie("ok", &ns.name, spec))
+    raw.create(&dry, &raw_ie("ok", &ns.name, spec))
         .await
         .expect("valid chunking accepted");
     let mut spec = anthropic_spec("cmp");
     spec["chunkingSettings"] = json!({"strategy": "none"});
     let (_, msg) = api_error(
-        api.create(&dry, &ie("bad", &ns.name, spec))
+        raw.create(&dry, &raw_ie("bad", &ns.name, spec))
             .await
             .expect_err("chunking on completion"),
     );
@@ -277,7 +291,7 @@ async fn crd_rules_on_a_real_api_server() {
     let mut spec = anthropic_spec("sp");
     spec["secretSettings"] =
         json!({"secret_parameters.token": {"secretKeyRef": {"name": "s", "key": "k"}}});
-    api.create(&dry, &ie("ok", &ns.name, spec))
+    raw.create(&dry, &raw_ie("ok", &ns.name, spec))
         .await
         .expect("secret_parameters.<name> accepted");
 
