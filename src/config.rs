@@ -20,7 +20,11 @@ pub enum Command {
     /// Run the controller.
     Run(Box<RunArgs>),
     /// Print the InferenceEndpoint CustomResourceDefinition as YAML.
-    Crd,
+    Crd {
+        /// Print the Helm chart's template of it instead (crds.enabled / crds.keep).
+        #[arg(long)]
+        helm: bool,
+    },
     /// Print, offline, the Elasticsearch requests the operator would send for a manifest
     /// (secret values shown as <redacted>).
     Render(RenderArgs),
@@ -83,9 +87,9 @@ pub struct RunArgs {
     /// Interval of the drift check (jittered by ±10%).
     #[arg(long, env = "RESYNC_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
     pub resync_interval: Duration,
-    /// Watch only this namespace (default: all namespaces).
-    #[arg(long, env = "WATCH_NAMESPACE")]
-    pub namespace: Option<String>,
+    /// Watch only these namespaces, comma-separated (default: all namespaces).
+    #[arg(long, env = "WATCH_NAMESPACE", value_delimiter = ',')]
+    pub namespace: Vec<String>,
     /// Most reconciles running at once.
     #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = 8)]
     pub max_concurrent_reconciles: u16,
@@ -95,6 +99,22 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Elect a leader through a coordination.k8s.io Lease, so only one replica reconciles.
+    #[arg(long, env = "LEADER_ELECTION", default_value_t = false, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+    /// Namespace of the Lease (default: the Pod's namespace, from POD_NAMESPACE).
+    #[arg(long, env = "LEADER_ELECTION_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+    /// Name of the Lease.
+    #[arg(
+        long,
+        env = "LEADER_ELECTION_LEASE_NAME",
+        default_value = "es-inference-operator"
+    )]
+    pub leader_election_lease_name: String,
+    /// How long a leader holds the Lease without renewing it; a standby takes over after this.
+    #[arg(long, env = "LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub leader_election_lease_duration: Duration,
     /// How long in-flight reconciles may take to finish after SIGTERM.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,

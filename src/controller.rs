@@ -908,52 +908,76 @@ async fn report_cleanup_problem(
     Ok(())
 }
 
-/// Run the controller until `shutdown` resolves. `ready` is set once the watches have synced.
+/// Run one controller per watched namespace (one for all namespaces when `namespaces` is empty)
+/// until `shutdown` turns true. `ready` is set once every controller has synced its watches.
 pub async fn run(
     ctx: Arc<Context>,
-    namespace: Option<String>,
+    namespaces: Vec<String>,
     concurrency: u16,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    shutdown: tokio::sync::watch::Receiver<bool>,
     ready: Arc<std::sync::atomic::AtomicBool>,
 ) {
-    let client = ctx.client.clone();
-    let (endpoints, secrets): (Api<InferenceEndpoint>, Api<PartialObjectMeta<Secret>>) =
-        match &namespace {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client, ns),
-            ),
-            None => (Api::all(client.clone()), Api::all(client)),
-        };
-    let controller = Controller::new(endpoints, watcher::Config::default().any_semantic())
-        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
-    let store: Store<InferenceEndpoint> = controller.store();
-    let mapper_store = store.clone();
-    // Secrets are watched by metadata only (`PartialObjectMeta`): the operator never holds Secret
-    // data it does not need, and reads the referenced ones when it reconciles.
-    let controller = controller.watches(
-        secrets,
-        watcher::Config::default().any_semantic(),
-        move |s| {
-            let ns = s.metadata.namespace.clone().unwrap_or_default();
-            let name = s.metadata.name.clone().unwrap_or_default();
-            let state = mapper_store.state();
-            endpoints_using_secret(state.iter().map(|a| a.as_ref()), &ns, &name)
-        },
-    );
-    tokio::spawn(async move {
-        if store.wait_until_ready().await.is_ok() {
-            ready.store(true, std::sync::atomic::Ordering::SeqCst);
-            info!("watches synced");
+    let scopes: Vec<Option<String>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.into_iter().map(Some).collect()
+    };
+    let synced = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let total = scopes.len();
+    let runs = scopes.into_iter().map(|namespace| {
+        let ctx = ctx.clone();
+        let mut shutdown = shutdown.clone();
+        let ready = ready.clone();
+        let synced = synced.clone();
+        async move {
+            let client = ctx.client.clone();
+            let (endpoints, secrets): (Api<InferenceEndpoint>, Api<PartialObjectMeta<Secret>>) =
+                match &namespace {
+                    Some(ns) => (
+                        Api::namespaced(client.clone(), ns),
+                        Api::namespaced(client, ns),
+                    ),
+                    None => (Api::all(client.clone()), Api::all(client)),
+                };
+            let controller = Controller::new(endpoints, watcher::Config::default().any_semantic())
+                .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
+            let store: Store<InferenceEndpoint> = controller.store();
+            let mapper_store = store.clone();
+            // Secrets are watched by metadata only (`PartialObjectMeta`): the operator never holds
+            // Secret data it does not need, and reads the referenced ones when it reconciles.
+            let controller = controller.watches(
+                secrets,
+                watcher::Config::default().any_semantic(),
+                move |s| {
+                    let ns = s.metadata.namespace.clone().unwrap_or_default();
+                    let name = s.metadata.name.clone().unwrap_or_default();
+                    let state = mapper_store.state();
+                    endpoints_using_secret(state.iter().map(|a| a.as_ref()), &ns, &name)
+                },
+            );
+            let scope = namespace
+                .clone()
+                .unwrap_or_else(|| "<all namespaces>".into());
+            tokio::spawn(async move {
+                if store.wait_until_ready().await.is_ok() {
+                    info!(namespace = %scope, "watches synced");
+                    if synced.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == total {
+                        ready.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+            });
+            controller
+                .graceful_shutdown_on(async move {
+                    let _ = shutdown.wait_for(|stop| *stop).await;
+                })
+                .run(reconcile, error_policy, ctx)
+                .for_each(|res| async move {
+                    if let Err(e) = res {
+                        debug!(error = %e, "controller event");
+                    }
+                })
+                .await;
         }
     });
-    controller
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                debug!(error = %e, "controller event");
-            }
-        })
-        .await;
+    futures::future::join_all(runs).await;
 }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod es;
 pub mod metrics;
 pub mod plan;
+pub mod rbac;
 pub mod render;
 pub mod secrets;
 pub mod server;

@@ -1,6 +1,9 @@
 use std::{
     process::ExitCode,
-    sync::{Arc, atomic::AtomicBool},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use clap::Parser;
@@ -19,8 +22,15 @@ use tracing::{error, info, warn};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Crd => {
-            print!("{}", crd::crd_yaml());
+        Command::Crd { helm } => {
+            print!(
+                "{}",
+                if helm {
+                    crd::crd_helm_template()
+                } else {
+                    crd::crd_yaml()
+                }
+            );
             ExitCode::SUCCESS
         }
         Command::Render(args) => {
@@ -126,16 +136,25 @@ async fn run(args: RunArgs) -> Result<(), String> {
     let client = kube::Client::try_default().await.map_err(|e| {
         format!("cannot configure the Kubernetes client (in-cluster or KUBECONFIG): {e}")
     })?;
-    // Fail early and clearly when the CRD is missing.
-    let api: kube::Api<crd::InferenceEndpoint> = kube::Api::all(client.clone());
-    api.list(&kube::api::ListParams::default().limit(1))
-        .await
-        .map_err(|e| format!("cannot list InferenceEndpoints; is the CRD installed (kubectl apply --server-side -f crds/) and may this identity list them? {e}"))?;
+    // Fail early and clearly when the CRD is missing or this identity may not list the resources.
+    for ns in scopes(&args.namespace) {
+        let api: kube::Api<crd::InferenceEndpoint> = match &ns {
+            Some(ns) => kube::Api::namespaced(client.clone(), ns),
+            None => kube::Api::all(client.clone()),
+        };
+        api.list(&kube::api::ListParams::default().limit(1))
+            .await
+            .map_err(|e| format!("cannot list InferenceEndpoints in {}; is the CRD installed (kubectl apply --server-side -f crds/) and may this identity list them? {e}", ns.as_deref().unwrap_or("all namespaces")))?;
+    }
 
-    let instance = std::env::var("POD_NAME").ok();
+    let identity = std::env::var("POD_NAME")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| format!("es-inference-operator-{}", std::process::id()));
     let reporter = Reporter {
         controller: "es-inference-operator".into(),
-        instance,
+        instance: Some(identity.clone()),
     };
     let settings = Settings {
         resync: args.resync_interval,
@@ -143,7 +162,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
         ..Settings::default()
     };
     let ctx = Arc::new(Context::new(
-        client,
+        client.clone(),
         es,
         metrics.clone(),
         settings,
@@ -151,39 +170,105 @@ async fn run(args: RunArgs) -> Result<(), String> {
     ));
     let ready = Arc::new(AtomicBool::new(false));
 
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    // One stop signal for everything: SIGTERM/SIGINT, or a lost leadership.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.metrics_addr))?;
-    info!(addr = %args.metrics_addr, "serving /healthz, /readyz and /metrics");
+    info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving /healthz, /readyz and /metrics");
     let app = server::router(server::ServerState {
         metrics,
         ready: ready.clone(),
     });
-    let mut server_shutdown = shutdown_rx.clone();
+    let mut server_stop = stop_rx.clone();
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
-                let _ = server_shutdown.wait_for(|s| *s).await;
+                let _ = server_stop.wait_for(|s| *s).await;
             })
             .await;
     });
+    let signal_tx = stop_tx.clone();
+    let signals = tokio::spawn(async move {
+        shutdown_signal().await;
+        info!("shutting down: no new reconciles; waiting for those in flight");
+        let _ = signal_tx.send(true);
+    });
 
-    let mut controller_shutdown = shutdown_rx.clone();
+    let lost_leadership = Arc::new(AtomicBool::new(false));
+    let mut lease = None;
+    if args.leader_election {
+        let namespace = args
+            .leader_election_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .filter(|s| !s.is_empty())
+            .ok_or("leader election needs --leader-election-namespace or POD_NAMESPACE")?;
+        let duration = args.leader_election_lease_duration.as_secs().max(2);
+        let manager = kube_lease_manager::LeaseManagerBuilder::new(
+            client.clone(),
+            &args.leader_election_lease_name,
+        )
+        .with_namespace(&namespace)
+        .with_identity(&identity)
+        .with_duration(duration)
+        .with_grace((duration / 3).max(1))
+        .build()
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot set up leader election on Lease {namespace}/{}: {e}",
+                args.leader_election_lease_name
+            )
+        })?;
+        let (mut leading, task) = manager.watch().await;
+        // A standby is ready: it serves metrics and waits for the Lease.
+        ready.store(true, Ordering::SeqCst);
+        info!(lease = %args.leader_election_lease_name, %namespace, %identity, "waiting to become the leader");
+        let mut stop = stop_rx.clone();
+        let became_leader = tokio::select! {
+            r = leading.wait_for(|l| *l) => r.is_ok(),
+            _ = stop.wait_for(|s| *s) => false,
+        };
+        if !became_leader {
+            // Stopped (or the election ended) before leading: release and leave.
+            let stopped = *stop_rx.borrow();
+            let _ = stop_tx.send(true);
+            drop(leading);
+            let _ = task.await;
+            signals.abort();
+            let _ = server.await;
+            return if stopped {
+                Ok(())
+            } else {
+                Err("leader election stopped unexpectedly".into())
+            };
+        }
+        info!(%identity, "became the leader; starting the controller");
+        ready.store(false, Ordering::SeqCst);
+        let mut watch_loss = leading.clone();
+        let lost = lost_leadership.clone();
+        let loss_tx = stop_tx.clone();
+        let watcher = tokio::spawn(async move {
+            if watch_loss.wait_for(|l| !*l).await.is_ok() {
+                error!("lost the leader Lease: stopping, so that another replica takes over");
+                lost.store(true, Ordering::SeqCst);
+                let _ = loss_tx.send(true);
+            }
+        });
+        lease = Some((leading, task, watcher));
+    }
+
+    info!(elasticsearch = %args.elasticsearch_url, namespaces = ?args.namespace, "operator started");
     let controller = tokio::spawn(controller::run(
         ctx,
         args.namespace.clone(),
         args.max_concurrent_reconciles,
-        async move {
-            let _ = controller_shutdown.wait_for(|s| *s).await;
-        },
+        stop_rx.clone(),
         ready,
     ));
-    info!(elasticsearch = %args.elasticsearch_url, namespace = args.namespace.as_deref().unwrap_or("<all>"), "operator started");
-
-    shutdown_signal().await;
-    info!("shutting down: no new reconciles; waiting for those in flight");
-    let _ = shutdown_tx.send(true);
+    let mut stop = stop_rx.clone();
+    let _ = stop.wait_for(|s| *s).await;
     if tokio::time::timeout(args.shutdown_timeout, controller)
         .await
         .is_err()
@@ -193,8 +278,27 @@ async fn run(args: RunArgs) -> Result<(), String> {
             args.shutdown_timeout
         );
     }
+    if let Some((leading, task, watcher)) = lease {
+        watcher.abort();
+        // Dropping the last receiver makes the lease manager release the Lease.
+        drop(leading);
+        let _ = task.await;
+        info!("released the leader Lease");
+    }
+    signals.abort();
     let _ = server.await;
+    if lost_leadership.load(Ordering::SeqCst) {
+        return Err("lost leadership".into());
+    }
     Ok(())
+}
+
+fn scopes(namespaces: &[String]) -> Vec<Option<String>> {
+    if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.iter().cloned().map(Some).collect()
+    }
 }
 
 async fn shutdown_signal() {

@@ -42,3 +42,49 @@ async fn metrics(State(s): State<ServerState>) -> impl IntoResponse {
         s.metrics.render(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use http::Request;
+    use tower::ServiceExt;
+
+    async fn get(app: Router, path: &str) -> (StatusCode, String) {
+        let resp = app
+            .oneshot(Request::get(path).body(Body::empty()).expect("request"))
+            .await
+            .expect("response");
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (status, String::from_utf8_lossy(&bytes).to_string())
+    }
+
+    #[tokio::test]
+    async fn health_readiness_and_metrics() {
+        let state = ServerState {
+            metrics: Arc::new(Metrics::new()),
+            ready: Arc::new(AtomicBool::new(false)),
+        };
+        let app = router(state.clone());
+        assert_eq!(get(app.clone(), "/healthz").await.0, StatusCode::OK);
+        assert_eq!(
+            get(app.clone(), "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        state.ready.store(true, Ordering::SeqCst);
+        assert_eq!(get(app.clone(), "/readyz").await.0, StatusCode::OK);
+        state
+            .metrics
+            .observe_reconcile(std::time::Duration::from_millis(2));
+        let (status, body) = get(app, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            body.contains("es_inference_operator_reconciles_total 1"),
+            "{body}"
+        );
+        assert!(body.contains("# EOF"), "OpenMetrics text format");
+    }
+}

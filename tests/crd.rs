@@ -20,6 +20,24 @@ fn committed_crd_is_up_to_date() {
     );
 }
 
+#[test]
+fn chart_crd_template_is_up_to_date() {
+    use es_inference_operator::crd::{HELM_CRD_TEMPLATE, crd_helm_template};
+    let want = crd_helm_template();
+    // Helm would try to interpret any other template action inside the CRD.
+    assert_eq!(
+        want.matches("{{").count(),
+        5,
+        "unexpected template actions in the CRD"
+    );
+    let path = format!("{}/{HELM_CRD_TEMPLATE}", env!("CARGO_MANIFEST_DIR"));
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == want,
+        "{HELM_CRD_TEMPLATE} is stale: run `cargo run -- crd --helm > {HELM_CRD_TEMPLATE}`"
+    );
+}
+
 fn schema() -> Value {
     let crd = InferenceEndpoint::crd();
     serde_json::to_value(

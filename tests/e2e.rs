@@ -10,7 +10,10 @@ type TestFn = fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
 /// A minimal runner in libtest's output format: each test runs on its own runtime, a panic is a
 /// failure, and the process exits non-zero when any test failed.
 fn main() {
-    let tests: [(&str, TestFn); 2] = [
+    let tests: [(&str, TestFn); 3] = [
+        ("leader_election_against_a_real_api_server", || {
+            Box::pin(leader_election_against_a_real_api_server())
+        }),
         ("crd_rules_on_a_real_api_server", || {
             Box::pin(crd_rules_on_a_real_api_server())
         }),
@@ -57,7 +60,10 @@ use std::{
 
 use es_inference_operator::crd::InferenceEndpoint;
 use k8s_openapi::{
-    api::core::v1::{Namespace, Secret},
+    api::{
+        coordination::v1::Lease,
+        core::v1::{Namespace, Secret},
+    },
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
@@ -477,7 +483,13 @@ struct Operator {
 
 impl Operator {
     fn start(env: &Env, es: &Es, namespace: &str) -> Operator {
-        let log = std::env::temp_dir().join(format!("es-inference-operator-e2e-{namespace}.log"));
+        Self::start_with(env, es, namespace, "single", &[])
+    }
+
+    fn start_with(env: &Env, es: &Es, namespace: &str, identity: &str, extra: &[&str]) -> Operator {
+        let log = std::env::temp_dir().join(format!(
+            "es-inference-operator-e2e-{namespace}-{identity}.log"
+        ));
         let out = std::fs::File::create(&log).expect("log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_es-inference-operator"));
         cmd.arg("run")
@@ -485,7 +497,9 @@ impl Operator {
             .args(["--namespace", namespace])
             .args(["--metrics-addr", "127.0.0.1:0"])
             .args(["--resync-interval", "20s"])
+            .args(extra)
             .env("KUBECONFIG", &env.kubeconfig)
+            .env("POD_NAME", identity)
             .env("RUST_LOG", "debug")
             .stdout(Stdio::from(out.try_clone().expect("clone")))
             .stderr(Stdio::from(out));
@@ -505,6 +519,14 @@ impl Operator {
             child: cmd.spawn().expect("start the operator binary"),
             log,
         }
+    }
+
+    fn terminate(&mut self) {
+        // SIGTERM, as the kubelet sends it; std only offers SIGKILL.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
     }
 
     fn logs(&self) -> String {
@@ -706,4 +728,130 @@ async fn lifecycle_against_a_real_api_server() {
         );
     }
     drop(operator);
+}
+
+async fn lease_holder(leases: &Api<Lease>) -> Option<String> {
+    leases
+        .get_opt("es-inference-operator")
+        .await
+        .ok()
+        .flatten()?
+        .spec?
+        .holder_identity
+        .filter(|h| !h.is_empty())
+}
+
+async fn wait_holder(
+    leases: &Api<Lease>,
+    what: &str,
+    cond: impl Fn(Option<&str>) -> bool,
+) -> Option<String> {
+    let end = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let holder = lease_holder(leases).await;
+        if cond(holder.as_deref()) {
+            return holder;
+        }
+        assert!(
+            tokio::time::Instant::now() < end,
+            "timed out waiting for {what}; holder {holder:?}"
+        );
+        // Lease renewals are not events we can watch cheaply: poll with a deadline.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn leader_election_against_a_real_api_server() {
+    let Some(env) = Env::get() else { return };
+    let Some(es) = Es::new(&env).await else {
+        skipped("the leader election test needs E2E_ELASTICSEARCH_URL (a URL, or `standin`)");
+        return;
+    };
+    let client = client(&env).await;
+    install_crd(&client).await;
+    let ns = TempNamespace::new(&client, "e2e-ha").await;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns.name);
+    let args = [
+        "--leader-election",
+        "true",
+        "--leader-election-namespace",
+        ns.name.as_str(),
+        "--leader-election-lease-duration",
+        "4s",
+    ];
+    let mut a = Operator::start_with(&env, &es, &ns.name, "replica-a", &args);
+    let first = wait_holder(&leases, "a leader", |h| h.is_some())
+        .await
+        .expect("holder");
+    let mut b = Operator::start_with(&env, &es, &ns.name, "replica-b", &args);
+    let (leader, standby) = if first == "replica-a" {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+
+    // Only the leader reconciles.
+    let api: Api<InferenceEndpoint> = Api::namespaced(client.clone(), &ns.name);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "anthropic"}, "stringData": {"api-key": "sk-ant-e2e-HA-KEY-0003"}
+    }))
+    .expect("secret");
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("secret");
+    api.create(
+        &PostParams::default(),
+        &ie("one", &ns.name, anthropic_spec("e2e-ha-one")),
+    )
+    .await
+    .expect("create");
+    wait(&api, "one", "Ready=True", |o| {
+        ready_reason(o) == Some(("True".into(), "InSync".into()))
+    })
+    .await;
+    assert!(
+        leader.logs().contains("created inference endpoint"),
+        "the leader reconciled"
+    );
+    assert!(
+        !standby.logs().contains("created inference endpoint"),
+        "the standby did not reconcile"
+    );
+
+    // The leader dies without releasing: the standby takes over within the lease duration.
+    let killed_at = tokio::time::Instant::now();
+    let _ = leader.child.kill();
+    let _ = leader.child.wait();
+    let new_holder = wait_holder(&leases, "the standby to take over", |h| {
+        h.is_some_and(|h| h != first)
+    })
+    .await
+    .expect("holder");
+    let took = killed_at.elapsed();
+    println!("    failover to {new_holder} took {took:?} (lease duration 4s)");
+    assert!(took < Duration::from_secs(15), "failover took {took:?}");
+    api.create(
+        &PostParams::default(),
+        &ie("two", &ns.name, anthropic_spec("e2e-ha-two")),
+    )
+    .await
+    .expect("create");
+    wait(&api, "two", "Ready=True on the new leader", |o| {
+        ready_reason(o) == Some(("True".into(), "InSync".into()))
+    })
+    .await;
+
+    // A graceful shutdown releases the Lease at once.
+    standby.terminate();
+    wait_holder(&leases, "the Lease to be released", |h| h.is_none()).await;
+    assert!(
+        standby.logs().contains("released the leader Lease"),
+        "{}",
+        standby.logs()
+    );
+    for id in ["e2e-ha-one", "e2e-ha-two"] {
+        es.delete(id).await;
+    }
 }

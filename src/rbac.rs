@@ -1,0 +1,88 @@
+//! The Kubernetes permissions the operator's code uses, and nothing more. The Helm chart grants
+//! exactly these (checked by `tests/rbac.rs` against the rendered manifests), and the reconciler
+//! tests check that every request the code makes is covered by them.
+
+/// Where a rule applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Cluster-wide, or in each watched namespace when the operator watches only some.
+    Watched,
+    /// The operator's own namespace (leader election).
+    OwnNamespace,
+}
+
+/// One RBAC rule: an API group, a resource (or `resource/subresource`) and verbs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub api_group: &'static str,
+    pub resource: &'static str,
+    pub verbs: &'static [&'static str],
+    pub scope: Scope,
+}
+
+/// Every permission the operator needs.
+pub const RULES: &[Rule] = &[
+    // The controller lists and watches InferenceEndpoints; the finalizer is added and removed
+    // with a JSON patch of the object; the startup check lists one.
+    Rule {
+        api_group: "es-inference.dev",
+        resource: "inferenceendpoints",
+        verbs: &["list", "watch", "patch"],
+        scope: Scope::Watched,
+    },
+    // Status is written with server-side apply.
+    Rule {
+        api_group: "es-inference.dev",
+        resource: "inferenceendpoints/status",
+        verbs: &["patch"],
+        scope: Scope::Watched,
+    },
+    // Secrets are watched by metadata only and read (get) when a resource references them.
+    // Never written.
+    Rule {
+        api_group: "",
+        resource: "secrets",
+        verbs: &["get", "list", "watch"],
+        scope: Scope::Watched,
+    },
+    // Events are created, and patched when they repeat (kube's Recorder).
+    Rule {
+        api_group: "events.k8s.io",
+        resource: "events",
+        verbs: &["create", "patch"],
+        scope: Scope::Watched,
+    },
+    // Leader election (kube-lease-manager): read, create and renew one Lease.
+    Rule {
+        api_group: "coordination.k8s.io",
+        resource: "leases",
+        verbs: &["get", "create", "patch"],
+        scope: Scope::OwnNamespace,
+    },
+];
+
+/// Whether a request is covered by `RULES` (ignoring scope).
+pub fn allows(api_group: &str, resource: &str, verb: &str) -> bool {
+    RULES
+        .iter()
+        .any(|r| r.api_group == api_group && r.resource == resource && r.verbs.contains(&verb))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_cover_what_they_say_and_no_secret_writes() {
+        assert!(allows("", "secrets", "get"));
+        for verb in ["create", "update", "patch", "delete"] {
+            assert!(!allows("", "secrets", verb), "secrets {verb}");
+        }
+        assert!(allows(
+            "es-inference.dev",
+            "inferenceendpoints/status",
+            "patch"
+        ));
+        assert!(!allows("es-inference.dev", "inferenceendpoints", "delete"));
+    }
+}
