@@ -27,6 +27,8 @@ pub mod reason {
     pub const ELASTICSEARCH_UNAVAILABLE: &str = "ElasticsearchUnavailable";
     pub const CREATING: &str = "Creating";
     pub const KUBERNETES_ERROR: &str = "KubernetesError";
+    pub const MODEL_DEPLOYING: &str = "ModelDeploying";
+    pub const MODEL_DEPLOYMENT_FAILED: &str = "ModelDeploymentFailed";
 }
 
 /// How an outcome weighs for kstatus.

@@ -30,12 +30,18 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::{
     conditions::{Outcome, READY, Severity, conditions_for, reason, same_conditions},
-    crd::{FIELD_MANAGER, FINALIZER, InferenceEndpoint, InferenceEndpointStatus, Ownership},
+    crd::{
+        FIELD_MANAGER, FINALIZER, InferenceEndpoint, InferenceEndpointStatus,
+        ModelDeploymentStatus, Ownership,
+    },
     desired::{SecretMode, SecretValues, config_hash, create_body, update_body},
     error::{Error, Result},
     es::{ClusterInfo, Deleted, EndpointConfig, EsClient, EsError, SecretBody},
     metrics::Metrics,
-    plan::{Cleanup, Decision, Facts, Record, Step, UpdateCause, decide, decide_cleanup},
+    plan::{
+        Cleanup, Decision, Facts, Record, Step, UpdateCause, decide, decide_cleanup, deployment_id,
+        deployment_outcome, uses_model_deployment,
+    },
     secrets::{SecretProblem, endpoints_using_secret, fingerprint, referenced_secrets, resolve},
 };
 
@@ -139,6 +145,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
     failures: Mutex<HashMap<String, u32>>,
+    /// Model deployments being followed, by object: how many times they were looked at.
+    polls: Mutex<HashMap<String, u32>>,
     /// Writes that failed permanently, by object: not tried again with the same inputs until the
     /// resync interval has passed.
     gates: Mutex<HashMap<String, (String, Instant)>>,
@@ -160,6 +168,7 @@ impl Context {
             metrics,
             settings,
             failures: Mutex::default(),
+            polls: Mutex::default(),
             gates: Mutex::default(),
         }
     }
@@ -200,6 +209,23 @@ impl Context {
         jittered.max(at_least.unwrap_or_default())
     }
 
+    /// The delay before looking at a starting model deployment again: 5 s doubling to 60 s.
+    fn next_poll(&self, object: &str) -> Duration {
+        let mut polls = self.polls.lock().expect("polls lock poisoned");
+        let n = polls.entry(object.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        Duration::from_secs(5)
+            .saturating_mul(1u32 << (*n - 1).min(8))
+            .min(Duration::from_secs(60))
+    }
+
+    fn reset_poll(&self, object: &str) {
+        self.polls
+            .lock()
+            .expect("polls lock poisoned")
+            .remove(object);
+    }
+
     fn reset_backoff(&self, object: &str) {
         self.failures
             .lock()
@@ -214,6 +240,19 @@ impl Context {
                 .mul_f64(rand::rng().random_range(0.9..=1.1)),
         )
     }
+}
+
+/// The `timeout` for creating this endpoint: the spec's, else 5 minutes for built-in models
+/// (creation waits for the deployment), else the operator's default.
+fn create_timeout(spec: &crate::crd::InferenceEndpointSpec, default: Duration) -> Duration {
+    spec.create_timeout
+        .as_deref()
+        .and_then(|t| humantime::parse_duration(t).ok())
+        .unwrap_or(if uses_model_deployment(spec) {
+            Duration::from_secs(300).max(default)
+        } else {
+            default
+        })
 }
 
 fn object_key(obj: &InferenceEndpoint) -> String {
@@ -259,6 +298,7 @@ fn build_status(
     outcome: &Outcome,
     generation: Option<i64>,
     version: Option<String>,
+    model: Option<ModelDeploymentStatus>,
 ) -> InferenceEndpointStatus {
     let now = Time(Timestamp::now());
     InferenceEndpointStatus {
@@ -270,6 +310,7 @@ fn build_status(
         elasticsearch_version: version.or_else(|| prev.elasticsearch_version.clone()),
         secret_fingerprint: rec.secret_fingerprint.clone(),
         applied_config_hash: rec.applied_config_hash.clone(),
+        model_deployment: model,
     }
 }
 
@@ -406,6 +447,7 @@ fn read_failure_outcome(e: &Error) -> Outcome {
 struct Working {
     rec: Record,
     version: Option<String>,
+    model: Option<ModelDeploymentStatus>,
     /// The status currently stored (updated by intermediate writes).
     stored: InferenceEndpointStatus,
 }
@@ -416,11 +458,18 @@ async fn apply(obj: Arc<InferenceEndpoint>, ctx: &Context) -> Result<Action> {
     let mut w = Working {
         rec: Record::from_status(&prev),
         version: prev.elasticsearch_version.clone(),
+        model: prev.model_deployment.clone(),
         stored: prev.clone(),
     };
     let result = sync(&obj, ctx, &mut w).await;
     let (outcome, ret) = match result {
+        Ok(o) if o.reason == reason::MODEL_DEPLOYING => {
+            // Follow the deployment with backoff until it is ready; no faster than needed.
+            let action = Action::requeue(ctx.next_poll(&key));
+            (o, Ok(action))
+        }
         Ok(o) => {
+            ctx.reset_poll(&key);
             let action = ctx.resync_action();
             (o, Ok(action))
         }
@@ -433,6 +482,7 @@ async fn apply(obj: Arc<InferenceEndpoint>, ctx: &Context) -> Result<Action> {
         &outcome,
         obj.metadata.generation,
         w.version.clone(),
+        w.model.clone(),
     );
     write_status(ctx, &obj, &w.stored, next).await?;
     ctx.metrics.set_endpoint_reason(&key, Some(&outcome.reason));
@@ -533,10 +583,31 @@ async fn sync(obj: &InferenceEndpoint, ctx: &Context, w: &mut Working) -> Result
         };
         let step = match decide(&facts) {
             Decision::Done(o) => {
-                if o.is_ready() {
-                    w.rec.applied_config_hash = Some(desired_hash);
+                if !o.is_ready() {
+                    return Ok(o);
                 }
-                return Ok(o);
+                w.rec.applied_config_hash = Some(desired_hash);
+                if !uses_model_deployment(spec) {
+                    return Ok(o);
+                }
+                // The configuration is in sync; a model-backed endpoint is usable only once its
+                // deployment has started.
+                let dep = deployment_id(spec, &id);
+                let stats = ctx
+                    .cluster
+                    .es
+                    .deployment_stats(&dep)
+                    .await
+                    .map_err(Error::Es)?;
+                w.model = stats.as_ref().map(|d| ModelDeploymentStatus {
+                    deployment_id: d.deployment_id.clone(),
+                    model_id: d.model_id.clone(),
+                    state: d.state.clone(),
+                    allocations: d.allocations,
+                    target_allocations: d.target_allocations,
+                    allocation_state: d.allocation_state.clone(),
+                });
+                return Ok(deployment_outcome(spec, &id, stats.as_ref()).unwrap_or(o));
             }
             Decision::Act(step) => step,
         };
@@ -575,6 +646,7 @@ async fn sync(obj: &InferenceEndpoint, ctx: &Context, w: &mut Working) -> Result
                     ),
                     obj.metadata.generation,
                     w.version.clone(),
+                    None,
                 );
                 w.stored = write_status(ctx, obj, &w.stored, next).await?;
             }
@@ -588,7 +660,7 @@ async fn sync(obj: &InferenceEndpoint, ctx: &Context, w: &mut Working) -> Result
                 let timeout = cluster
                     .version
                     .put_accepts_timeout()
-                    .then_some(ctx.settings.create_timeout);
+                    .then(|| create_timeout(spec, ctx.settings.create_timeout));
                 match ctx
                     .cluster
                     .es
@@ -891,6 +963,7 @@ async fn report_cleanup_problem(
         &outcome,
         obj.metadata.generation,
         None,
+        prev.model_deployment.clone(),
     );
     write_status(ctx, obj, &prev, next).await?;
     ctx.metrics

@@ -107,6 +107,15 @@ pub struct InferenceEndpointSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunking_settings: Option<ChunkingSettings>,
 
+    /// How long Elasticsearch may take to create the endpoint (its `timeout` parameter, sent to
+    /// 8.19 and 9.1+), e.g. `30s` or `10m`. Built-in model services default to 5m, as creation
+    /// waits for the model deployment to start; others default to the operator's
+    /// --create-timeout. A create that times out is not sent again: the operator follows the
+    /// endpoint until its deployment is ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub create_timeout: Option<String>,
+
     /// What happens to the Elasticsearch endpoint when this resource is deleted.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
@@ -344,6 +353,31 @@ pub struct InferenceEndpointStatus {
     /// Hash of the non-secret configuration last applied; tells spec edits from drift.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_config_hash: Option<String>,
+    /// The trained-model deployment behind an `elasticsearch`/`elser` endpoint, as last observed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_deployment: Option<ModelDeploymentStatus>,
+}
+
+/// A trained-model deployment, as `GET _ml/trained_models/<id>/_stats` reports it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelDeploymentStatus {
+    /// The deployment id (the inference id, or the shared serviceSettings.deployment_id).
+    pub deployment_id: String,
+    /// The model deployed (platform-specific ids such as .elser_model_2_linux-x86_64).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub model_id: String,
+    /// starting, started, stopping or failed.
+    pub state: String,
+    /// Allocations running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocations: Option<u64>,
+    /// Allocations wanted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_allocations: Option<u64>,
+    /// starting, started or fully_allocated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocation_state: Option<String>,
 }
 
 impl InferenceEndpointStatus {

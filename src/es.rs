@@ -95,6 +95,21 @@ pub struct EndpointConfig {
     pub chunking_settings: Option<Map<String, Value>>,
 }
 
+/// A trained-model deployment as `GET _ml/trained_models/<id>/_stats` reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeploymentStats {
+    pub deployment_id: String,
+    pub model_id: String,
+    /// `starting`, `started`, `stopping`, `failed`.
+    pub state: String,
+    /// Why it failed, when it did.
+    pub reason: Option<String>,
+    pub allocations: Option<u64>,
+    pub target_allocations: Option<u64>,
+    /// `starting`, `started`, `fully_allocated`.
+    pub allocation_state: Option<String>,
+}
+
 /// The result of a DELETE that Elasticsearch accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Deleted {
@@ -356,6 +371,50 @@ impl EsClient {
             )
             .await?;
         parse_endpoints(v)
+    }
+
+    /// `GET _ml/trained_models/<deployment id>/_stats`: the deployment behind a built-in model
+    /// endpoint, or `None` when there is none.
+    pub async fn deployment_stats(
+        &self,
+        deployment_id: &str,
+    ) -> Result<Option<DeploymentStats>, EsError> {
+        let path = format!(
+            "/_ml/trained_models/{}/_stats",
+            encode_segment(deployment_id)
+        );
+        let v = match self
+            .send("model_stats", Method::GET, path, None, &[], None)
+            .await
+        {
+            Ok(v) => v,
+            Err(e) if e.status() == Some(404) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let stats = v
+            .get("trained_model_stats")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m.get("deployment_stats"))
+            .find(|d| d.get("deployment_id").and_then(Value::as_str) == Some(deployment_id));
+        Ok(stats.map(|d| {
+            let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
+            let alloc = d.get("allocation_status");
+            DeploymentStats {
+                deployment_id: deployment_id.to_string(),
+                model_id: text(d.get("model_id")).unwrap_or_default(),
+                state: text(d.get("state")).unwrap_or_default(),
+                reason: text(d.get("reason")),
+                allocations: alloc
+                    .and_then(|a| a.get("allocation_count"))
+                    .and_then(Value::as_u64),
+                target_allocations: alloc
+                    .and_then(|a| a.get("target_allocation_count"))
+                    .and_then(Value::as_u64),
+                allocation_state: text(alloc.and_then(|a| a.get("state"))),
+            }
+        }))
     }
 
     /// `PUT /_inference/{task_type}/{id}` (create). `timeout` is sent only when given, which the

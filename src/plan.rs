@@ -260,6 +260,73 @@ fn compare(f: &Facts<'_>, ep: &EndpointConfig, ownership: Ownership) -> Decision
     )))
 }
 
+/// Services whose endpoints run on a trained-model deployment inside Elasticsearch (§7.3).
+pub fn uses_model_deployment(spec: &InferenceEndpointSpec) -> bool {
+    matches!(spec.service.as_str(), "elasticsearch" | "elser")
+}
+
+/// The deployment behind a built-in model endpoint: the shared `deployment_id` when the spec
+/// names one, else the deployment Elasticsearch named after the inference id.
+pub fn deployment_id(spec: &InferenceEndpointSpec, inference_id: &str) -> String {
+    spec.service_settings
+        .get("deployment_id")
+        .and_then(|v| v.as_str())
+        .unwrap_or(inference_id)
+        .to_string()
+}
+
+/// Whether a model-backed endpoint whose configuration is in sync is usable: its deployment has
+/// started and is fully allocated (or scales on demand with adaptive allocations). `None` means
+/// ready.
+pub fn deployment_outcome(
+    spec: &InferenceEndpointSpec,
+    inference_id: &str,
+    stats: Option<&crate::es::DeploymentStats>,
+) -> Option<Outcome> {
+    let id = deployment_id(spec, inference_id);
+    let Some(d) = stats else {
+        return Some(Outcome::stalled(
+            reason::MODEL_DEPLOYMENT_FAILED,
+            format!(
+                "inference endpoint {inference_id:?} exists but no trained model deployment {id:?} is running; start it (POST _ml/trained_models/<model>/deployment/_start?deployment_id={id}) or delete and re-create the endpoint"
+            ),
+        ));
+    };
+    let adaptive = spec
+        .service_settings
+        .get("adaptive_allocations")
+        .and_then(|a| a.get("enabled"))
+        .and_then(|e| e.as_bool())
+        .unwrap_or(false);
+    let counts = format!(
+        "{}/{} allocations",
+        d.allocations.map_or("?".into(), |n| n.to_string()),
+        d.target_allocations.map_or("?".into(), |n| n.to_string())
+    );
+    match d.state.as_str() {
+        "failed" => Some(Outcome::stalled(
+            reason::MODEL_DEPLOYMENT_FAILED,
+            format!(
+                "trained model deployment {id:?} failed: {}. The endpoint stays managed; fix the cause (model, ML memory, licence) and restart the deployment, or delete this resource",
+                d.reason
+                    .as_deref()
+                    .unwrap_or("no reason given")
+                    .trim_end_matches('.')
+            ),
+        )),
+        "started" if adaptive || d.allocation_state.as_deref() == Some("fully_allocated") => None,
+        state => Some(Outcome::progressing(
+            reason::MODEL_DEPLOYING,
+            format!(
+                "trained model deployment {id:?} is {state} ({counts}, {}); the endpoint becomes Ready when it is started and fully allocated",
+                d.allocation_state
+                    .as_deref()
+                    .unwrap_or("allocation unknown")
+            ),
+        )),
+    }
+}
+
 /// What to do when the resource is being deleted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Cleanup {
@@ -747,5 +814,76 @@ mod tests {
                 verify_first: true
             }
         );
+    }
+
+    fn stats(
+        state: &str,
+        allocs: u64,
+        target: u64,
+        alloc_state: &str,
+    ) -> crate::es::DeploymentStats {
+        crate::es::DeploymentStats {
+            deployment_id: "x".into(),
+            model_id: ".elser_model_2_linux-x86_64".into(),
+            state: state.into(),
+            reason: None,
+            allocations: Some(allocs),
+            target_allocations: Some(target),
+            allocation_state: Some(alloc_state.into()),
+        }
+    }
+
+    #[test]
+    fn model_deployment_readiness() {
+        let fixed = spec(
+            "taskType: sparse_embedding\nservice: elasticsearch\nserviceSettings: {model_id: .elser_model_2, num_allocations: 2, num_threads: 1}\n",
+        );
+        let o = deployment_outcome(&fixed, "x", Some(&stats("starting", 0, 2, "starting")))
+            .expect("not ready");
+        assert_eq!(
+            (o.reason.as_str(), o.severity),
+            (reason::MODEL_DEPLOYING, Severity::Progressing)
+        );
+        assert!(o.message.contains("0/2 allocations"), "{}", o.message);
+        let o = deployment_outcome(&fixed, "x", Some(&stats("started", 1, 2, "started")))
+            .expect("partly allocated");
+        assert_eq!(o.reason, reason::MODEL_DEPLOYING);
+        assert_eq!(
+            deployment_outcome(
+                &fixed,
+                "x",
+                Some(&stats("started", 2, 2, "fully_allocated"))
+            ),
+            None
+        );
+        let mut failed = stats("failed", 0, 2, "starting");
+        failed.reason = Some("not enough memory on node [ml-0].".into());
+        let o = deployment_outcome(&fixed, "x", Some(&failed)).expect("failed");
+        assert_eq!(
+            (o.reason.as_str(), o.severity),
+            (reason::MODEL_DEPLOYMENT_FAILED, Severity::Stalled)
+        );
+        assert!(
+            o.message.contains("not enough memory on node [ml-0]:")
+                || o.message.contains("not enough memory on node [ml-0]. "),
+            "{}",
+            o.message
+        );
+        let o = deployment_outcome(&fixed, "x", None).expect("missing");
+        assert_eq!(o.reason, reason::MODEL_DEPLOYMENT_FAILED);
+        // Adaptive allocations scale on demand (possibly to zero): started is usable.
+        let adaptive = spec(
+            "taskType: sparse_embedding\nservice: elasticsearch\nserviceSettings: {model_id: .elser_model_2, num_threads: 1, adaptive_allocations: {enabled: true, min_number_of_allocations: 0}}\n",
+        );
+        assert_eq!(
+            deployment_outcome(&adaptive, "x", Some(&stats("started", 0, 0, "started"))),
+            None
+        );
+        // A shared deployment is looked up by its own id.
+        let shared = spec(
+            "taskType: sparse_embedding\nservice: elasticsearch\nserviceSettings: {deployment_id: my-dep}\n",
+        );
+        assert_eq!(deployment_id(&shared, "x"), "my-dep");
+        assert_eq!(deployment_id(&fixed, "x"), "x");
     }
 }

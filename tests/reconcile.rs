@@ -816,3 +816,188 @@ async fn every_kubernetes_request_is_covered_by_the_declared_rbac() {
         assert!(seen.contains(want), "{want} not exercised: {seen:?}");
     }
 }
+
+fn elser() -> Value {
+    json!({
+        "inferenceId": "my-elser",
+        "taskType": "sparse_embedding",
+        "service": "elasticsearch",
+        "serviceSettings": {"model_id": ".elser_model_2", "num_threads": 1, "num_allocations": 2}
+    })
+}
+
+fn model_status(h: &Harness, name: &str) -> es_inference_operator::crd::ModelDeploymentStatus {
+    h.get(name)
+        .and_then(|o| o.status)
+        .and_then(|s| s.model_deployment)
+        .expect("modelDeployment status")
+}
+
+#[tokio::test]
+async fn model_endpoints_are_ready_only_when_the_deployment_is() {
+    let h = Harness::new().await;
+    h.es.set_model_deployment(3, false);
+    h.endpoint("elser", elser());
+    h.settle("elser").await.expect("reconciles");
+    let (ready, reason, message) = h.ready("elser");
+    assert_eq!(
+        (ready.as_str(), reason.as_str()),
+        ("False", "ModelDeploying")
+    );
+    assert!(message.contains("0/2 allocations"), "{message}");
+    let m = model_status(&h, "elser");
+    assert_eq!(
+        (m.state.as_str(), m.allocations, m.target_allocations),
+        ("starting", Some(0), Some(2))
+    );
+    assert!(m.model_id.ends_with("_linux-x86_64"));
+    let reconciling = h
+        .get("elser")
+        .and_then(|o| o.status)
+        .and_then(|s| s.condition("Reconciling").cloned());
+    assert_eq!(reconciling.map(|c| c.status), Some("True".into()));
+    // Polled with backoff, not as an error: each look waits longer (settle looked twice: 5 s,
+    // 10 s; this is the third).
+    let delay = parse_requeue(&format!("{:?}", h.reconcile("elser").await.expect("poll")));
+    assert_eq!(delay, Duration::from_secs(20));
+    assert_eq!(h.ready("elser").1, "ModelDeploying");
+    h.reconcile("elser").await.expect("poll");
+    assert_eq!(h.ready("elser").1, "InSync");
+    let m = model_status(&h, "elser");
+    assert_eq!(
+        (
+            m.state.as_str(),
+            m.allocations,
+            m.allocation_state.as_deref()
+        ),
+        ("started", Some(2), Some("fully_allocated"))
+    );
+    // Created once; once ready, a resync no longer asks for stats.
+    assert_eq!(
+        h.es_writes(),
+        vec!["PUT /_inference/sparse_embedding/my-elser"]
+    );
+    h.ctx.cluster.invalidate().await;
+    h.es.clear_requests();
+    h.kube.clear_requests();
+    h.reconcile("elser").await.expect("resync");
+    assert!(
+        h.es.requests().iter().all(|r| !r.path.starts_with("/_ml/")),
+        "stopped polling once ready"
+    );
+    assert_eq!(h.kube.write_count(), 0);
+}
+
+#[tokio::test]
+async fn a_create_that_times_out_while_the_model_starts_is_followed_not_repeated() {
+    let h = Harness::new().await;
+    h.es.set_model_deployment(1, true);
+    h.endpoint("elser", elser());
+    h.settle("elser").await.expect("reconciles");
+    // Built-in models get a generous create timeout by default.
+    let put =
+        h.es.requests()
+            .into_iter()
+            .find(|r| r.method == "PUT")
+            .expect("put");
+    assert_eq!(put.query.as_deref(), Some("timeout=300s"));
+    for _ in 0..3 {
+        if h.ready("elser").1 == "InSync" {
+            break;
+        }
+        h.reconcile("elser").await.expect("poll");
+    }
+    assert_eq!(h.ready("elser").1, "InSync");
+    let creates = h.es.requests().iter().filter(|r| r.method == "PUT").count();
+    assert_eq!(creates, 1, "never PUT again: {:?}", h.es_writes());
+    assert_eq!(
+        h.get("elser")
+            .and_then(|o| o.status)
+            .and_then(|s| s.ownership)
+            .map(|o| format!("{o:?}")),
+        Some("Created".into())
+    );
+}
+
+#[tokio::test]
+async fn a_failed_deployment_is_reported_and_delete_still_works() {
+    let h = Harness::new().await;
+    h.es.set_model_deployment(5, false);
+    h.endpoint("elser", elser());
+    h.settle("elser").await.expect("reconciles");
+    h.es.fail_model_deployment(
+        "my-elser",
+        "Could not start deployment because no ML nodes with sufficient capacity were found",
+    );
+    h.reconcile("elser").await.expect("reconciles");
+    let (ready, reason, message) = h.ready("elser");
+    assert_eq!(
+        (ready.as_str(), reason.as_str()),
+        ("False", "ModelDeploymentFailed")
+    );
+    assert!(message.contains("sufficient capacity"), "{message}");
+    assert_eq!(model_status(&h, "elser").state, "failed");
+    h.kube.mark_deleting(
+        "es-inference.dev/v1alpha1",
+        "InferenceEndpoint",
+        NS,
+        "elser",
+    );
+    h.settle("elser").await.expect("cleanup");
+    assert!(h.get("elser").is_none());
+    assert!(
+        h.es.endpoint("my-elser").is_none(),
+        "still managed, so deleted"
+    );
+    assert_eq!(
+        h.es.deployment_state("my-elser"),
+        None,
+        "delete stopped the deployment"
+    );
+}
+
+#[tokio::test]
+async fn create_timeout_comes_from_the_spec() {
+    let h = Harness::new().await;
+    h.secret("anthropic", &[("api-key", KEY)]);
+    h.endpoint("claude", {
+        let mut s = anthropic();
+        s["createTimeout"] = json!("10m");
+        s
+    });
+    h.settle("claude").await.expect("reconciles");
+    let put =
+        h.es.requests()
+            .into_iter()
+            .find(|r| r.method == "PUT")
+            .expect("put");
+    assert_eq!(put.query.as_deref(), Some("timeout=600s"));
+}
+
+#[tokio::test]
+async fn num_allocations_changes_go_through_update() {
+    let h = Harness::new().await;
+    h.endpoint("elser", elser());
+    h.settle("elser").await.expect("reconciles");
+    assert_eq!(h.ready("elser").1, "InSync");
+    h.edit("elser", |s| {
+        s["serviceSettings"]["num_allocations"] = json!(4)
+    });
+    h.es.clear_requests();
+    h.settle("elser").await.expect("reconciles");
+    assert_eq!(
+        h.es_writes(),
+        vec!["PUT /_inference/sparse_embedding/my-elser/_update"]
+    );
+    let update =
+        h.es.requests()
+            .into_iter()
+            .find(|r| r.path.ends_with("_update"))
+            .expect("update");
+    assert_eq!(
+        update.body.expect("body")["service_settings"],
+        json!({"num_allocations": 4})
+    );
+    assert_eq!(h.ready("elser").1, "InSync");
+    assert_eq!(model_status(&h, "elser").target_allocations, Some(4));
+}

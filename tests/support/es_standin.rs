@@ -285,6 +285,37 @@ impl EsStandin {
 
     /// The simulated provider answers 401 to a create/update whose secret equals this
     /// value (`api_key`, `secret_key`, `service_account_json`, … — §2.2 step 11, §5).
+    /// Deployments of endpoints created from now on start after `polls` stats calls; with
+    /// `create_times_out`, a create whose deployment is still starting stores the endpoint and
+    /// then answers 408, as Elasticsearch does when `timeout` passes (§2.2 step 13).
+    pub fn set_model_deployment(&self, polls: u32, create_times_out: bool) {
+        self.lock().model_plan = ModelPlan {
+            polls_until_started: polls,
+            create_times_out,
+        };
+    }
+
+    /// Make a deployment fail with `reason` (e.g. not enough ML memory).
+    pub fn fail_model_deployment(&self, deployment_id: &str, reason: &str) {
+        if let Some(d) = self.lock().deployments.get_mut(deployment_id) {
+            d.failure = Some(reason.to_string());
+        }
+    }
+
+    /// Stop and remove a deployment out of band.
+    pub fn remove_deployment(&self, deployment_id: &str) -> bool {
+        self.lock().deployments.remove(deployment_id).is_some()
+    }
+
+    /// The deployment's state as stats would report it, without advancing it.
+    pub fn deployment_state(&self, deployment_id: &str) -> Option<String> {
+        let inner = self.lock();
+        inner
+            .deployments
+            .get(deployment_id)
+            .map(|d| deployment_state(d).to_string())
+    }
+
     pub fn set_provider_rejects(&self, api_key_value: &str) {
         self.lock().rejected.insert(api_key_value.into());
     }
@@ -354,6 +385,27 @@ struct Inner {
     echo_unknown: bool,
     pipelines: BTreeMap<String, BTreeSet<String>>,
     indexes: BTreeMap<String, BTreeSet<String>>,
+    deployments: BTreeMap<String, Deployment>,
+    model_plan: ModelPlan,
+}
+
+/// How trained-model deployments of `elasticsearch`/`elser` endpoints behave (§2.2 step 13,
+/// §7.3). Time is simulated by stats calls: each `GET _ml/trained_models/<id>/_stats` moves a
+/// starting deployment one step closer to `started`, so tests need no clock.
+#[derive(Clone, Default)]
+struct ModelPlan {
+    /// Stats calls that still see `starting` after create.
+    polls_until_started: u32,
+    /// Create waits for `started` and times out (after storing the endpoint) while starting.
+    create_times_out: bool,
+}
+
+#[derive(Clone)]
+struct Deployment {
+    model_id: String,
+    target: u64,
+    polls_left: u32,
+    failure: Option<String>,
 }
 
 struct Shared {
@@ -497,6 +549,7 @@ impl Shared {
             ["_inference", task, id] if put => self.create(&req, Some(task), id),
             ["_inference", id] if delete => self.delete(&req, None, id),
             ["_inference", task, id] if delete => self.delete(&req, Some(task), id),
+            ["_ml", "trained_models", id, "_stats"] if get => self.model_stats(&req, id),
             _ => {
                 let target = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
                 let reason = format!("no handler found for uri [{target}] and method [{method}]");
@@ -577,8 +630,85 @@ impl Shared {
             return Err(EsError::new(400, kind, reason));
         }
         let response = json_response(StatusCode::OK, &self.view(&stored.config));
+        let starting = self.start_deployment(&mut inner, id, &stored.config);
         inner.endpoints.insert(id.into(), stored);
+        if starting && inner.model_plan.create_times_out {
+            // Stored first, then the wait for `started` times out (§2.2 step 13).
+            let reason = format!(
+                "Timed out after [30s] waiting for trained model deployment [{id}] to start. Use \
+                 the trained model stats API to track the state of the deployment."
+            );
+            return Err(EsError::new(408, "status_exception", reason));
+        }
         Ok(response)
+    }
+
+    /// For `elasticsearch`/`elser` endpoints without a shared `deployment_id`, a deployment named
+    /// after the inference id starts (§7.3). Returns whether it is still starting.
+    fn start_deployment(&self, inner: &mut Inner, id: &str, config: &Obj) -> bool {
+        let service = str_of(config, "service");
+        if service != "elasticsearch" && service != "elser" {
+            return false;
+        }
+        let ss = config.get("service_settings").and_then(Value::as_object);
+        let ss = ss.cloned().unwrap_or_default();
+        if ss.contains_key("deployment_id") {
+            return false;
+        }
+        let adaptive = ss.get("adaptive_allocations");
+        let min = adaptive
+            .and_then(|a| a.get("min_number_of_allocations"))
+            .and_then(Value::as_u64);
+        let target = ss
+            .get("num_allocations")
+            .and_then(Value::as_u64)
+            .or(min)
+            .unwrap_or(1)
+            .max(1);
+        let polls_left = inner.model_plan.polls_until_started;
+        let deployment = Deployment {
+            model_id: str_of(&ss, "model_id").to_string(),
+            target,
+            polls_left,
+            failure: None,
+        };
+        inner.deployments.insert(id.to_string(), deployment);
+        polls_left > 0
+    }
+
+    /// `GET _ml/trained_models/<model or deployment id>/_stats`: one call advances a starting
+    /// deployment by one step.
+    fn model_stats(&self, req: &Req, id: &str) -> Result<Response, EsError> {
+        req.check_params(&[])?;
+        let mut inner = self.lock();
+        let found = inner
+            .deployments
+            .iter_mut()
+            .find(|(dep_id, d)| dep_id.as_str() == id || d.model_id == id);
+        let Some((dep_id, d)) = found else {
+            let reason = format!("No known trained model with model_id [{id}]");
+            return Err(EsError::new(404, "resource_not_found_exception", reason));
+        };
+        let state = deployment_state(d);
+        let allocated = if state == "started" { d.target } else { 0 };
+        let allocation_state = match state {
+            "started" => "fully_allocated",
+            _ => "starting",
+        };
+        let mut stats = json!({
+            "deployment_id": dep_id, "model_id": d.model_id, "state": state,
+            "number_of_allocations": d.target, "threads_per_allocation": 1,
+            "allocation_status": {"allocation_count": allocated,
+                "target_allocation_count": d.target, "state": allocation_state},
+        });
+        if let Some(reason) = &d.failure {
+            stats["reason"] = json!(reason);
+        }
+        let body = json!({"count": 1, "trained_model_stats": [{
+            "model_id": d.model_id, "pipeline_count": 0, "deployment_stats": stats,
+        }]});
+        d.polls_left = d.polls_left.saturating_sub(1);
+        Ok(json_response(StatusCode::OK, &body))
     }
 
     /// §9 update.
@@ -661,6 +791,14 @@ impl Shared {
         if v.at_least(9, 4) {
             provider_check(&inner.rejected, v, id, &stored)?; // §5.2
         }
+        let target = stored
+            .config
+            .get("service_settings")
+            .and_then(|ss| ss.get("num_allocations"))
+            .and_then(Value::as_u64);
+        if let (Some(d), Some(target)) = (inner.deployments.get_mut(id), target) {
+            d.target = target.max(1);
+        }
         let response = json_response(StatusCode::OK, &self.view(&stored.config));
         inner.endpoints.insert(id.into(), stored);
         Ok(response)
@@ -724,8 +862,17 @@ impl Shared {
             body.push(("error_message", json!(message)));
         } else {
             inner.endpoints.remove(id);
+            inner.deployments.remove(id); // §7.3: delete stops the deployment
         }
         Ok(json_response(StatusCode::OK, &Ordered(body)))
+    }
+}
+
+fn deployment_state(d: &Deployment) -> &'static str {
+    match (&d.failure, d.polls_left) {
+        (Some(_), _) => "failed",
+        (None, 0) => "started",
+        (None, _) => "starting",
     }
 }
 
