@@ -10,7 +10,10 @@ type TestFn = fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
 /// A minimal runner in libtest's output format: each test runs on its own runtime, a panic is a
 /// failure, and the process exits non-zero when any test failed.
 fn main() {
-    let tests: [(&str, TestFn); 3] = [
+    let tests: [(&str, TestFn); 4] = [
+        ("least_privilege_identity_against_a_real_api_server", || {
+            Box::pin(least_privilege_identity_against_a_real_api_server())
+        }),
         ("leader_election_against_a_real_api_server", || {
             Box::pin(leader_election_against_a_real_api_server())
         }),
@@ -482,11 +485,13 @@ struct Operator {
 }
 
 impl Operator {
-    fn start(env: &Env, es: &Es, namespace: &str) -> Operator {
-        Self::start_with(env, es, namespace, "single", &[])
-    }
-
-    fn start_with(env: &Env, es: &Es, namespace: &str, identity: &str, extra: &[&str]) -> Operator {
+    fn start_with(
+        kubeconfig: &str,
+        es: &Es,
+        namespace: &str,
+        identity: &str,
+        extra: &[&str],
+    ) -> Operator {
         let log = std::env::temp_dir().join(format!(
             "es-inference-operator-e2e-{namespace}-{identity}.log"
         ));
@@ -498,7 +503,7 @@ impl Operator {
             .args(["--metrics-addr", "127.0.0.1:0"])
             .args(["--resync-interval", "20s"])
             .args(extra)
-            .env("KUBECONFIG", &env.kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env("POD_NAME", identity)
             .env("RUST_LOG", "debug")
             .stdout(Stdio::from(out.try_clone().expect("clone")))
@@ -591,14 +596,20 @@ async fn lifecycle_against_a_real_api_server() {
         skipped("the lifecycle test needs E2E_ELASTICSEARCH_URL (a URL, or `standin`)");
         return;
     };
+    lifecycle(&env, &es, &env.kubeconfig, "e2e").await;
+}
+
+/// Create → Ready, rotate, edit, blocked delete, delete, Retain; the operator runs with
+/// `operator_kubeconfig`.
+async fn lifecycle(env: &Env, es: &Es, operator_kubeconfig: &str, prefix: &str) {
     let key = std::env::var("E2E_PROVIDER_API_KEY")
         .unwrap_or_else(|_| "sk-ant-e2e-FIRST-KEY-0001".into());
     let rotated = std::env::var("E2E_PROVIDER_API_KEY_ROTATED")
         .unwrap_or_else(|_| "sk-ant-e2e-ROTATED-KEY-0002".into());
-    let client = client(&env).await;
+    let client = client(env).await;
     install_crd(&client).await;
-    let ns = TempNamespace::new(&client, "e2e").await;
-    let operator = Operator::start(&env, &es, &ns.name);
+    let ns = TempNamespace::new(&client, prefix).await;
+    let operator = Operator::start_with(operator_kubeconfig, es, &ns.name, "single", &[]);
     let api: Api<InferenceEndpoint> = Api::namespaced(client.clone(), &ns.name);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
     let secret = |v: &str| {
@@ -677,7 +688,7 @@ async fn lifecycle_against_a_real_api_server() {
             && ready_reason(o) == Some(("True".into(), "InSync".into()))
     })
     .await;
-    wait_es(&es, LIFECYCLE_ID, "max_tokens 512 in Elasticsearch", |ep| {
+    wait_es(es, LIFECYCLE_ID, "max_tokens 512 in Elasticsearch", |ep| {
         ep.is_some_and(|e| e["task_settings"]["max_tokens"] == 512)
     })
     .await;
@@ -697,7 +708,7 @@ async fn lifecycle_against_a_real_api_server() {
     );
     es.reference(LIFECYCLE_ID, false).await;
     wait(&api, "claude", "the resource to be gone", |o| o.is_none()).await;
-    wait_es(&es, LIFECYCLE_ID, "the endpoint to be deleted", |ep| {
+    wait_es(es, LIFECYCLE_ID, "the endpoint to be deleted", |ep| {
         ep.is_none()
     })
     .await;
@@ -779,11 +790,11 @@ async fn leader_election_against_a_real_api_server() {
         "--leader-election-lease-duration",
         "4s",
     ];
-    let mut a = Operator::start_with(&env, &es, &ns.name, "replica-a", &args);
+    let mut a = Operator::start_with(&env.kubeconfig, &es, &ns.name, "replica-a", &args);
     let first = wait_holder(&leases, "a leader", |h| h.is_some())
         .await
         .expect("holder");
-    let mut b = Operator::start_with(&env, &es, &ns.name, "replica-b", &args);
+    let mut b = Operator::start_with(&env.kubeconfig, &es, &ns.name, "replica-b", &args);
     let (leader, standby) = if first == "replica-a" {
         (&mut a, &mut b)
     } else {
@@ -854,4 +865,345 @@ async fn leader_election_against_a_real_api_server() {
     for id in ["e2e-ha-one", "e2e-ha-two"] {
         es.delete(id).await;
     }
+}
+
+const OPERATOR_NS: &str = "es-inference-system";
+const OPERATOR_SA: &str = "es-inference-operator";
+
+/// Apply the identity parts of the plain manifests (rendered from the chart): namespace,
+/// ServiceAccount and RBAC. The Deployment itself is not needed: the binary runs here.
+async fn install_identity(client: &Client) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut text = std::fs::read_to_string(format!("{root}/deploy/namespace.yaml"))
+        .expect("deploy/namespace.yaml");
+    text.push_str("\n---\n");
+    text.push_str(
+        &std::fs::read_to_string(format!("{root}/deploy/es-inference-operator.yaml"))
+            .expect("deploy/"),
+    );
+    let required = [
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+    ];
+    apply_identity(client, &text, &required).await;
+}
+
+/// Server-side apply the namespace, ServiceAccount and RBAC documents of `text`; `required`
+/// kinds must be among them.
+async fn apply_identity(client: &Client, text: &str, required: &[&str]) {
+    let docs: Vec<Value> = serde_saphyr::from_multiple(text).expect("manifests");
+    let ssa = PatchParams::apply("e2e").force();
+    let mut applied = Vec::new();
+    for doc in docs.into_iter().filter(|d| !d.is_null()) {
+        let kind = doc["kind"].as_str().unwrap_or_default().to_string();
+        let name = doc["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let ns = doc["metadata"]["namespace"].as_str().map(str::to_string);
+        macro_rules! apply {
+            ($t:ty, $api:expr) => {{
+                let obj: $t = serde_json::from_value(doc.clone()).expect(&kind);
+                $api.patch(&name, &ssa, &Patch::Apply(&obj))
+                    .await
+                    .unwrap_or_else(|e| panic!("apply {kind} {name}: {e}"));
+            }};
+        }
+        use k8s_openapi::api::{
+            core::v1::ServiceAccount,
+            rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
+        };
+        match kind.as_str() {
+            "Namespace" => apply!(Namespace, Api::<Namespace>::all(client.clone())),
+            "ServiceAccount" => apply!(
+                ServiceAccount,
+                Api::<ServiceAccount>::namespaced(
+                    client.clone(),
+                    ns.as_deref().unwrap_or(OPERATOR_NS)
+                )
+            ),
+            "ClusterRole" => apply!(ClusterRole, Api::<ClusterRole>::all(client.clone())),
+            "ClusterRoleBinding" => apply!(
+                ClusterRoleBinding,
+                Api::<ClusterRoleBinding>::all(client.clone())
+            ),
+            "Role" => apply!(
+                Role,
+                Api::<Role>::namespaced(client.clone(), ns.as_deref().unwrap_or(OPERATOR_NS))
+            ),
+            "RoleBinding" => apply!(
+                RoleBinding,
+                Api::<RoleBinding>::namespaced(
+                    client.clone(),
+                    ns.as_deref().unwrap_or(OPERATOR_NS)
+                )
+            ),
+            _ => continue,
+        }
+        applied.push(kind);
+    }
+    for want in required {
+        assert!(
+            applied.iter().any(|k| k == want),
+            "the manifests have no {want}"
+        );
+    }
+}
+
+/// A kubeconfig for the operator's ServiceAccount (a TokenRequest, like `kubectl create token`).
+async fn service_account_kubeconfig(env: &Env, client: &Client) -> std::path::PathBuf {
+    use k8s_openapi::api::{
+        authentication::v1::{TokenRequest, TokenRequestSpec},
+        core::v1::ServiceAccount,
+    };
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), OPERATOR_NS);
+    let req = TokenRequest {
+        spec: TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let token = sas
+        .create_token_request(OPERATOR_SA, &PostParams::default(), &req)
+        .await
+        .expect("token request")
+        .status
+        .expect("token status")
+        .token;
+    let admin = Kubeconfig::read_from(&env.kubeconfig).expect("kubeconfig");
+    let cluster = admin
+        .clusters
+        .first()
+        .and_then(|c| c.cluster.clone())
+        .expect("cluster");
+    let kubeconfig = json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "e2e", "cluster": {
+            "server": cluster.server,
+            "certificate-authority-data": cluster.certificate_authority_data,
+            "certificate-authority": cluster.certificate_authority,
+        }}],
+        "users": [{"name": "operator", "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": "e2e", "user": "operator"}}],
+        "current-context": "operator",
+    });
+    let path = std::env::temp_dir().join(format!(
+        "es-inference-operator-e2e-sa-{}.kubeconfig",
+        rand_suffix()
+    ));
+    std::fs::write(&path, serde_json::to_string(&kubeconfig).expect("json"))
+        .expect("write kubeconfig");
+    path
+}
+
+/// `kubectl auth can-i` for the operator's ServiceAccount, through a SubjectAccessReview.
+async fn can_i(
+    client: &Client,
+    verb: &str,
+    group: &str,
+    resource: &str,
+    namespace: Option<&str>,
+) -> bool {
+    can_sa(client, OPERATOR_SA, verb, group, resource, namespace).await
+}
+
+async fn can_sa(
+    client: &Client,
+    sa: &str,
+    verb: &str,
+    group: &str,
+    resource: &str,
+    namespace: Option<&str>,
+) -> bool {
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+    };
+    let (resource, subresource) = match resource.split_once('/') {
+        Some((r, s)) => (r.to_string(), Some(s.to_string())),
+        None => (resource.to_string(), None),
+    };
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(format!("system:serviceaccount:{OPERATOR_NS}:{sa}")),
+            groups: Some(vec![
+                "system:serviceaccounts".into(),
+                format!("system:serviceaccounts:{OPERATOR_NS}"),
+                "system:authenticated".into(),
+            ]),
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some(verb.into()),
+                group: Some(group.into()),
+                resource: Some(resource),
+                subresource,
+                namespace: namespace.map(str::to_string),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let api: Api<SubjectAccessReview> = Api::all(client.clone());
+    api.create(&PostParams::default(), &review)
+        .await
+        .expect("SubjectAccessReview")
+        .status
+        .is_some_and(|s| s.allowed)
+}
+
+async fn least_privilege_identity_against_a_real_api_server() {
+    let Some(env) = Env::get() else { return };
+    let Some(es) = Es::new(&env).await else {
+        skipped("the least-privilege test needs E2E_ELASTICSEARCH_URL (a URL, or `standin`)");
+        return;
+    };
+    let client = client(&env).await;
+    install_crd(&client).await;
+    install_identity(&client).await;
+
+    // The authorizer sees new bindings through its informers: wait until the grant is visible.
+    let end = tokio::time::Instant::now() + DEADLINE;
+    while !can_i(
+        &client,
+        "list",
+        "es-inference.dev",
+        "inferenceendpoints",
+        None,
+    )
+    .await
+    {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "the ClusterRoleBinding never took effect"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // What the chart's RBAC allows, and what it must not.
+    let ns = Some("default");
+    for (verb, group, resource, namespace) in [
+        ("list", "es-inference.dev", "inferenceendpoints", None),
+        ("watch", "es-inference.dev", "inferenceendpoints", None),
+        ("patch", "es-inference.dev", "inferenceendpoints", ns),
+        ("patch", "es-inference.dev", "inferenceendpoints/status", ns),
+        ("get", "", "secrets", ns),
+        ("watch", "", "secrets", None),
+        ("create", "events.k8s.io", "events", ns),
+    ] {
+        assert!(
+            can_i(&client, verb, group, resource, namespace).await,
+            "must be allowed: {verb} {group}/{resource}"
+        );
+    }
+    for (verb, group, resource, namespace) in [
+        ("create", "", "secrets", ns),
+        ("update", "", "secrets", ns),
+        ("patch", "", "secrets", ns),
+        ("delete", "", "secrets", ns),
+        ("delete", "es-inference.dev", "inferenceendpoints", ns),
+        ("create", "es-inference.dev", "inferenceendpoints", ns),
+        ("update", "es-inference.dev", "inferenceendpoints", ns),
+        ("get", "", "configmaps", ns),
+        ("create", "", "pods", ns),
+        ("create", "coordination.k8s.io", "leases", Some(OPERATOR_NS)),
+        (
+            "create",
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            None,
+        ),
+        (
+            "create",
+            "rbac.authorization.k8s.io",
+            "clusterrolebindings",
+            None,
+        ),
+    ] {
+        assert!(
+            !can_i(&client, verb, group, resource, namespace).await,
+            "must be denied: {verb} {group}/{resource}"
+        );
+    }
+
+    // The whole lifecycle works with only that identity.
+    let kubeconfig = service_account_kubeconfig(&env, &client).await;
+    lifecycle(&env, &es, kubeconfig.to_str().expect("path"), "e2e-sa").await;
+    let _ = std::fs::remove_file(&kubeconfig);
+
+    // With watchNamespaces, nothing outside them (needs helm to render that variant).
+    let Some(helm) = std::env::var("HELM").ok().filter(|h| !h.is_empty()) else {
+        skipped("watchNamespaces scoping needs HELM (the chart is rendered for it)");
+        return;
+    };
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/es-inference-operator");
+    let watched = TempNamespace::new(&client, "e2e-watched").await;
+    let out = Command::new(helm)
+        .args(["template", "scoped", chart, "--namespace", OPERATOR_NS])
+        .args([
+            "--set",
+            "elasticsearch.url=https://elasticsearch.example:9200",
+        ])
+        .args(["--set", &format!("watchNamespaces={{{}}}", watched.name)])
+        .output()
+        .expect("helm");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rendered = String::from_utf8_lossy(&out.stdout).to_string();
+    apply_identity(
+        &client,
+        &rendered,
+        &["ServiceAccount", "Role", "RoleBinding"],
+    )
+    .await;
+    let sa_doc: Value = serde_saphyr::from_multiple::<Value>(&rendered)
+        .expect("manifests")
+        .into_iter()
+        .find(|d| d["kind"] == "ServiceAccount")
+        .expect("ServiceAccount");
+    let sa = sa_doc["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    let end = tokio::time::Instant::now() + DEADLINE;
+    while !can_sa(&client, &sa, "get", "", "secrets", Some(&watched.name)).await {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "the RoleBinding never took effect"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        !can_sa(&client, &sa, "get", "", "secrets", Some("default")).await,
+        "secrets outside watchNamespaces"
+    );
+    assert!(
+        !can_sa(&client, &sa, "list", "", "secrets", None).await,
+        "cluster-wide secrets"
+    );
+    assert!(
+        !can_sa(
+            &client,
+            &sa,
+            "list",
+            "es-inference.dev",
+            "inferenceendpoints",
+            None
+        )
+        .await
+    );
+    assert!(
+        can_sa(
+            &client,
+            &sa,
+            "patch",
+            "es-inference.dev",
+            "inferenceendpoints/status",
+            Some(&watched.name)
+        )
+        .await
+    );
 }
