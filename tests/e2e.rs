@@ -10,7 +10,10 @@ type TestFn = fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
 /// A minimal runner in libtest's output format: each test runs on its own runtime, a panic is a
 /// failure, and the process exits non-zero when any test failed.
 fn main() {
-    let tests: [(&str, TestFn); 4] = [
+    let tests: [(&str, TestFn); 5] = [
+        ("model_endpoint_against_a_real_api_server", || {
+            Box::pin(model_endpoint_against_a_real_api_server())
+        }),
         ("least_privilege_identity_against_a_real_api_server", || {
             Box::pin(least_privilege_identity_against_a_real_api_server())
         }),
@@ -1206,4 +1209,62 @@ async fn least_privilege_identity_against_a_real_api_server() {
         )
         .await
     );
+}
+
+async fn model_endpoint_against_a_real_api_server() {
+    let Some(env) = Env::get() else { return };
+    let Some(es) = Es::new(&env).await else {
+        skipped("the model endpoint test needs E2E_ELASTICSEARCH_URL (a URL, or `standin`)");
+        return;
+    };
+    match &es {
+        // Two stats calls see `starting`: the operator must follow the deployment to Ready.
+        Es::Standin(s) => s.set_model_deployment(2, false),
+        Es::Real { .. } if std::env::var_os("E2E_MODEL_ENDPOINTS").is_none() => {
+            skipped(
+                "the model endpoint test downloads ELSER on a real cluster: set E2E_MODEL_ENDPOINTS=1 to run it",
+            );
+            return;
+        }
+        Es::Real { .. } => {}
+    }
+    let client = client(&env).await;
+    install_crd(&client).await;
+    let ns = TempNamespace::new(&client, "e2e-model").await;
+    let operator = Operator::start_with(&env.kubeconfig, &es, &ns.name, "single", &[]);
+    let api: Api<InferenceEndpoint> = Api::namespaced(client.clone(), &ns.name);
+    let spec = json!({
+        "inferenceId": "e2e-elser", "taskType": "sparse_embedding", "service": "elasticsearch",
+        "serviceSettings": {"model_id": ".elser_model_2", "num_threads": 1,
+            "adaptive_allocations": {"enabled": true, "min_number_of_allocations": 1, "max_number_of_allocations": 2}}
+    });
+    api.create(&PostParams::default(), &ie("elser", &ns.name, spec))
+        .await
+        .expect("create");
+    wait(&api, "elser", "ModelDeploying", |o| {
+        ready_reason(o).is_some_and(|(_, r)| r == "ModelDeploying" || r == "InSync")
+    })
+    .await;
+    wait(
+        &api,
+        "elser",
+        "Ready=True once the deployment started",
+        |o| ready_reason(o) == Some(("True".into(), "InSync".into())),
+    )
+    .await;
+    let status = api.get("elser").await.expect("get").status.expect("status");
+    let model = status.model_deployment.expect("modelDeployment");
+    assert_eq!(
+        (model.deployment_id.as_str(), model.state.as_str()),
+        ("e2e-elser", "started")
+    );
+    api.delete("elser", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait(&api, "elser", "the resource to be gone", |o| o.is_none()).await;
+    assert!(
+        es.endpoint("e2e-elser").await.is_none(),
+        "deleted with its resource"
+    );
+    drop(operator);
 }
