@@ -550,7 +550,7 @@ async fn sync(obj: &InferenceEndpoint, ctx: &Context, w: &mut Working) -> Result
             w.rec.ownership_of(&id, &cluster.uuid),
             Some(Ownership::Created | Ownership::Adopted)
         );
-    let mut observed = if quiet {
+    if quiet {
         let cached = ctx.cluster.cached(&id).await.map_err(Error::Es)?;
         let facts = Facts {
             spec,
@@ -566,10 +566,8 @@ async fn sync(obj: &InferenceEndpoint, ctx: &Context, w: &mut Working) -> Result
             debug!("in sync (from the shared snapshot)");
             return Ok(o);
         }
-        ctx.cluster.es.get(&id).await.map_err(Error::Es)?
-    } else {
-        ctx.cluster.es.get(&id).await.map_err(Error::Es)?
-    };
+    }
+    let mut observed = ctx.cluster.es.get(&id).await.map_err(Error::Es)?;
 
     let mut last_update: Option<Vec<String>> = None;
     for _ in 0..8 {

@@ -341,13 +341,7 @@ async fn existing_endpoint_is_untouched_unless_adopted() {
         "secret pushed on adoption"
     );
     assert!(h.event_reasons().contains(&"Adopted".to_string()));
-    assert_eq!(
-        h.get("claude")
-            .and_then(|o| o.status)
-            .and_then(|s| s.ownership)
-            .map(|o| format!("{o:?}")),
-        Some("Adopted".into())
-    );
+    assert_eq!(h.ownership("claude").as_deref(), Some("Adopted"));
 }
 
 #[tokio::test]
@@ -642,13 +636,7 @@ async fn a_create_that_timed_out_but_landed_is_not_sent_twice() {
         "never PUT again after a create that may have landed: {:?}",
         h.es_writes()
     );
-    assert_eq!(
-        h.get("claude")
-            .and_then(|o| o.status)
-            .and_then(|s| s.ownership)
-            .map(|o| format!("{o:?}")),
-        Some("Created".into())
-    );
+    assert_eq!(h.ownership("claude").as_deref(), Some("Created"));
     // 9.0 does not accept timeout on create.
     assert!(
         h.es.requests()
@@ -910,13 +898,7 @@ async fn a_create_that_times_out_while_the_model_starts_is_followed_not_repeated
     assert_eq!(h.ready("elser").1, "InSync");
     let creates = h.es.requests().iter().filter(|r| r.method == "PUT").count();
     assert_eq!(creates, 1, "never PUT again: {:?}", h.es_writes());
-    assert_eq!(
-        h.get("elser")
-            .and_then(|o| o.status)
-            .and_then(|s| s.ownership)
-            .map(|o| format!("{o:?}")),
-        Some("Created".into())
-    );
+    assert_eq!(h.ownership("elser").as_deref(), Some("Created"));
 }
 
 #[tokio::test]

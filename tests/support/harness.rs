@@ -171,6 +171,14 @@ impl Harness {
         (c.status, c.reason, c.message)
     }
 
+    /// `status.ownership` of the object, as written (`Created`, `Adopted`, …).
+    pub fn ownership(&self, name: &str) -> Option<String> {
+        self.get(name)
+            .and_then(|o| o.status)
+            .and_then(|s| s.ownership)
+            .map(|o| format!("{o:?}"))
+    }
+
     pub fn event_reasons(&self) -> Vec<String> {
         self.kube
             .events()
