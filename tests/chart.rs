@@ -1,0 +1,1876 @@
+//! The Helm chart (charts/es-inference-operator), the plain manifests in deploy/ rendered from
+//! it, the Dockerfile's agreement with both, and the GitOps examples' values.
+//!
+//! Most tests run the real `helm` ($HELM, or `helm` on PATH; `.ci/install-tools.sh` installs it
+//! into .ci/bin) and parse what it renders. The rendered manifests are validated against the
+//! Kubernetes OpenAPI schemas, offline, by `kubernetes-validate` ($KUBERNETES_VALIDATE, or on
+//! PATH). Without those tools the tests that need them print SKIPPED and are reported as
+//! ignored. This target has its own small runner (`harness = false` in Cargo.toml) so that the
+//! SKIPPED line reaches the terminal instead of being captured.
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use serde_json::{Value, json};
+
+const RELEASE: &str = "es-inference-operator";
+const NAMESPACE: &str = "es-inference-system";
+const URL: &str = "https://elasticsearch.example:9200";
+/// Kubernetes versions whose OpenAPI schemas the rendered manifests must satisfy: the API level
+/// the operator is built against (k8s-openapi feature v1_33) and a current one.
+const KUBERNETES_VERSIONS: &[&str] = &["1.33", "1.36"];
+
+#[derive(Clone, Copy, PartialEq)]
+enum Needs {
+    Nothing,
+    Helm,
+    HelmAndValidator,
+}
+
+struct Tools {
+    helm: Option<PathBuf>,
+    validator: Option<PathBuf>,
+}
+
+type TestFn = fn(&Tools);
+
+fn main() {
+    let tests: &[(&str, Needs, TestFn)] = &[
+        (
+            "dockerfile_agrees_with_chart_and_binary",
+            Needs::Nothing,
+            dockerfile_agrees_with_chart_and_binary,
+        ),
+        ("chart_metadata", Needs::Nothing, chart_metadata),
+        (
+            "values_schema_is_strict_and_covers_values_yaml",
+            Needs::Nothing,
+            values_schema_is_strict_and_covers_values_yaml,
+        ),
+        ("helm_lint", Needs::Helm, helm_lint),
+        (
+            "template_matrix_renders",
+            Needs::Helm,
+            template_matrix_renders,
+        ),
+        (
+            "schema_rejects_typos_and_bad_values",
+            Needs::Helm,
+            schema_rejects_typos_and_bad_values,
+        ),
+        (
+            "missing_url_fails_with_a_helpful_message",
+            Needs::Helm,
+            missing_url_fails_with_a_helpful_message,
+        ),
+        (
+            "template_checks_refuse_unsafe_combinations",
+            Needs::Helm,
+            template_checks_refuse_unsafe_combinations,
+        ),
+        (
+            "security_contexts_are_restricted",
+            Needs::Helm,
+            security_contexts_are_restricted,
+        ),
+        (
+            "rbac_is_cluster_wide_by_default",
+            Needs::Helm,
+            rbac_is_cluster_wide_by_default,
+        ),
+        (
+            "rbac_is_per_namespace_with_watch_namespaces",
+            Needs::Helm,
+            rbac_is_per_namespace_with_watch_namespaces,
+        ),
+        (
+            "lease_role_only_with_leader_election",
+            Needs::Helm,
+            lease_role_only_with_leader_election,
+        ),
+        (
+            "no_secret_write_verbs_anywhere",
+            Needs::Helm,
+            no_secret_write_verbs_anywhere,
+        ),
+        (
+            "api_key_is_a_mounted_file",
+            Needs::Helm,
+            api_key_is_a_mounted_file,
+        ),
+        (
+            "basic_auth_password_is_a_mounted_file",
+            Needs::Helm,
+            basic_auth_password_is_a_mounted_file,
+        ),
+        (
+            "ca_from_secret_or_configmap_is_mounted",
+            Needs::Helm,
+            ca_from_secret_or_configmap_is_mounted,
+        ),
+        (
+            "operator_settings_reach_the_environment",
+            Needs::Helm,
+            operator_settings_reach_the_environment,
+        ),
+        (
+            "probes_ports_and_downward_api",
+            Needs::Helm,
+            probes_ports_and_downward_api,
+        ),
+        ("optional_objects", Needs::Helm, optional_objects),
+        ("network_policy", Needs::Helm, network_policy),
+        ("crd_toggles", Needs::Helm, crd_toggles),
+        (
+            "notes_tell_the_next_commands",
+            Needs::Helm,
+            notes_tell_the_next_commands,
+        ),
+        (
+            "deploy_manifests_are_up_to_date",
+            Needs::Helm,
+            deploy_manifests_are_up_to_date,
+        ),
+        (
+            "gitops_example_values_render",
+            Needs::Helm,
+            gitops_example_values_render,
+        ),
+        (
+            "kubernetes_validate_catches_errors",
+            Needs::HelmAndValidator,
+            kubernetes_validate_catches_errors,
+        ),
+        (
+            "rendered_manifests_match_kubernetes_schemas",
+            Needs::HelmAndValidator,
+            rendered_manifests_match_kubernetes_schemas,
+        ),
+    ];
+    let tools = Tools {
+        helm: find_tool("HELM", "helm", &["version", "--short"]),
+        validator: find_tool("KUBERNETES_VALIDATE", "kubernetes-validate", &["--version"]),
+    };
+    if tools.helm.is_none() {
+        println!(
+            "SKIPPED: chart tests need helm: set HELM or put helm on PATH (bash .ci/install-tools.sh installs it into .ci/bin)"
+        );
+    } else if tools.validator.is_none() {
+        println!(
+            "SKIPPED: schema validation needs kubernetes-validate: set KUBERNETES_VALIDATE or put it on PATH (bash .ci/install-tools.sh)"
+        );
+    }
+
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let selected: Vec<_> = tests
+        .iter()
+        .filter(|(n, _, _)| filter.as_deref().is_none_or(|f| n.contains(f)))
+        .collect();
+    let filtered_out = tests.len() - selected.len();
+    println!(
+        "\nrunning {} test{}",
+        selected.len(),
+        if selected.len() == 1 { "" } else { "s" }
+    );
+    let (mut passed, mut failed, mut ignored) = (0, 0, 0);
+    let mut failures = Vec::new();
+    for (name, needs, test) in selected {
+        let runnable = match needs {
+            Needs::Nothing => true,
+            Needs::Helm => tools.helm.is_some(),
+            Needs::HelmAndValidator => tools.helm.is_some() && tools.validator.is_some(),
+        };
+        if !runnable {
+            ignored += 1;
+            println!("test {name} ... ignored, tool missing (see SKIPPED above)");
+            continue;
+        }
+        let result = std::panic::catch_unwind(|| test(&tools));
+        if result.is_ok() {
+            passed += 1;
+            println!("test {name} ... ok");
+        } else {
+            failed += 1;
+            failures.push(*name);
+            println!("test {name} ... FAILED");
+        }
+    }
+    if !failures.is_empty() {
+        println!("\nfailures:\n    {}", failures.join("\n    "));
+    }
+    let verdict = if failed == 0 { "ok" } else { "FAILED" };
+    println!(
+        "\ntest result: {verdict}. {passed} passed; {failed} failed; {ignored} ignored; 0 measured; {filtered_out} filtered out\n"
+    );
+    if failed > 0 {
+        std::process::exit(101);
+    }
+}
+
+/// The tool named by `env` (which must then work), else `name` on PATH if it runs.
+fn find_tool(env: &str, name: &str, probe: &[&str]) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(env).filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        let ok = Command::new(&path)
+            .args(probe)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        // Asked for explicitly: a broken tool is a failure, not a skip.
+        assert!(ok, "{env}={} does not run", path.display());
+        return Some(path);
+    }
+    Command::new(name)
+        .args(probe)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|_| PathBuf::from(name))
+}
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn chart_dir() -> PathBuf {
+    root().join("charts/es-inference-operator")
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+fn helm(tools: &Tools) -> &Path {
+    tools.helm.as_deref().expect("helm")
+}
+
+/// `helm template` with `values` (JSON is YAML) and extra arguments: Ok(stdout) or Err(stderr).
+fn render_with(tools: &Tools, values: &Value, extra: &[&str]) -> Result<String, String> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("values.yaml");
+    std::fs::write(&file, serde_json::to_string_pretty(values).expect("json")).expect("write");
+    let out = Command::new(helm(tools))
+        .arg("template")
+        .arg(RELEASE)
+        .arg(chart_dir())
+        .args(["--namespace", NAMESPACE, "--values"])
+        .arg(&file)
+        .args(extra)
+        .output()
+        .expect("run helm");
+    if out.status.success() {
+        Ok(String::from_utf8(out.stdout).expect("utf-8"))
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).to_string())
+    }
+}
+
+fn try_render(tools: &Tools, values: &Value) -> Result<String, String> {
+    render_with(tools, values, &[])
+}
+
+/// Renders and parses every document; panics with helm's error if rendering fails.
+fn render(tools: &Tools, values: &Value) -> Vec<Value> {
+    let text = try_render(tools, values)
+        .unwrap_or_else(|e| panic!("helm template failed for {values}:\n{e}"));
+    parse_docs(&text)
+}
+
+fn parse_docs(text: &str) -> Vec<Value> {
+    let docs: Vec<Value> = serde_saphyr::from_multiple(text).expect("rendered YAML parses");
+    docs.into_iter().filter(|d| !d.is_null()).collect()
+}
+
+/// `base` values (the URL set) deep-merged with `overrides`.
+fn values(overrides: Value) -> Value {
+    let mut v = json!({ "elasticsearch": { "url": URL } });
+    merge(&mut v, overrides);
+    v
+}
+
+fn merge(into: &mut Value, from: Value) {
+    match (into, from) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+fn api_key() -> Value {
+    json!({ "elasticsearch": { "auth": { "apiKey": { "existingSecret": "es-api-key" } } } })
+}
+
+/// Every scenario of the matrix, named.
+fn matrix() -> Vec<(&'static str, Value)> {
+    vec![
+        ("defaults with a url", values(json!({}))),
+        ("api key", values(api_key())),
+        (
+            "watchNamespaces [a, b]",
+            values(json!({ "watchNamespaces": ["a", "b"] })),
+        ),
+        ("replicaCount 2", values(json!({ "replicaCount": 2 }))),
+        (
+            "replicaCount 2 with a PodDisruptionBudget",
+            values(json!({ "replicaCount": 2, "podDisruptionBudget": { "enabled": true } })),
+        ),
+        (
+            "serviceMonitor on",
+            values(json!({ "serviceMonitor": { "enabled": true } })),
+        ),
+        (
+            "CA from a Secret",
+            values(json!({ "elasticsearch": { "tls": { "ca": { "existingSecret": "es-ca" } } } })),
+        ),
+        (
+            "CA from a ConfigMap",
+            values(
+                json!({ "elasticsearch": { "tls": { "ca": { "existingConfigMap": "es-ca", "key": "bundle.pem" } } } }),
+            ),
+        ),
+        (
+            "basic auth",
+            values(json!({ "elasticsearch": { "auth": { "basic": {
+                "username": "operator", "existingSecret": "es-password" } } } })),
+        ),
+        (
+            "networkPolicy on",
+            values(json!({ "networkPolicy": { "enabled": true } })),
+        ),
+        (
+            "everything optional",
+            values(json!({
+                "replicaCount": 3,
+                "watchNamespaces": ["search", "ml"],
+                "serviceMonitor": { "enabled": true, "labels": { "release": "prometheus" } },
+                "podDisruptionBudget": { "enabled": true },
+                "networkPolicy": { "enabled": true,
+                    "apiServer": { "cidrs": ["10.0.0.1/32"] },
+                    "elasticsearch": { "to": [{ "namespaceSelector": { "matchLabels": {
+                        "kubernetes.io/metadata.name": "elastic" } } }] },
+                    "metrics": { "from": [{ "namespaceSelector": { "matchLabels": {
+                        "kubernetes.io/metadata.name": "monitoring" } } }] } },
+                "elasticsearch": { "auth": { "apiKey": { "existingSecret": "k", "key": "encoded" } },
+                                   "tls": { "ca": { "existingSecret": "ca" } } },
+                "serviceAccount": { "annotations": { "example.com/role": "operator" } },
+                "podAnnotations": { "example.com/a": "b" },
+                "podLabels": { "team": "search" },
+                "commonLabels": { "cost-center": "42" },
+                "priorityClassName": "system-cluster-critical",
+                "nodeSelector": { "kubernetes.io/os": "linux" },
+                "tolerations": [{ "key": "dedicated", "operator": "Equal", "value": "ops", "effect": "NoSchedule" }],
+                "affinity": { "podAntiAffinity": { "preferredDuringSchedulingIgnoredDuringExecution": [{
+                    "weight": 100, "podAffinityTerm": { "topologyKey": "kubernetes.io/hostname",
+                    "labelSelector": { "matchLabels": { "app.kubernetes.io/name": "es-inference-operator" } } } }] } },
+                "topologySpreadConstraints": [{ "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                    "whenUnsatisfiable": "ScheduleAnyway",
+                    "labelSelector": { "matchLabels": { "app.kubernetes.io/name": "es-inference-operator" } } }],
+                "extraEnv": [{ "name": "EXTRA", "value": "1" }],
+                "extraVolumes": [{ "name": "tmp", "emptyDir": {} }],
+                "extraVolumeMounts": [{ "name": "tmp", "mountPath": "/tmp" }],
+                "imagePullSecrets": [{ "name": "regcred" }],
+                "image": { "digest": "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" },
+            })),
+        ),
+    ]
+}
+
+fn kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+fn one<'a>(docs: &'a [Value], k: &str) -> &'a Value {
+    let found = kind(docs, k);
+    assert_eq!(
+        found.len(),
+        1,
+        "expected exactly one {k}, found {}",
+        found.len()
+    );
+    found[0]
+}
+
+fn container(docs: &[Value]) -> &Value {
+    let deployment = one(docs, "Deployment");
+    let containers = deployment["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .expect("containers");
+    assert_eq!(containers.len(), 1);
+    &containers[0]
+}
+
+fn pod_spec(docs: &[Value]) -> &Value {
+    &one(docs, "Deployment")["spec"]["template"]["spec"]
+}
+
+/// The container's env as name → entry.
+fn env(docs: &[Value]) -> Vec<(String, Value)> {
+    container(docs)["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .map(|e| (e["name"].as_str().expect("name").to_string(), e.clone()))
+        .collect()
+}
+
+fn env_value(docs: &[Value], name: &str) -> Option<String> {
+    env(docs)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, e)| e["value"].as_str().expect("plain value").to_string())
+}
+
+/// (apiGroup, resource) → verbs of a Role/ClusterRole, asserting one group and one resource per
+/// rule.
+fn rules(role: &Value) -> Vec<(String, String, Vec<String>)> {
+    role["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .map(|r| {
+            let groups = r["apiGroups"].as_array().expect("apiGroups");
+            let resources = r["resources"].as_array().expect("resources");
+            assert_eq!(groups.len(), 1, "one apiGroup per rule: {r}");
+            assert_eq!(resources.len(), 1, "one resource per rule: {r}");
+            assert!(
+                r.get("resourceNames").is_none(),
+                "no resourceNames expected: {r}"
+            );
+            let verbs = r["verbs"]
+                .as_array()
+                .expect("verbs")
+                .iter()
+                .map(|v| v.as_str().expect("verb").to_string())
+                .collect();
+            (
+                groups[0].as_str().expect("group").to_string(),
+                resources[0].as_str().expect("resource").to_string(),
+                verbs,
+            )
+        })
+        .collect()
+}
+
+/// The rules the operator needs where it watches (mirrors src/rbac.rs).
+fn watched_rules() -> Vec<(String, String, Vec<String>)> {
+    [
+        (
+            "es-inference.dev",
+            "inferenceendpoints",
+            &["list", "watch", "patch"][..],
+        ),
+        (
+            "es-inference.dev",
+            "inferenceendpoints/status",
+            &["patch"][..],
+        ),
+        ("", "secrets", &["get", "list", "watch"][..]),
+        ("events.k8s.io", "events", &["create", "patch"][..]),
+    ]
+    .iter()
+    .map(|(g, r, v)| {
+        (
+            g.to_string(),
+            r.to_string(),
+            v.iter().map(|s| s.to_string()).collect(),
+        )
+    })
+    .collect()
+}
+
+fn lease_rules() -> Vec<(String, String, Vec<String>)> {
+    vec![(
+        "coordination.k8s.io".into(),
+        "leases".into(),
+        vec!["get".into(), "create".into(), "patch".into()],
+    )]
+}
+
+fn fullname() -> &'static str {
+    // The release name contains the chart name, so the full name is the release name.
+    RELEASE
+}
+
+fn assert_binds_operator(binding: &Value, role_kind: &str, role_name: &str) {
+    assert_eq!(binding["roleRef"]["kind"], role_kind);
+    assert_eq!(binding["roleRef"]["name"], role_name);
+    assert_eq!(binding["roleRef"]["apiGroup"], "rbac.authorization.k8s.io");
+    let subjects = binding["subjects"].as_array().expect("subjects");
+    assert_eq!(
+        subjects,
+        &vec![json!({ "kind": "ServiceAccount", "name": fullname(), "namespace": NAMESPACE })]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// tests without helm
+
+fn dockerfile_agrees_with_chart_and_binary(_: &Tools) {
+    let dockerfile = read(&root().join("Dockerfile"));
+    let lines: Vec<&str> = dockerfile.lines().map(str::trim).collect();
+    let has = |l: &str| lines.contains(&l);
+    let cargo = read(&root().join("Cargo.toml"));
+    let rust_version = cargo
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("rust-version in Cargo.toml");
+
+    assert!(
+        lines.iter().any(|l| l.starts_with("FROM ")
+            && l.contains(&format!("rust:{rust_version}-"))
+            && l.ends_with(" AS builder")),
+        "the builder uses the Rust version of Cargo.toml ({rust_version})"
+    );
+    assert!(dockerfile.contains("rustup target add \"$TARGET\""));
+    assert!(has("ARG TARGET=x86_64-unknown-linux-musl"));
+    assert!(dockerfile.contains("cargo build --locked --release --target \"$TARGET\""));
+    assert!(has("FROM gcr.io/distroless/static-debian12:nonroot"));
+
+    // Numeric user, and the same one the chart runs as.
+    let values: Value =
+        serde_saphyr::from_str(&read(&chart_dir().join("values.yaml"))).expect("yaml");
+    let uid = &values["podSecurityContext"]["runAsUser"];
+    let gid = &values["podSecurityContext"]["runAsGroup"];
+    assert!(
+        has(&format!("USER {uid}:{gid}")),
+        "USER {uid}:{gid} in the Dockerfile"
+    );
+    assert_eq!(uid, 65532);
+
+    // The binary's name and the chart's container args.
+    assert!(cargo.contains("name = \"es-inference-operator\"\npath = \"src/main.rs\""));
+    assert!(has("ENTRYPOINT [\"/es-inference-operator\"]"));
+    assert!(has("CMD [\"run\"]"));
+    let deployment = read(&chart_dir().join("templates/deployment.yaml"));
+    assert!(deployment.contains("args:\n            - run\n"));
+
+    let version = cargo
+        .lines()
+        .find_map(|l| l.strip_prefix("version = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("version");
+    for label in [
+        "org.opencontainers.image.source=",
+        "org.opencontainers.image.licenses=\"Apache-2.0\"",
+        "org.opencontainers.image.title=",
+        "org.opencontainers.image.description=",
+    ] {
+        assert!(dockerfile.contains(label), "OCI label {label}");
+    }
+    assert!(has(&format!("ARG VERSION={version}")));
+
+    let dockerignore = read(&root().join(".dockerignore"));
+    for pattern in ["target/", ".git/", ".ci/bin/"] {
+        assert!(
+            dockerignore.lines().any(|l| l.trim() == pattern),
+            ".dockerignore: {pattern}"
+        );
+    }
+}
+
+fn chart_metadata(_: &Tools) {
+    let chart: Value =
+        serde_saphyr::from_str(&read(&chart_dir().join("Chart.yaml"))).expect("yaml");
+    assert_eq!(chart["apiVersion"], "v2");
+    assert_eq!(chart["name"], "es-inference-operator");
+    assert_eq!(chart["version"], "0.1.0");
+    let cargo = read(&root().join("Cargo.toml"));
+    let version = cargo
+        .lines()
+        .find_map(|l| l.strip_prefix("version = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("version");
+    assert_eq!(
+        chart["appVersion"], version,
+        "appVersion follows Cargo.toml's version"
+    );
+}
+
+/// Every object of the schema that has properties forbids others, except the Kubernetes
+/// objects passed through as-is; and every key of values.yaml is described by the schema.
+fn values_schema_is_strict_and_covers_values_yaml(_: &Tools) {
+    let schema: Value =
+        serde_json::from_str(&read(&chart_dir().join("values.schema.json"))).expect("schema JSON");
+    let values: Value =
+        serde_saphyr::from_str(&read(&chart_dir().join("values.yaml"))).expect("yaml");
+
+    fn strict(schema: &Value, path: &str, loose: &mut Vec<String>) {
+        if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+            if schema.get("additionalProperties") != Some(&Value::Bool(false))
+                && !schema
+                    .get("additionalProperties")
+                    .is_some_and(Value::is_object)
+            {
+                loose.push(path.to_string());
+            }
+            for (k, v) in props {
+                strict(v, &format!("{path}.{k}"), loose);
+            }
+        }
+    }
+    let mut loose = Vec::new();
+    strict(&schema, "", &mut loose);
+    // Objects that list properties for their sub-checks only (the if/then rules are on them).
+    assert_eq!(
+        loose,
+        Vec::<String>::new(),
+        "objects with properties but without additionalProperties: false"
+    );
+
+    fn resolve<'a>(root: &'a Value, s: &'a Value) -> &'a Value {
+        match s.get("$ref").and_then(Value::as_str) {
+            Some(r) => {
+                let name = r.strip_prefix("#/definitions/").expect("local ref");
+                &root["definitions"][name]
+            }
+            None => s,
+        }
+    }
+    fn covered(root: &Value, schema: &Value, value: &Value, path: &str, missing: &mut Vec<String>) {
+        let schema = resolve(root, schema);
+        if let (Some(obj), Some(props)) = (
+            value.as_object(),
+            schema.get("properties").and_then(Value::as_object),
+        ) {
+            for (k, v) in obj {
+                match props.get(k) {
+                    Some(s) => covered(root, s, v, &format!("{path}.{k}"), missing),
+                    None => missing.push(format!("{path}.{k}")),
+                }
+            }
+        }
+    }
+    let mut missing = Vec::new();
+    covered(&schema, &schema, &values, "", &mut missing);
+    assert_eq!(
+        missing,
+        Vec::<String>::new(),
+        "values.yaml keys the schema does not describe"
+    );
+    assert_eq!(values["replicaCount"], 1);
+    assert_eq!(values["crds"], json!({ "enabled": true, "keep": true }));
+    assert_eq!(values["logFormat"], "json");
+    assert_eq!(values["logLevel"], "info");
+    assert_eq!(values["serviceMonitor"]["enabled"], false);
+    assert_eq!(values["networkPolicy"]["enabled"], false);
+    assert_eq!(values["podDisruptionBudget"]["enabled"], false);
+}
+
+// ---------------------------------------------------------------------------------------------
+// helm
+
+fn helm_lint(tools: &Tools) {
+    for strict in [false, true] {
+        let mut cmd = Command::new(helm(tools));
+        cmd.arg("lint").arg(chart_dir());
+        if strict {
+            cmd.arg("--strict");
+        }
+        cmd.args([
+            "--namespace",
+            NAMESPACE,
+            "--set",
+            &format!("elasticsearch.url={URL}"),
+        ]);
+        let out = cmd.output().expect("helm lint");
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "helm lint (strict: {strict}) failed:\n{text}"
+        );
+        assert!(
+            text.contains("1 chart(s) linted, 0 chart(s) failed"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("[WARNING]") && !text.contains("[ERROR]"),
+            "{text}"
+        );
+    }
+}
+
+fn template_matrix_renders(tools: &Tools) {
+    for (name, v) in matrix() {
+        let docs = render(tools, &v);
+        let d = one(&docs, "Deployment");
+        assert_eq!(d["metadata"]["namespace"], NAMESPACE, "{name}");
+        assert_eq!(d["metadata"]["name"], fullname(), "{name}");
+        for doc in &docs {
+            let labels = &doc["metadata"]["labels"];
+            for l in [
+                "app.kubernetes.io/name",
+                "app.kubernetes.io/instance",
+                "app.kubernetes.io/version",
+                "app.kubernetes.io/managed-by",
+                "helm.sh/chart",
+            ] {
+                assert!(
+                    labels.get(l).is_some(),
+                    "{name}: {} {} lacks label {l}",
+                    doc["kind"],
+                    doc["metadata"]["name"]
+                );
+            }
+            // Namespaced objects go to the release namespace, or (Roles) to watched namespaces.
+            let ns = doc["metadata"]["namespace"].as_str();
+            match doc["kind"].as_str().expect("kind") {
+                "ClusterRole" | "ClusterRoleBinding" | "CustomResourceDefinition" => {
+                    assert!(
+                        ns.is_none(),
+                        "{name}: cluster-scoped {} has a namespace",
+                        doc["kind"]
+                    )
+                }
+                "Role" | "RoleBinding" => assert!(ns.is_some(), "{name}"),
+                _ => assert_eq!(ns, Some(NAMESPACE), "{name}: {}", doc["kind"]),
+            }
+        }
+        // The Deployment's selector selects its Pods, and the Service selects the same Pods.
+        let selector = d["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .expect("selector");
+        let pod_labels = &d["spec"]["template"]["metadata"]["labels"];
+        for (k, v) in selector {
+            assert_eq!(&pod_labels[k], v, "{name}: pod label {k}");
+        }
+        assert_eq!(
+            &one(&docs, "Service")["spec"]["selector"],
+            &d["spec"]["selector"]["matchLabels"]
+        );
+    }
+    // Values that are set reach the objects.
+    let all = matrix().pop().expect("everything optional").1;
+    let docs = render(tools, &all);
+    let pod = pod_spec(&docs);
+    assert_eq!(pod["priorityClassName"], "system-cluster-critical");
+    assert_eq!(pod["nodeSelector"], json!({ "kubernetes.io/os": "linux" }));
+    assert_eq!(pod["tolerations"], all["tolerations"]);
+    assert_eq!(pod["affinity"], all["affinity"]);
+    assert_eq!(
+        pod["topologySpreadConstraints"],
+        all["topologySpreadConstraints"]
+    );
+    assert_eq!(pod["imagePullSecrets"], json!([{ "name": "regcred" }]));
+    let d = one(&docs, "Deployment");
+    assert_eq!(d["spec"]["replicas"], 3);
+    assert_eq!(
+        d["spec"]["template"]["metadata"]["annotations"],
+        json!({ "example.com/a": "b" })
+    );
+    assert_eq!(
+        d["spec"]["template"]["metadata"]["labels"]["team"],
+        "search"
+    );
+    assert_eq!(d["metadata"]["labels"]["cost-center"], "42");
+    assert_eq!(
+        container(&docs)["image"],
+        "ghcr.io/es-inference-operator/es-inference-operator@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+    );
+    assert_eq!(env_value(&docs, "EXTRA").as_deref(), Some("1"));
+    assert!(
+        container(&docs)["volumeMounts"]
+            .as_array()
+            .expect("mounts")
+            .iter()
+            .any(|m| m["mountPath"] == "/tmp")
+    );
+    assert!(
+        pod["volumes"]
+            .as_array()
+            .expect("volumes")
+            .iter()
+            .any(|v| v["name"] == "tmp")
+    );
+    assert_eq!(
+        one(&docs, "ServiceAccount")["metadata"]["annotations"],
+        json!({ "example.com/role": "operator" })
+    );
+    // Default image: the chart's appVersion.
+    let docs = render(tools, &values(json!({})));
+    assert_eq!(
+        container(&docs)["image"],
+        "ghcr.io/es-inference-operator/es-inference-operator:0.1.0"
+    );
+    assert_eq!(container(&docs)["imagePullPolicy"], "IfNotPresent");
+    let docs = render(tools, &values(json!({ "image": { "tag": "0.2.0-rc.1" } })));
+    assert_eq!(
+        container(&docs)["image"],
+        "ghcr.io/es-inference-operator/es-inference-operator:0.2.0-rc.1"
+    );
+}
+
+fn schema_rejects_typos_and_bad_values(tools: &Tools) {
+    // Each of these must fail, and the error must name the offending key or value.
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "misspelled top-level key",
+            values(json!({ "replicaCont": 2 })),
+            "replicaCont",
+        ),
+        (
+            "misspelled nested key",
+            values(json!({ "elasticsearch": { "auth": { "apiKey": { "existingSecrt": "x" } } } })),
+            "existingSecrt",
+        ),
+        (
+            "misspelled key under serviceMonitor",
+            values(json!({ "serviceMonitor": { "enable": true } })),
+            "enable",
+        ),
+        (
+            "misspelled securityContext field",
+            values(json!({ "securityContext": { "runAsNonRot": true } })),
+            "runAsNonRot",
+        ),
+        (
+            "wrong type",
+            values(json!({ "replicaCount": "two" })),
+            "replicaCount",
+        ),
+        (
+            "logFormat outside the enum",
+            values(json!({ "logFormat": "yaml" })),
+            "logFormat",
+        ),
+        (
+            "duration the operator cannot parse",
+            values(json!({ "resyncInterval": "ten minutes" })),
+            "resyncInterval",
+        ),
+        (
+            "url without a scheme",
+            values(json!({ "elasticsearch": { "url": "elasticsearch:9200" } })),
+            "url",
+        ),
+        (
+            "invalid namespace",
+            values(json!({ "watchNamespaces": ["Not_A_Namespace"] })),
+            "watchNamespaces",
+        ),
+        (
+            "both apiKey and basic auth",
+            values(json!({ "elasticsearch": { "auth": {
+                "apiKey": { "existingSecret": "k" },
+                "basic": { "username": "u", "existingSecret": "p" } } } })),
+            "basic",
+        ),
+        (
+            "basic auth without the password Secret",
+            values(json!({ "elasticsearch": { "auth": { "basic": { "username": "u" } } } })),
+            "existingSecret",
+        ),
+        (
+            "CA from both a Secret and a ConfigMap",
+            values(
+                json!({ "elasticsearch": { "tls": { "ca": { "existingSecret": "a", "existingConfigMap": "b" } } } }),
+            ),
+            "existingConfigMap",
+        ),
+        (
+            "leaderElection.enabled not a boolean",
+            values(json!({ "leaderElection": { "enabled": "yes" } })),
+            "enabled",
+        ),
+    ];
+    for (what, v, needle) in cases {
+        match try_render(tools, &v) {
+            Ok(_) => panic!("{what}: helm accepted {v}"),
+            Err(e) => {
+                assert!(
+                    e.contains("values don't meet the specifications of the schema"),
+                    "{what}: not a schema error:\n{e}"
+                );
+                assert!(
+                    e.contains(needle),
+                    "{what}: error does not mention {needle}:\n{e}"
+                );
+            }
+        }
+    }
+    // And --set typos too, as people type them.
+    let err = render_with(
+        tools,
+        &values(json!({})),
+        &["--set", "serviceAccount.nmae=x"],
+    )
+    .expect_err("typo accepted");
+    assert!(err.contains("nmae"), "{err}");
+}
+
+fn missing_url_fails_with_a_helpful_message(tools: &Tools) {
+    for v in [json!({}), json!({ "elasticsearch": { "url": "" } })] {
+        let err = render_with(tools, &v, &[]).expect_err("rendered without elasticsearch.url");
+        assert!(err.contains("elasticsearch.url is required"), "{err}");
+        assert!(err.contains("--set elasticsearch.url=https://"), "{err}");
+        assert!(
+            err.contains("elasticsearch.auth.apiKey.existingSecret"),
+            "{err}"
+        );
+    }
+}
+
+fn template_checks_refuse_unsafe_combinations(tools: &Tools) {
+    let err = try_render(
+        tools,
+        &values(json!({ "replicaCount": 2, "leaderElection": { "enabled": false } })),
+    )
+    .expect_err("two replicas without leader election");
+    assert!(err.contains("leaderElection.enabled is false"), "{err}");
+    let err = try_render(
+        tools,
+        &values(json!({ "podDisruptionBudget": { "enabled": true } })),
+    )
+    .expect_err("PDB with one replica");
+    assert!(
+        err.contains("podDisruptionBudget.enabled needs replicaCount >= 2"),
+        "{err}"
+    );
+    // Even with the schema skipped, the templates refuse both kinds of credentials.
+    let both = values(json!({ "elasticsearch": { "auth": {
+        "apiKey": { "existingSecret": "k" }, "basic": { "username": "u", "existingSecret": "p" } } } }));
+    let err =
+        render_with(tools, &both, &["--skip-schema-validation"]).expect_err("both credentials");
+    assert!(
+        err.contains("set either apiKey or basic, not both"),
+        "{err}"
+    );
+}
+
+fn security_contexts_are_restricted(tools: &Tools) {
+    for (name, v) in matrix() {
+        let docs = render(tools, &v);
+        let pod = pod_spec(&docs);
+        let psc = &pod["securityContext"];
+        assert_eq!(psc["runAsNonRoot"], true, "{name}");
+        assert_eq!(psc["runAsUser"], 65532, "{name}");
+        assert_eq!(psc["runAsGroup"], 65532, "{name}");
+        assert_eq!(psc["fsGroup"], 65532, "{name}");
+        assert_eq!(psc["seccompProfile"]["type"], "RuntimeDefault", "{name}");
+        let sc = &container(&docs)["securityContext"];
+        assert_eq!(sc["allowPrivilegeEscalation"], false, "{name}");
+        assert_eq!(sc["readOnlyRootFilesystem"], true, "{name}");
+        assert_eq!(sc["runAsNonRoot"], true, "{name}");
+        assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]), "{name}");
+        assert!(sc["capabilities"].get("add").is_none(), "{name}");
+        assert!(sc.get("privileged").is_none_or(|p| p == false), "{name}");
+        assert_eq!(pod["automountServiceAccountToken"], true, "{name}");
+        assert!(
+            pod.get("hostNetwork").is_none() && pod.get("hostPID").is_none(),
+            "{name}"
+        );
+        // Resources: requests and limits.
+        let res = &container(&docs)["resources"];
+        for k in ["requests", "limits"] {
+            assert!(
+                res[k]["cpu"].is_string() && res[k]["memory"].is_string(),
+                "{name}: resources.{k}"
+            );
+        }
+        // Every volume is a Secret, ConfigMap or emptyDir, never a hostPath.
+        for vol in pod["volumes"].as_array().into_iter().flatten() {
+            assert!(vol.get("hostPath").is_none(), "{name}");
+        }
+    }
+}
+
+fn rbac_is_cluster_wide_by_default(tools: &Tools) {
+    let docs = render(tools, &values(api_key()));
+    let cr = one(&docs, "ClusterRole");
+    assert_eq!(cr["metadata"]["name"], fullname());
+    assert_eq!(rules(cr), watched_rules());
+    assert_binds_operator(one(&docs, "ClusterRoleBinding"), "ClusterRole", fullname());
+    assert!(kind(&docs, "Role").is_empty() && kind(&docs, "RoleBinding").is_empty());
+    assert_eq!(env_value(&docs, "WATCH_NAMESPACE"), None);
+    // rbac.create=false: none at all.
+    let docs = render(
+        tools,
+        &values(json!({ "rbac": { "create": false }, "replicaCount": 2 })),
+    );
+    for k in ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"] {
+        assert!(
+            kind(&docs, k).is_empty(),
+            "rbac.create=false still renders a {k}"
+        );
+    }
+}
+
+fn rbac_is_per_namespace_with_watch_namespaces(tools: &Tools) {
+    let docs = render(tools, &values(json!({ "watchNamespaces": ["a", "b"] })));
+    assert!(
+        kind(&docs, "ClusterRole").is_empty(),
+        "no cluster-wide grant"
+    );
+    assert!(
+        kind(&docs, "ClusterRoleBinding").is_empty(),
+        "no cluster-wide grant"
+    );
+    let roles = kind(&docs, "Role");
+    let namespaces: BTreeSet<&str> = roles
+        .iter()
+        .map(|r| r["metadata"]["namespace"].as_str().expect("ns"))
+        .collect();
+    assert_eq!(namespaces, BTreeSet::from(["a", "b"]));
+    assert_eq!(
+        roles.len(),
+        2,
+        "one Role per namespace, no lease Role with one replica"
+    );
+    for role in &roles {
+        assert_eq!(rules(role), watched_rules());
+        assert_eq!(role["metadata"]["name"], fullname());
+    }
+    let bindings = kind(&docs, "RoleBinding");
+    assert_eq!(bindings.len(), 2);
+    for b in bindings {
+        assert!(["a", "b"].contains(&b["metadata"]["namespace"].as_str().expect("ns")));
+        assert_binds_operator(b, "Role", fullname());
+    }
+    assert_eq!(env_value(&docs, "WATCH_NAMESPACE").as_deref(), Some("a,b"));
+}
+
+fn lease_role_only_with_leader_election(tools: &Tools) {
+    let lease_role = format!("{}-leader-election", fullname());
+    let cases = [
+        (json!({}), false),
+        (json!({ "replicaCount": 2 }), true),
+        (json!({ "leaderElection": { "enabled": true } }), true),
+        (
+            json!({ "replicaCount": 2, "leaderElection": { "enabled": true } }),
+            true,
+        ),
+        (json!({ "replicaCount": 2, "watchNamespaces": ["a"] }), true),
+    ];
+    for (overrides, on) in cases {
+        let docs = render(tools, &values(overrides.clone()));
+        let lease_roles: Vec<_> = kind(&docs, "Role")
+            .into_iter()
+            .filter(|r| r["metadata"]["name"] == lease_role.as_str())
+            .collect();
+        assert_eq!(
+            env_value(&docs, "LEADER_ELECTION").as_deref(),
+            Some(if on { "true" } else { "false" }),
+            "{overrides}"
+        );
+        let strategy = &one(&docs, "Deployment")["spec"]["strategy"]["type"];
+        if on {
+            assert_eq!(lease_roles.len(), 1, "{overrides}");
+            let role = lease_roles[0];
+            assert_eq!(
+                role["metadata"]["namespace"], NAMESPACE,
+                "the Lease is in the release namespace"
+            );
+            assert_eq!(rules(role), lease_rules());
+            let binding = kind(&docs, "RoleBinding")
+                .into_iter()
+                .find(|b| b["metadata"]["name"] == lease_role.as_str())
+                .expect("lease RoleBinding");
+            assert_eq!(binding["metadata"]["namespace"], NAMESPACE);
+            assert_binds_operator(binding, "Role", &lease_role);
+            assert_eq!(
+                env_value(&docs, "LEADER_ELECTION_NAMESPACE").as_deref(),
+                Some(NAMESPACE)
+            );
+            assert_eq!(
+                env_value(&docs, "LEADER_ELECTION_LEASE_NAME").as_deref(),
+                Some("es-inference-operator")
+            );
+            assert_eq!(
+                env_value(&docs, "LEADER_ELECTION_LEASE_DURATION").as_deref(),
+                Some("15s")
+            );
+            assert_eq!(strategy, "RollingUpdate", "{overrides}");
+        } else {
+            assert!(lease_roles.is_empty(), "{overrides}");
+            assert!(
+                !docs
+                    .iter()
+                    .any(|d| d.to_string().contains("coordination.k8s.io")),
+                "no lease permission without leader election"
+            );
+            assert_eq!(
+                strategy, "Recreate",
+                "without leader election two operators must never overlap"
+            );
+        }
+    }
+    // No rule anywhere grants leases cluster-wide.
+    for (name, v) in matrix() {
+        let docs = render(tools, &v);
+        for cr in kind(&docs, "ClusterRole") {
+            assert!(
+                rules(cr).iter().all(|(g, _, _)| g != "coordination.k8s.io"),
+                "{name}"
+            );
+        }
+    }
+}
+
+fn no_secret_write_verbs_anywhere(tools: &Tools) {
+    for (name, v) in matrix() {
+        let docs = render(tools, &v);
+        for role in kind(&docs, "Role")
+            .into_iter()
+            .chain(kind(&docs, "ClusterRole"))
+        {
+            for (group, resource, verbs) in rules(role) {
+                assert!(!verbs.iter().any(|v| v == "*"), "{name}: wildcard verb");
+                assert_ne!(resource, "*", "{name}: wildcard resource");
+                assert_ne!(group, "*", "{name}: wildcard group");
+                if group.is_empty() && resource == "secrets" {
+                    assert_eq!(
+                        verbs,
+                        ["get", "list", "watch"],
+                        "{name}: Secrets are only read"
+                    );
+                }
+                // Every rule is one the operator needs.
+                assert!(
+                    watched_rules().contains(&(group.clone(), resource.clone(), verbs.clone()))
+                        || lease_rules().contains(&(
+                            group.clone(),
+                            resource.clone(),
+                            verbs.clone()
+                        )),
+                    "{name}: unexpected rule {group}/{resource} {verbs:?}"
+                );
+            }
+        }
+    }
+}
+
+/// No credential in the environment: no *_API_KEY / *_PASSWORD variables, no Secret references
+/// in env; credentials are files.
+fn assert_no_credentials_in_env(docs: &[Value]) {
+    for (name, e) in env(docs) {
+        assert!(
+            name != "ELASTICSEARCH_API_KEY" && name != "ELASTICSEARCH_PASSWORD",
+            "{name} would put a credential into the environment"
+        );
+        assert!(
+            e["valueFrom"].get("secretKeyRef").is_none(),
+            "{name} reads a Secret into env"
+        );
+    }
+}
+
+fn volume<'a>(docs: &'a [Value], name: &str) -> &'a Value {
+    pod_spec(docs)["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == name)
+        .unwrap_or_else(|| panic!("volume {name}"))
+}
+
+/// The mount of `volume` and the path of the file `item` inside it.
+fn mounted_file(docs: &[Value], volume_name: &str, item_path: &str) -> String {
+    let mount = container(docs)["volumeMounts"]
+        .as_array()
+        .expect("volumeMounts")
+        .iter()
+        .find(|m| m["name"] == volume_name)
+        .unwrap_or_else(|| panic!("mount of {volume_name}"))
+        .clone();
+    assert_eq!(
+        mount["readOnly"], true,
+        "{volume_name} is mounted read-only"
+    );
+    assert!(
+        mount.get("subPath").is_none(),
+        "no subPath, so the kubelet refreshes rotated Secrets"
+    );
+    format!(
+        "{}/{item_path}",
+        mount["mountPath"].as_str().expect("mountPath")
+    )
+}
+
+fn api_key_is_a_mounted_file(tools: &Tools) {
+    let docs = render(
+        tools,
+        &values(json!({ "elasticsearch": { "auth": { "apiKey": {
+        "existingSecret": "es-api-key", "key": "encoded" } } } })),
+    );
+    let vol = volume(&docs, "elasticsearch-api-key");
+    assert_eq!(vol["secret"]["secretName"], "es-api-key");
+    assert_eq!(
+        vol["secret"]["items"],
+        json!([{ "key": "encoded", "path": "api-key" }])
+    );
+    assert_eq!(vol["secret"]["defaultMode"], 0o440);
+    let file = mounted_file(&docs, "elasticsearch-api-key", "api-key");
+    assert_eq!(env_value(&docs, "ELASTICSEARCH_API_KEY_FILE"), Some(file));
+    assert_eq!(env_value(&docs, "ELASTICSEARCH_USERNAME"), None);
+    assert_eq!(env_value(&docs, "ELASTICSEARCH_PASSWORD_FILE"), None);
+    assert_eq!(env_value(&docs, "ELASTICSEARCH_URL").as_deref(), Some(URL));
+    assert_no_credentials_in_env(&docs);
+    // The default key name.
+    let docs = render(tools, &values(api_key()));
+    assert_eq!(
+        volume(&docs, "elasticsearch-api-key")["secret"]["items"][0]["key"],
+        "api-key"
+    );
+    // Without credentials: no file variables, no volumes.
+    let docs = render(tools, &values(json!({})));
+    assert_eq!(env_value(&docs, "ELASTICSEARCH_API_KEY_FILE"), None);
+    assert!(pod_spec(&docs).get("volumes").is_none());
+    assert_no_credentials_in_env(&docs);
+}
+
+fn basic_auth_password_is_a_mounted_file(tools: &Tools) {
+    let docs = render(
+        tools,
+        &values(json!({ "elasticsearch": { "auth": { "basic": {
+        "username": "operator", "existingSecret": "es-password", "passwordKey": "pw" } } } })),
+    );
+    let vol = volume(&docs, "elasticsearch-password");
+    assert_eq!(vol["secret"]["secretName"], "es-password");
+    assert_eq!(
+        vol["secret"]["items"],
+        json!([{ "key": "pw", "path": "password" }])
+    );
+    let file = mounted_file(&docs, "elasticsearch-password", "password");
+    assert_eq!(env_value(&docs, "ELASTICSEARCH_PASSWORD_FILE"), Some(file));
+    assert_eq!(
+        env_value(&docs, "ELASTICSEARCH_USERNAME").as_deref(),
+        Some("operator")
+    );
+    assert_eq!(env_value(&docs, "ELASTICSEARCH_API_KEY_FILE"), None);
+    assert_no_credentials_in_env(&docs);
+}
+
+fn ca_from_secret_or_configmap_is_mounted(tools: &Tools) {
+    let docs = render(
+        tools,
+        &values(json!({ "elasticsearch": { "tls": { "ca": { "existingSecret": "es-ca" } } } })),
+    );
+    let vol = volume(&docs, "elasticsearch-ca");
+    assert_eq!(vol["secret"]["secretName"], "es-ca");
+    assert_eq!(
+        vol["secret"]["items"],
+        json!([{ "key": "ca.crt", "path": "ca.crt" }])
+    );
+    let file = mounted_file(&docs, "elasticsearch-ca", "ca.crt");
+    assert_eq!(
+        env_value(&docs, "ELASTICSEARCH_CA_FILE"),
+        Some(file.clone())
+    );
+
+    let docs = render(
+        tools,
+        &values(json!({ "elasticsearch": { "tls": { "ca": {
+        "existingConfigMap": "es-ca-bundle", "key": "bundle.pem" } } } })),
+    );
+    let vol = volume(&docs, "elasticsearch-ca");
+    assert!(vol.get("secret").is_none());
+    assert_eq!(vol["configMap"]["name"], "es-ca-bundle");
+    assert_eq!(
+        vol["configMap"]["items"],
+        json!([{ "key": "bundle.pem", "path": "ca.crt" }])
+    );
+    assert_eq!(
+        env_value(&docs, "ELASTICSEARCH_CA_FILE"),
+        Some(mounted_file(&docs, "elasticsearch-ca", "ca.crt"))
+    );
+
+    // Together with an API key: two volumes, two files.
+    let mut v = values(api_key());
+    merge(
+        &mut v,
+        json!({ "elasticsearch": { "tls": { "ca": { "existingSecret": "es-ca" } } } }),
+    );
+    let docs = render(tools, &v);
+    assert_eq!(
+        pod_spec(&docs)["volumes"]
+            .as_array()
+            .expect("volumes")
+            .len(),
+        2
+    );
+    assert!(env_value(&docs, "ELASTICSEARCH_CA_FILE").is_some());
+    assert!(env_value(&docs, "ELASTICSEARCH_API_KEY_FILE").is_some());
+    // No CA configured: the operator uses its built-in roots.
+    assert_eq!(
+        env_value(&render(tools, &values(json!({}))), "ELASTICSEARCH_CA_FILE"),
+        None
+    );
+}
+
+fn operator_settings_reach_the_environment(tools: &Tools) {
+    let docs = render(tools, &values(json!({})));
+    let expected = [
+        ("ELASTICSEARCH_URL", URL),
+        ("ELASTICSEARCH_TIMEOUT", "30s"),
+        ("ELASTICSEARCH_MAX_CONCURRENCY", "8"),
+        ("CREATE_TIMEOUT", "60s"),
+        ("RESYNC_INTERVAL", "10m"),
+        ("MAX_CONCURRENT_RECONCILES", "8"),
+        ("METRICS_ADDR", "0.0.0.0:8080"),
+        ("LOG_FORMAT", "json"),
+        ("RUST_LOG", "info"),
+        ("SHUTDOWN_TIMEOUT", "20s"),
+        ("LEADER_ELECTION", "false"),
+    ];
+    for (k, want) in expected {
+        assert_eq!(env_value(&docs, k).as_deref(), Some(want), "{k}");
+    }
+    // Every variable is one the binary reads.
+    let known = [
+        "POD_NAME",
+        "POD_NAMESPACE",
+        "ELASTICSEARCH_URL",
+        "ELASTICSEARCH_API_KEY_FILE",
+        "ELASTICSEARCH_USERNAME",
+        "ELASTICSEARCH_PASSWORD_FILE",
+        "ELASTICSEARCH_CA_FILE",
+        "ELASTICSEARCH_TIMEOUT",
+        "ELASTICSEARCH_MAX_CONCURRENCY",
+        "CREATE_TIMEOUT",
+        "RESYNC_INTERVAL",
+        "WATCH_NAMESPACE",
+        "MAX_CONCURRENT_RECONCILES",
+        "METRICS_ADDR",
+        "LOG_FORMAT",
+        "RUST_LOG",
+        "SHUTDOWN_TIMEOUT",
+        "LEADER_ELECTION",
+        "LEADER_ELECTION_NAMESPACE",
+        "LEADER_ELECTION_LEASE_NAME",
+        "LEADER_ELECTION_LEASE_DURATION",
+    ];
+    for (name, v) in matrix() {
+        let docs = render(tools, &v);
+        let names: Vec<String> = env(&docs).into_iter().map(|(n, _)| n).collect();
+        let unique: BTreeSet<&String> = names.iter().collect();
+        assert_eq!(
+            unique.len(),
+            names.len(),
+            "{name}: duplicate env names {names:?}"
+        );
+        for n in &names {
+            assert!(
+                known.contains(&n.as_str()) || n == "EXTRA",
+                "{name}: {n} is not read by the operator"
+            );
+        }
+    }
+    // Changed values reach the environment.
+    let docs = render(
+        tools,
+        &values(json!({
+            "elasticsearch": { "timeout": "5s", "maxConcurrency": 2 },
+            "createTimeout": "90s", "resyncInterval": "1h", "maxConcurrentReconciles": 3,
+            "shutdownTimeout": "10s", "logFormat": "text", "logLevel": "debug,kube=info",
+            "leaderElection": { "enabled": true, "leaseName": "custom", "leaseDuration": "30s" },
+        })),
+    );
+    for (k, want) in [
+        ("ELASTICSEARCH_TIMEOUT", "5s"),
+        ("ELASTICSEARCH_MAX_CONCURRENCY", "2"),
+        ("CREATE_TIMEOUT", "90s"),
+        ("RESYNC_INTERVAL", "1h"),
+        ("MAX_CONCURRENT_RECONCILES", "3"),
+        ("SHUTDOWN_TIMEOUT", "10s"),
+        ("LOG_FORMAT", "text"),
+        ("RUST_LOG", "debug,kube=info"),
+        ("LEADER_ELECTION", "true"),
+        ("LEADER_ELECTION_LEASE_NAME", "custom"),
+        ("LEADER_ELECTION_LEASE_DURATION", "30s"),
+    ] {
+        assert_eq!(env_value(&docs, k).as_deref(), Some(want), "{k}");
+    }
+    assert_eq!(container(&docs)["args"], json!(["run"]));
+}
+
+fn probes_ports_and_downward_api(tools: &Tools) {
+    let docs = render(tools, &values(json!({})));
+    let c = container(&docs);
+    assert_eq!(
+        c["ports"],
+        json!([{ "name": "metrics", "containerPort": 8080, "protocol": "TCP" }])
+    );
+    assert_eq!(
+        c["livenessProbe"]["httpGet"],
+        json!({ "path": "/healthz", "port": "metrics" })
+    );
+    assert_eq!(
+        c["readinessProbe"]["httpGet"],
+        json!({ "path": "/readyz", "port": "metrics" })
+    );
+    assert_eq!(c["livenessProbe"]["periodSeconds"], 20);
+    let env = env(&docs);
+    let field = |n: &str| {
+        env.iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, e)| e["valueFrom"]["fieldRef"]["fieldPath"].clone())
+    };
+    assert_eq!(field("POD_NAME"), Some(json!("metadata.name")));
+    assert_eq!(field("POD_NAMESPACE"), Some(json!("metadata.namespace")));
+    // Grace period longer than SHUTDOWN_TIMEOUT (20s).
+    assert_eq!(pod_spec(&docs)["terminationGracePeriodSeconds"], 30);
+    let svc = one(&docs, "Service");
+    assert_eq!(
+        svc["spec"]["ports"],
+        json!([{ "name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP" }])
+    );
+    assert_eq!(svc["spec"]["type"], "ClusterIP");
+    // Timings come from values.
+    let docs = render(
+        tools,
+        &values(json!({ "readinessProbe": { "periodSeconds": 3 } })),
+    );
+    assert_eq!(container(&docs)["readinessProbe"]["periodSeconds"], 3);
+    assert_eq!(
+        container(&docs)["readinessProbe"]["httpGet"]["path"],
+        "/readyz"
+    );
+}
+
+fn optional_objects(tools: &Tools) {
+    let docs = render(tools, &values(json!({})));
+    for k in ["ServiceMonitor", "PodDisruptionBudget", "NetworkPolicy"] {
+        assert!(kind(&docs, k).is_empty(), "{k} is off by default");
+    }
+    assert_eq!(one(&docs, "ServiceAccount")["metadata"]["name"], fullname());
+
+    let docs = render(
+        tools,
+        &values(json!({ "serviceMonitor": { "enabled": true,
+        "interval": "1m", "scrapeTimeout": "20s", "labels": { "release": "kube-prometheus" } } })),
+    );
+    let sm = one(&docs, "ServiceMonitor");
+    assert_eq!(sm["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(sm["metadata"]["labels"]["release"], "kube-prometheus");
+    assert_eq!(
+        sm["spec"]["selector"]["matchLabels"],
+        one(&docs, "Service")["spec"]["selector"]
+    );
+    assert_eq!(
+        sm["spec"]["namespaceSelector"]["matchNames"],
+        json!([NAMESPACE])
+    );
+    let ep = &sm["spec"]["endpoints"][0];
+    assert_eq!(
+        (ep["port"].as_str(), ep["path"].as_str()),
+        (Some("metrics"), Some("/metrics"))
+    );
+    assert_eq!(
+        (ep["interval"].as_str(), ep["scrapeTimeout"].as_str()),
+        (Some("1m"), Some("20s"))
+    );
+    // The Service's labels include what the ServiceMonitor selects.
+    let svc_labels = &one(&docs, "Service")["metadata"]["labels"];
+    for (k, v) in sm["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .expect("labels")
+    {
+        assert_eq!(&svc_labels[k], v);
+    }
+
+    let docs = render(
+        tools,
+        &values(json!({ "replicaCount": 2, "podDisruptionBudget": { "enabled": true } })),
+    );
+    let pdb = one(&docs, "PodDisruptionBudget");
+    assert_eq!(pdb["apiVersion"], "policy/v1");
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"],
+        one(&docs, "Deployment")["spec"]["selector"]["matchLabels"]
+    );
+
+    let docs = render(
+        tools,
+        &values(json!({ "serviceAccount": { "create": false, "name": "existing" } })),
+    );
+    assert!(kind(&docs, "ServiceAccount").is_empty());
+    assert_eq!(pod_spec(&docs)["serviceAccountName"], "existing");
+    assert_eq!(
+        one(&docs, "ClusterRoleBinding")["subjects"][0]["name"],
+        "existing"
+    );
+}
+
+fn network_policy(tools: &Tools) {
+    let np_of = |v: Value| {
+        let docs = render(tools, &values(json!({ "networkPolicy": v })));
+        one(&docs, "NetworkPolicy").clone()
+    };
+    let ports = |rule: &Value| -> Vec<(Value, String)> {
+        rule["ports"]
+            .as_array()
+            .expect("ports")
+            .iter()
+            .map(|p| {
+                (
+                    p["port"].clone(),
+                    p["protocol"].as_str().expect("protocol").to_string(),
+                )
+            })
+            .collect()
+    };
+    let np = np_of(json!({ "enabled": true }));
+    assert_eq!(np["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+    assert_eq!(
+        np["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
+        "es-inference-operator"
+    );
+    let ingress = np["spec"]["ingress"].as_array().expect("ingress");
+    assert_eq!(ingress.len(), 1);
+    assert_eq!(ports(&ingress[0]), vec![(json!("metrics"), "TCP".into())]);
+    let egress = np["spec"]["egress"].as_array().expect("egress");
+    assert_eq!(
+        egress.len(),
+        3,
+        "DNS, API server, Elasticsearch: {egress:?}"
+    );
+    assert_eq!(
+        ports(&egress[0]),
+        vec![(json!(53), "UDP".into()), (json!(53), "TCP".into())]
+    );
+    assert_eq!(
+        ports(&egress[1]),
+        vec![(json!(443), "TCP".into()), (json!(6443), "TCP".into())]
+    );
+    // Elasticsearch's port comes from the URL.
+    assert_eq!(ports(&egress[2]), vec![(json!(9200), "TCP".into())]);
+    for rule in egress {
+        assert!(
+            rule.get("to").is_none(),
+            "no peers configured: any destination on these ports"
+        );
+    }
+
+    let docs = render(
+        tools,
+        &json!({ "elasticsearch": { "url": "https://my-cluster.es.example.com" },
+        "networkPolicy": { "enabled": true } }),
+    );
+    let egress = one(&docs, "NetworkPolicy")["spec"]["egress"].clone();
+    assert_eq!(
+        ports(&egress[2]),
+        vec![(json!(443), "TCP".into())],
+        "https without a port is 443"
+    );
+    let docs = render(
+        tools,
+        &json!({ "elasticsearch": { "url": "http://es:80" }, "networkPolicy": { "enabled": true } }),
+    );
+    assert_eq!(
+        ports(&one(&docs, "NetworkPolicy")["spec"]["egress"][2]),
+        vec![(json!(80), "TCP".into())]
+    );
+
+    let peer = json!({ "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": "elastic" } } });
+    let np = np_of(json!({ "enabled": true,
+        "apiServer": { "cidrs": ["10.0.0.1/32", "10.0.0.2/32"], "ports": [6443] },
+        "elasticsearch": { "to": [peer.clone()], "ports": [9200, 9300] },
+        "dns": { "to": [{ "namespaceSelector": {} }] },
+        "metrics": { "from": [{ "podSelector": { "matchLabels": { "app": "prometheus" } } }] },
+        "extraEgress": [{ "ports": [{ "port": 4317, "protocol": "TCP" }] }] }));
+    let egress = np["spec"]["egress"].as_array().expect("egress");
+    assert_eq!(egress.len(), 4);
+    assert_eq!(egress[0]["to"], json!([{ "namespaceSelector": {} }]));
+    assert_eq!(
+        egress[1]["to"],
+        json!([{ "ipBlock": { "cidr": "10.0.0.1/32" } }, { "ipBlock": { "cidr": "10.0.0.2/32" } }])
+    );
+    assert_eq!(ports(&egress[1]), vec![(json!(6443), "TCP".into())]);
+    assert_eq!(egress[2]["to"], json!([peer]));
+    assert_eq!(
+        ports(&egress[2]),
+        vec![(json!(9200), "TCP".into()), (json!(9300), "TCP".into())]
+    );
+    assert_eq!(ports(&egress[3]), vec![(json!(4317), "TCP".into())]);
+    assert_eq!(
+        np["spec"]["ingress"][0]["from"],
+        json!([{ "podSelector": { "matchLabels": { "app": "prometheus" } } }])
+    );
+}
+
+fn crd_toggles(tools: &Tools) {
+    let docs = render(tools, &values(json!({})));
+    let crd = one(&docs, "CustomResourceDefinition");
+    assert_eq!(
+        crd["metadata"]["name"],
+        "inferenceendpoints.es-inference.dev"
+    );
+    assert_eq!(
+        crd["metadata"]["annotations"]["helm.sh/resource-policy"],
+        "keep"
+    );
+    assert_eq!(
+        crd["metadata"]["labels"]["app.kubernetes.io/instance"],
+        RELEASE
+    );
+    let docs = render(tools, &values(json!({ "crds": { "keep": false } })));
+    assert!(
+        one(&docs, "CustomResourceDefinition")["metadata"]
+            .get("annotations")
+            .is_none()
+    );
+    let docs = render(tools, &values(json!({ "crds": { "enabled": false } })));
+    assert!(kind(&docs, "CustomResourceDefinition").is_empty());
+    // The chart's CRD is the one in crds/ (same spec).
+    let plain: Value = serde_saphyr::from_str(&read(
+        &root().join("crds/inferenceendpoints.es-inference.dev.yaml"),
+    ))
+    .expect("crd");
+    let docs = render(tools, &values(json!({})));
+    assert_eq!(
+        one(&docs, "CustomResourceDefinition")["spec"],
+        plain["spec"],
+        "chart CRD differs from crds/: run `cargo run -- crd --helm`"
+    );
+}
+
+/// NOTES.txt (rendered by `helm install --dry-run=client`, which needs no cluster).
+fn notes_tell_the_next_commands(tools: &Tools) {
+    let notes = |v: Value| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("values.yaml");
+        std::fs::write(&file, v.to_string()).expect("write");
+        let out = Command::new(helm(tools))
+            .args(["install", RELEASE])
+            .arg(chart_dir())
+            .args(["--namespace", NAMESPACE, "--dry-run=client", "--values"])
+            .arg(&file)
+            .env("KUBECONFIG", dir.path().join("no-kubeconfig"))
+            .output()
+            .expect("helm install --dry-run=client");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text.split_once("\nNOTES:\n").expect("NOTES").1.to_string()
+    };
+    let text = notes(values(json!({ "elasticsearch": { "auth": { "apiKey": {
+        "existingSecret": "es-key", "key": "encoded" } } } })));
+    assert!(text.contains(&format!(
+        "kubectl -n {NAMESPACE} create secret generic es-key --from-literal=encoded=<encoded API key>"
+    )), "{text}");
+    assert!(
+        text.contains(&format!(
+            "kubectl -n {NAMESPACE} rollout status deployment/{RELEASE}"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("kubectl -n search create secret generic anthropic"),
+        "{text}"
+    );
+    assert!(text.contains("kind: InferenceEndpoint"), "{text}");
+    assert!(text.contains("kubectl get ie -A"), "{text}");
+    assert!(!text.contains("WARNING"), "{text}");
+    // No credentials configured: a warning; watched namespaces: the example goes into one.
+    let text = notes(values(
+        json!({ "watchNamespaces": ["ml", "nlp"], "crds": { "enabled": false } }),
+    ));
+    assert!(text.contains("WARNING: none are configured"), "{text}");
+    assert!(text.contains("namespaces: ml, nlp"), "{text}");
+    assert!(
+        text.contains("kubectl -n ml create secret generic anthropic"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kubectl apply --server-side -f crds/"),
+        "{text}"
+    );
+}
+
+fn deploy_manifests_are_up_to_date(tools: &Tools) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new("bash")
+        .arg(root().join(".ci/render-deploy.sh"))
+        .arg(dir.path())
+        .env("HELM", helm(tools))
+        .output()
+        .expect("run .ci/render-deploy.sh");
+    assert!(
+        out.status.success(),
+        "render-deploy.sh failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut stale = Vec::new();
+    for file in [
+        "es-inference-operator.yaml",
+        "namespace.yaml",
+        "kustomization.yaml",
+    ] {
+        let want = read(&dir.path().join(file));
+        let have = std::fs::read_to_string(root().join("deploy").join(file)).unwrap_or_default();
+        if want != have {
+            stale.push(file);
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "deploy/ is stale ({stale:?}): run `bash .ci/render-deploy.sh` and commit deploy/"
+    );
+
+    // What deploy/ installs: no CRD (crds/ has it), the placeholder URL, the API key file.
+    let docs = parse_docs(&read(&root().join("deploy/es-inference-operator.yaml")));
+    assert!(kind(&docs, "CustomResourceDefinition").is_empty());
+    assert!(docs.iter().all(|d| {
+        d["metadata"]["namespace"]
+            .as_str()
+            .is_none_or(|n| n == NAMESPACE)
+    }));
+    assert_eq!(
+        env_value(&docs, "ELASTICSEARCH_URL").as_deref(),
+        Some("https://elasticsearch.example:9200")
+    );
+    assert_eq!(
+        volume(&docs, "elasticsearch-api-key")["secret"]["secretName"],
+        "es-inference-operator-elasticsearch"
+    );
+    let ns: Value =
+        serde_saphyr::from_str(&read(&root().join("deploy/namespace.yaml"))).expect("ns");
+    assert_eq!(ns["metadata"]["name"], NAMESPACE);
+    assert_eq!(
+        ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+        "restricted"
+    );
+    let k: Value = serde_saphyr::from_str(&read(&root().join("deploy/kustomization.yaml")))
+        .expect("kustomization");
+    assert_eq!(
+        k["resources"],
+        json!(["namespace.yaml", "es-inference-operator.yaml"])
+    );
+}
+
+/// The values in the Argo CD Application and the Flux HelmRelease render.
+fn gitops_example_values_render(tools: &Tools) {
+    let apps: Vec<Value> = parse_docs(&read(&root().join("gitops/argocd/application.yaml")));
+    let app = apps
+        .iter()
+        .find(|a| a["spec"]["source"]["path"] == "charts/es-inference-operator")
+        .expect("operator Application");
+    assert!(chart_dir().is_dir());
+    let docs = render(tools, &app["spec"]["source"]["helm"]["valuesObject"]);
+    assert_eq!(one(&docs, "Deployment")["spec"]["replicas"], 2);
+    assert_eq!(one(&docs, "PodDisruptionBudget")["spec"]["minAvailable"], 1);
+
+    let flux = parse_docs(&read(
+        &root().join("gitops/flux/es-inference-operator.yaml"),
+    ));
+    let hr = flux
+        .iter()
+        .find(|d| d["kind"] == "HelmRelease")
+        .expect("HelmRelease");
+    assert_eq!(
+        hr["spec"]["chart"]["spec"]["chart"],
+        "./charts/es-inference-operator"
+    );
+    let docs = render(tools, &hr["spec"]["values"]);
+    assert_eq!(env_value(&docs, "LEADER_ELECTION").as_deref(), Some("true"));
+    let ks = parse_docs(&read(&root().join("gitops/flux/kustomizations.yaml")));
+    assert!(
+        ks.iter().all(|k| k["spec"]["wait"] == true),
+        "Flux Kustomizations wait for health"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// schema validation (kubernetes-validate: the Kubernetes OpenAPI schemas, bundled, offline)
+
+/// Runs kubernetes-validate --strict on `text` for `version`; Ok(output) when valid.
+fn validate(tools: &Tools, text: &str, version: &str) -> Result<String, String> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("manifests.yaml");
+    std::fs::write(&file, text).expect("write");
+    let out = Command::new(tools.validator.as_deref().expect("validator"))
+        .args(["--strict", "--kubernetes-version", version])
+        .arg(&file)
+        .output()
+        .expect("run kubernetes-validate");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    if out.status.success() && !text.contains("ERROR") {
+        Ok(text)
+    } else {
+        Err(text)
+    }
+}
+
+/// A negative control: the validator rejects an unknown field, a wrong type and a missing
+/// required field, so a pass below means something.
+fn kubernetes_validate_catches_errors(tools: &Tools) {
+    let good = render_with(
+        tools,
+        &values(json!({})),
+        &["--show-only", "templates/deployment.yaml"],
+    )
+    .expect("render");
+    validate(tools, &good, "1.33").expect("the Deployment is valid");
+    for (what, bad) in [
+        (
+            "unknown field",
+            good.replace(
+                "readOnlyRootFilesystem: true",
+                "readOnlyRootFilesystem: true\n            readOnlyRootFilesytem: true",
+            ),
+        ),
+        (
+            "wrong type",
+            good.replace("containerPort: 8080", "containerPort: eighty"),
+        ),
+        (
+            "missing required field",
+            good.replace("- name: operator\n", "- \n"),
+        ),
+    ] {
+        assert_ne!(bad, good, "{what}: the edit applied");
+        let err = validate(tools, &bad, "1.33").expect_err(what);
+        assert!(err.contains("did not validate"), "{what}: {err}");
+    }
+}
+
+fn rendered_manifests_match_kubernetes_schemas(tools: &Tools) {
+    let mut inputs: Vec<(String, String)> = matrix()
+        .into_iter()
+        .map(|(name, v)| (name.to_string(), try_render(tools, &v).expect("render")))
+        .collect();
+    inputs.push((
+        "deploy/".into(),
+        read(&root().join("deploy/es-inference-operator.yaml"))
+            + "---\n"
+            + &read(&root().join("deploy/namespace.yaml")),
+    ));
+    for (name, text) in inputs {
+        let kinds: BTreeSet<String> = parse_docs(&text)
+            .iter()
+            .map(|d| d["kind"].as_str().expect("kind").to_string())
+            .collect();
+        for version in KUBERNETES_VERSIONS {
+            let out = validate(tools, &text, version)
+                .unwrap_or_else(|e| panic!("{name}: invalid for Kubernetes {version}:\n{e}"));
+            // Every object was checked against a schema, except the Prometheus Operator's
+            // ServiceMonitor, whose schema is not part of Kubernetes (checked by optional_objects).
+            for line in out.lines().filter(|l| l.starts_with("WARN")) {
+                assert!(line.contains("kind ServiceMonitor"), "{name}: {line}");
+            }
+            let passed = out
+                .lines()
+                .filter(|l| l.starts_with("INFO") && l.contains(" passed for resource "))
+                .count();
+            let expected = parse_docs(&text)
+                .iter()
+                .filter(|d| d["kind"] != "ServiceMonitor")
+                .count();
+            assert_eq!(passed, expected, "{name} ({kinds:?}) on {version}: {out}");
+        }
+    }
+}
