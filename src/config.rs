@@ -19,11 +19,12 @@ pub struct Cli {
 pub enum Command {
     /// Run the controller.
     Run(Box<RunArgs>),
-    /// Print the InferenceEndpoint CustomResourceDefinition as YAML.
+    /// Print the CustomResourceDefinitions as YAML.
     Crd {
-        /// Print the Helm chart's template of it instead (crds.enabled / crds.keep).
+        /// Write every generated file (crds/ and the chart's CRD templates) under the current
+        /// directory instead.
         #[arg(long)]
-        helm: bool,
+        write: bool,
     },
     /// Print, offline, the Elasticsearch requests the operator would send for a manifest
     /// (secret values shown as <redacted>).

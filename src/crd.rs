@@ -59,6 +59,8 @@ pub const SECRET_SETTING_KEYS: &[&str] = &[
         .message("inferenceId is immutable (and cannot be added or removed after creation): create a new InferenceEndpoint to use another id"),
     validation = Rule::new("!has(self.chunkingSettings) || self.taskType in ['text_embedding', 'sparse_embedding', 'embedding']")
         .message("chunkingSettings apply only to the text_embedding, sparse_embedding and embedding task types"),
+    validation = Rule::new("has(self.elasticsearchRef) == has(oldSelf.elasticsearchRef) && (!has(self.elasticsearchRef) || self.elasticsearchRef == oldSelf.elasticsearchRef)")
+        .message("elasticsearchRef is immutable: moving an endpoint to another cluster is a new InferenceEndpoint"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct InferenceEndpointSpec {
@@ -137,6 +139,174 @@ pub struct InferenceEndpointSpec {
     /// How to apply changes Elasticsearch cannot make in place (model, url, dimensions, ...).
     #[serde(default)]
     pub replacement_policy: ReplacementPolicy,
+
+    /// The Elasticsearch cluster: an ElasticsearchConnection in this namespace, or an ECK
+    /// Elasticsearch. Without it, the operator's default cluster (--elasticsearch-url).
+    /// Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elasticsearch_ref: Option<ElasticsearchRef>,
+}
+
+/// Which Elasticsearch cluster an InferenceEndpoint lives on.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.kind == 'Elasticsearch' || (!has(self.namespace) && !has(self.apiKeySecretRef) && !has(self.useElasticUser))")
+        .message("namespace, apiKeySecretRef and useElasticUser apply only to kind: Elasticsearch (ECK); an ElasticsearchConnection is always in the resource's namespace"),
+    validation = Rule::new("self.kind != 'Elasticsearch' || has(self.apiKeySecretRef) != (has(self.useElasticUser) && self.useElasticUser)")
+        .message("for an ECK Elasticsearch, give exactly one of apiKeySecretRef (an API key with manage_inference and monitor_inference) or useElasticUser: true"),
+)]
+pub struct ElasticsearchRef {
+    /// ElasticsearchConnection (default) or Elasticsearch (an ECK
+    /// elasticsearch.k8s.elastic.co/v1 cluster).
+    #[serde(default)]
+    pub kind: ElasticsearchRefKind,
+    /// Name of the ElasticsearchConnection or ECK Elasticsearch.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// ECK only: the Elasticsearch's namespace (default: this resource's). Other namespaces
+    /// need the operator's --allow-cross-namespace-refs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// ECK only: a Secret key in this resource's namespace holding an encoded API key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_secret_ref: Option<SecretKeyRef>,
+    /// ECK only: authenticate as the `elastic` superuser from ECK's `<name>-es-elastic-user`
+    /// Secret. An explicit opt-in; prefer an API key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_elastic_user: Option<bool>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ElasticsearchRefKind {
+    #[default]
+    ElasticsearchConnection,
+    Elasticsearch,
+}
+
+/// How to reach one Elasticsearch cluster. InferenceEndpoints in the same namespace refer to it
+/// with `elasticsearchRef: {name: ...}`.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "es-inference.dev",
+    version = "v1alpha1",
+    kind = "ElasticsearchConnection",
+    plural = "elasticsearchconnections",
+    shortname = "esconn",
+    category = "elasticsearch",
+    namespaced,
+    status = "ElasticsearchConnectionStatus",
+    doc = "A connection to an Elasticsearch cluster (external or Elastic Cloud) for InferenceEndpoints in the same namespace.",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"URL","type":"string","jsonPath":".spec.url"}"#,
+    printcolumn = r#"{"name":"Version","type":"string","jsonPath":".status.version"}"#,
+    printcolumn = r#"{"name":"Endpoints","type":"integer","jsonPath":".status.endpoints"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[x_kube(
+    validation = Rule::new("!has(self.auth) || (has(self.auth.apiKeySecretRef) != has(self.auth.basic))")
+        .message("auth takes exactly one of apiKeySecretRef or basic"),
+    validation = Rule::new("self.url.startsWith('https://') || !has(self.tls) || !has(self.tls.ca)")
+        .message("tls.ca needs an https:// url"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ElasticsearchConnectionSpec {
+    /// Elasticsearch URL, https:// (or http:// for clusters without TLS).
+    #[schemars(length(min = 8, max = 2048), regex(pattern = r"^https?://[^\s/?#]+(/[^\s?#]*)?$"))]
+    pub url: String,
+    /// How to authenticate. Without it, requests are anonymous.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<ConnectionAuth>,
+    /// Which certificates to trust. Default: the public roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ConnectionTls>,
+}
+
+/// Credentials for an ElasticsearchConnection, from Secrets in its namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionAuth {
+    /// An encoded API key (preferred): needs manage_inference and monitor_inference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_secret_ref: Option<SecretKeyRef>,
+    /// Username and password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic: Option<BasicAuth>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BasicAuth {
+    #[schemars(length(min = 1, max = 1024))]
+    pub username: String,
+    pub password_secret_ref: SecretKeyRef,
+}
+
+/// TLS trust for an ElasticsearchConnection.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.ca) && has(self.insecureSkipVerify) && self.insecureSkipVerify)")
+    .message("set either tls.ca or tls.insecureSkipVerify, not both"))]
+pub struct ConnectionTls {
+    /// A PEM CA bundle from a Secret or ConfigMap key (key defaults to ca.crt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<CaSource>,
+    /// Do not verify the server's certificate. Insecure; reported in status as a warning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure_skip_verify: Option<bool>,
+}
+
+/// Where a CA bundle comes from.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.secretRef) != has(self.configMapRef)")
+    .message("ca takes exactly one of secretRef or configMapRef"))]
+pub struct CaSource {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<LocalKeyRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_ref: Option<LocalKeyRef>,
+}
+
+/// A key of an object in the same namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalKeyRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Defaults to ca.crt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// Observed state of a connection.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ElasticsearchConnectionStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready (the cluster answered), and InsecureSkipVerify when certificate checks are off.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_name: Option<String>,
+    #[serde(default, rename = "clusterUUID", skip_serializing_if = "Option::is_none")]
+    pub cluster_uuid: Option<String>,
+    /// When the cluster last answered (refreshed at most once per resync interval).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful_check: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// InferenceEndpoints that use this connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<i32>,
+}
+
+impl ElasticsearchConnectionStatus {
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
 }
 
 impl InferenceEndpoint {
@@ -446,39 +616,69 @@ fn conditions_schema(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
-/// Where the chart's copy of the CRD lives (generated by `crd --helm`).
-pub const HELM_CRD_TEMPLATE: &str =
-    "charts/es-inference-operator/templates/crd-inferenceendpoints.yaml";
-
-/// The chart's CRD template: the same CRD as `crd_yaml`, installed and upgraded by the chart when
-/// `crds.enabled`, and kept on uninstall when `crds.keep` (cert-manager's pattern).
-pub fn crd_helm_template() -> String {
-    let plain = crd_yaml();
+/// The chart's template of a CRD: the same CRD as under `crds/`, installed and upgraded by the
+/// chart when `crds.enabled`, and kept on uninstall when `crds.keep` (cert-manager's pattern).
+fn helm_template(plain: &str, name: &str) -> String {
     let body = plain
         .lines()
         .filter(|l| !l.starts_with('#'))
         .collect::<Vec<_>>()
         .join("\n");
-    let anchor = "  name: inferenceendpoints.es-inference.dev\n";
+    let anchor = format!("  name: {name}\n");
     let templated = body.replacen(
-        anchor,
+        &anchor,
         &format!(
             "{anchor}  labels:\n    {{{{- include \"es-inference-operator.labels\" . | nindent 4 }}}}\n  {{{{- if .Values.crds.keep }}}}\n  annotations:\n    helm.sh/resource-policy: keep\n  {{{{- end }}}}\n"
         ),
         1,
     );
     format!(
-        "{{{{- if .Values.crds.enabled }}}}\n# Generated by `es-inference-operator crd --helm` from src/crd.rs. Do not edit by hand.\n{templated}\n{{{{- end }}}}\n"
+        "{{{{- if .Values.crds.enabled }}}}\n# Generated by `es-inference-operator crd --write` from src/crd.rs. Do not edit by hand.\n{templated}\n{{{{- end }}}}\n"
     )
 }
 
-/// The CRD as YAML, exactly as committed under `crds/`.
-pub fn crd_yaml() -> String {
-    use kube::CustomResourceExt;
-    let crd = InferenceEndpoint::crd();
+/// Every file generated from these types, by path relative to the repository root: the CRDs
+/// under `crds/` and their templates in the Helm chart. `crd --write` writes them; a test fails
+/// when a committed copy is stale.
+pub fn generated_files() -> Vec<(&'static str, String)> {
+    let ie = inference_endpoint_crd_yaml();
+    let conn = connection_crd_yaml();
+    vec![
+        ("crds/inferenceendpoints.es-inference.dev.yaml", ie.clone()),
+        ("crds/elasticsearchconnections.es-inference.dev.yaml", conn.clone()),
+        (
+            "charts/es-inference-operator/templates/crd-inferenceendpoints.yaml",
+            helm_template(&ie, "inferenceendpoints.es-inference.dev"),
+        ),
+        (
+            "charts/es-inference-operator/templates/crd-elasticsearchconnections.yaml",
+            helm_template(&conn, "elasticsearchconnections.es-inference.dev"),
+        ),
+    ]
+}
+
+/// Every CRD as one multi-document YAML stream (what `crd` prints).
+pub fn all_crds_yaml() -> String {
+    [inference_endpoint_crd_yaml(), connection_crd_yaml()].join("---\n")
+}
+
+/// YAML of one CRD with the generated-file header.
+fn crd_to_yaml(crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition) -> String {
     let mut out = String::from(
         "# Generated by `es-inference-operator crd` from src/crd.rs. Do not edit by hand.\n",
     );
-    out.push_str(&serde_saphyr::to_string(&crd).expect("a CRD always serializes to YAML"));
+    out.push_str(&serde_saphyr::to_string(crd).expect("a CRD always serializes to YAML"));
     out
+}
+
+/// The InferenceEndpoint CRD, as committed under `crds/`.
+pub fn inference_endpoint_crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    crd_to_yaml(&InferenceEndpoint::crd())
+}
+
+/// The ElasticsearchConnection CRD, as committed under `crds/`.
+pub fn connection_crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    crd_to_yaml(&ElasticsearchConnection::crd())
 }

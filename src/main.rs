@@ -22,15 +22,18 @@ use tracing::{error, info, warn};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Crd { helm } => {
-            print!(
-                "{}",
-                if helm {
-                    crd::crd_helm_template()
-                } else {
-                    crd::crd_yaml()
+        Command::Crd { write: false } => {
+            print!("{}", crd::all_crds_yaml());
+            ExitCode::SUCCESS
+        }
+        Command::Crd { write: true } => {
+            for (path, content) in crd::generated_files() {
+                if let Err(e) = std::fs::write(path, content) {
+                    eprintln!("error: cannot write {path}: {e} (run from the repository root)");
+                    return ExitCode::FAILURE;
                 }
-            );
+                println!("wrote {path}");
+            }
             ExitCode::SUCCESS
         }
         Command::Render(args) => {

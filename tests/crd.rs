@@ -2,40 +2,23 @@
 //! CEL rules are evaluated client-side with kube's CEL validator; the real API server check is
 //! part of the e2e suite (tests/e2e.rs).
 
-use es_inference_operator::crd::{InferenceEndpoint, crd_yaml};
+use es_inference_operator::crd::InferenceEndpoint;
 use kube::{CustomResourceExt, core::cel::Validator};
 use serde_json::{Value, json};
 
-const CRD_PATH: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/crds/inferenceendpoints.es-inference.dev.yaml"
-);
-
 #[test]
-fn committed_crd_is_up_to_date() {
-    let committed = std::fs::read_to_string(CRD_PATH).expect("crds/ file present");
-    assert!(
-        committed == crd_yaml(),
-        "crds/ is stale: run `cargo run -- crd > crds/inferenceendpoints.es-inference.dev.yaml`"
-    );
-}
-
-#[test]
-fn chart_crd_template_is_up_to_date() {
-    use es_inference_operator::crd::{HELM_CRD_TEMPLATE, crd_helm_template};
-    let want = crd_helm_template();
-    // Helm would try to interpret any other template action inside the CRD.
-    assert_eq!(
-        want.matches("{{").count(),
-        5,
-        "unexpected template actions in the CRD"
-    );
-    let path = format!("{}/{HELM_CRD_TEMPLATE}", env!("CARGO_MANIFEST_DIR"));
-    let committed = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        committed == want,
-        "{HELM_CRD_TEMPLATE} is stale: run `cargo run -- crd --helm > {HELM_CRD_TEMPLATE}`"
-    );
+fn generated_files_are_up_to_date() {
+    let generated = es_inference_operator::crd::generated_files();
+    assert_eq!(generated.len(), 4);
+    for (path, want) in generated {
+        let committed = std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR")))
+            .unwrap_or_default();
+        assert!(committed == want, "{path} is stale: run `cargo run -- crd --write`");
+        if path.starts_with("charts/") {
+            // Helm would try to interpret any other template action inside the CRD.
+            assert_eq!(want.matches("{{").count(), 5, "{path}: unexpected template actions");
+        }
+    }
 }
 
 fn schema() -> Value {
