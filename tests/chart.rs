@@ -1598,40 +1598,52 @@ fn network_policy(tools: &Tools) {
     );
 }
 
+/// The chart renders every CRD of crds/ (same name and spec), labelled, with the keep policy;
+/// crds.keep=false drops the policy and crds.enabled=false drops the CRDs.
 fn crd_toggles(tools: &Tools) {
-    let docs = render(tools, &values(json!({})));
-    let crd = one(&docs, "CustomResourceDefinition");
-    assert_eq!(
-        crd["metadata"]["name"],
-        "inferenceendpoints.es-inference.dev"
-    );
-    assert_eq!(
-        crd["metadata"]["annotations"]["helm.sh/resource-policy"],
-        "keep"
-    );
-    assert_eq!(
-        crd["metadata"]["labels"]["app.kubernetes.io/instance"],
-        RELEASE
-    );
-    let docs = render(tools, &values(json!({ "crds": { "keep": false } })));
+    let mut plain: Vec<Value> = Vec::new();
+    for entry in std::fs::read_dir(root().join("crds")).expect("crds/") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            plain.push(serde_saphyr::from_str(&read(&path)).expect("crd"));
+        }
+    }
     assert!(
-        one(&docs, "CustomResourceDefinition")["metadata"]
-            .get("annotations")
-            .is_none()
+        plain
+            .iter()
+            .any(|c| c["metadata"]["name"] == "inferenceendpoints.es-inference.dev")
+    );
+    let docs = render(tools, &values(json!({})));
+    let crds = kind(&docs, "CustomResourceDefinition");
+    assert_eq!(crds.len(), plain.len(), "the chart has every CRD of crds/");
+    for want in &plain {
+        let name = &want["metadata"]["name"];
+        let crd = crds
+            .iter()
+            .find(|c| &c["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("the chart lacks CRD {name}"));
+        assert_eq!(
+            crd["spec"], want["spec"],
+            "chart CRD {name} differs from crds/: regenerate both with the crd command"
+        );
+        assert_eq!(
+            crd["metadata"]["annotations"]["helm.sh/resource-policy"],
+            "keep"
+        );
+        assert_eq!(
+            crd["metadata"]["labels"]["app.kubernetes.io/instance"],
+            RELEASE
+        );
+    }
+    let docs = render(tools, &values(json!({ "crds": { "keep": false } })));
+    let crds = kind(&docs, "CustomResourceDefinition");
+    assert_eq!(crds.len(), plain.len());
+    assert!(
+        crds.iter()
+            .all(|c| c["metadata"].get("annotations").is_none())
     );
     let docs = render(tools, &values(json!({ "crds": { "enabled": false } })));
     assert!(kind(&docs, "CustomResourceDefinition").is_empty());
-    // The chart's CRD is the one in crds/ (same spec).
-    let plain: Value = serde_saphyr::from_str(&read(
-        &root().join("crds/inferenceendpoints.es-inference.dev.yaml"),
-    ))
-    .expect("crd");
-    let docs = render(tools, &values(json!({})));
-    assert_eq!(
-        one(&docs, "CustomResourceDefinition")["spec"],
-        plain["spec"],
-        "chart CRD differs from crds/: run `cargo run -- crd --helm`"
-    );
 }
 
 /// NOTES.txt (rendered by `helm install --dry-run=client`, which needs no cluster).
