@@ -28,6 +28,9 @@ pub mod reason {
     pub const CREATING: &str = "Creating";
     pub const KUBERNETES_ERROR: &str = "KubernetesError";
     pub const MODEL_DEPLOYING: &str = "ModelDeploying";
+    pub const INVALID_REFERENCE: &str = "InvalidReference";
+    pub const CONNECTION_FAILED: &str = "ConnectionFailed";
+    pub const CONFLICT: &str = "Conflict";
     pub const MODEL_DEPLOYMENT_FAILED: &str = "ModelDeploymentFailed";
 }
 

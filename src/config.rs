@@ -41,9 +41,13 @@ pub enum LogFormat {
 /// Flags of `run`. Not `Debug`: it holds credentials.
 #[derive(Args)]
 pub struct RunArgs {
-    /// URL of the default Elasticsearch cluster.
+    /// URL of the default Elasticsearch cluster, for InferenceEndpoints without
+    /// spec.elasticsearchRef. Optional when every resource names its cluster.
     #[arg(long, env = "ELASTICSEARCH_URL")]
-    pub elasticsearch_url: String,
+    pub elasticsearch_url: Option<String>,
+    /// Allow spec.elasticsearchRef to ECK clusters in other namespaces.
+    #[arg(long, env = "ALLOW_CROSS_NAMESPACE_REFS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_cross_namespace_refs: bool,
     /// Encoded API key, sent as `Authorization: ApiKey <key>`. Prefer the _FILE form.
     #[arg(long, env = "ELASTICSEARCH_API_KEY", hide_env_values = true, conflicts_with_all = ["elasticsearch_api_key_file", "elasticsearch_username"])]
     pub elasticsearch_api_key: Option<String>,

@@ -30,17 +30,18 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::{
     conditions::{Outcome, READY, Severity, conditions_for, reason, same_conditions},
+    connection::{Target, TargetProblem, resolve_ref, target_key},
     crd::{
         FIELD_MANAGER, FINALIZER, InferenceEndpoint, InferenceEndpointStatus,
         ModelDeploymentStatus, Ownership,
     },
     desired::{SecretMode, SecretValues, config_hash, create_body, update_body},
     error::{Error, Result},
-    es::{ClusterInfo, Deleted, EndpointConfig, EsClient, EsError, SecretBody},
+    es::{ClusterInfo, Deleted, EndpointConfig, EsClient, EsConfig, EsError, SecretBody},
     metrics::Metrics,
     plan::{
-        Cleanup, Decision, Facts, Record, Step, UpdateCause, decide, decide_cleanup, deployment_id,
-        deployment_outcome, uses_model_deployment,
+        Cleanup, Decision, Facts, Record, Step, UpdateCause, conflict_owner, decide,
+        decide_cleanup, deployment_id, deployment_outcome, uses_model_deployment,
     },
     secrets::{SecretProblem, endpoints_using_secret, fingerprint, referenced_secrets, resolve},
 };
@@ -76,6 +77,15 @@ pub struct Cluster {
     refresh: Duration,
     info: AsyncMutex<Option<(Instant, ClusterInfo)>>,
     snapshot: AsyncMutex<Option<(Instant, HashMap<String, EndpointConfig>)>>,
+    /// Shared backoff of the connection: after it failed, no reconcile calls it again until
+    /// `until`; they all report the same failure.
+    down: Mutex<Option<Down>>,
+}
+
+struct Down {
+    until: Instant,
+    failures: u32,
+    error: EsError,
 }
 
 impl Cluster {
@@ -85,20 +95,54 @@ impl Cluster {
             refresh,
             info: AsyncMutex::new(None),
             snapshot: AsyncMutex::new(None),
+            down: Mutex::new(None),
         }
     }
 
-    /// `GET /`, at most once per refresh interval.
+    /// `GET /`, at most once per refresh interval; fails fast while the connection backs off.
     pub async fn info(&self) -> Result<ClusterInfo, EsError> {
+        if let Some(d) = self.down.lock().expect("down lock poisoned").as_ref()
+            && Instant::now() < d.until
+        {
+            return Err(d.error.clone());
+        }
         let mut guard = self.info.lock().await;
         if let Some((at, info)) = guard.as_ref()
             && at.elapsed() < self.refresh
         {
             return Ok(info.clone());
         }
-        let info = self.es.info().await?;
-        *guard = Some((Instant::now(), info.clone()));
-        Ok(info)
+        match self.es.info().await {
+            Ok(info) => {
+                *guard = Some((Instant::now(), info.clone()));
+                *self.down.lock().expect("down lock poisoned") = None;
+                Ok(info)
+            }
+            Err(e) => {
+                drop(guard);
+                self.failed(&e).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Record a failure of the connection (unreachable, TLS, refused credentials): back off for
+    /// every reconcile that uses it, 1 s doubling to 60 s.
+    pub async fn failed(&self, e: &EsError) {
+        if !e.is_connection_failure() {
+            return;
+        }
+        *self.info.lock().await = None;
+        let mut down = self.down.lock().expect("down lock poisoned");
+        let failures = down.as_ref().map_or(0, |d| d.failures) + 1;
+        let wait = Duration::from_secs(1)
+            .saturating_mul(1u32 << (failures - 1).min(6))
+            .min(Duration::from_secs(60));
+        *down = Some(Down {
+            until: Instant::now() + wait,
+            failures,
+            error: e.clone(),
+        });
     }
 
     /// The endpoint as of the shared snapshot (`GET _inference/_all` at most once per refresh
@@ -137,10 +181,106 @@ impl Cluster {
     }
 }
 
+/// How clients are built for every cluster.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    pub request_timeout: Duration,
+    /// Most requests in flight at once, per cluster.
+    pub max_concurrency: usize,
+}
+
+/// One client (and identity cache, list snapshot, backoff) per cluster reference, rebuilt when
+/// the reference's URL, credentials or CA change.
+pub struct ClusterPool {
+    default: Option<Target>,
+    options: ClientOptions,
+    refresh: Duration,
+    metrics: Option<Arc<Metrics>>,
+    clusters: Mutex<HashMap<String, (String, Arc<Cluster>)>>,
+}
+
+impl ClusterPool {
+    pub fn new(
+        default: Option<Target>,
+        options: ClientOptions,
+        refresh: Duration,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Self {
+        Self {
+            default,
+            options,
+            refresh,
+            metrics,
+            clusters: Mutex::default(),
+        }
+    }
+
+    /// The operator's default cluster, if it has one.
+    pub fn default_target(&self) -> Option<&Target> {
+        self.default.as_ref()
+    }
+
+    /// The cluster for `target`, built (or rebuilt, when its configuration changed) as needed.
+    pub fn get(&self, target: &Target) -> Result<Arc<Cluster>, crate::es::EsConfigError> {
+        let fingerprint = target.fingerprint();
+        let mut clusters = self.clusters.lock().expect("pool lock poisoned");
+        if let Some((f, c)) = clusters.get(&target.key)
+            && *f == fingerprint
+        {
+            return Ok(c.clone());
+        }
+        let es = EsClient::new(
+            &EsConfig {
+                url: target.url.clone(),
+                auth: target.auth.clone(),
+                ca_pem: target.ca_pem.clone(),
+                insecure_skip_verify: target.insecure_skip_verify,
+                request_timeout: self.options.request_timeout,
+                max_concurrency: self.options.max_concurrency,
+            },
+            self.metrics.clone(),
+        )?;
+        if clusters.contains_key(&target.key) {
+            info!(connection = %target.key, "connection settings changed: new Elasticsearch client");
+        }
+        let cluster = Arc::new(Cluster::new(es, self.refresh));
+        clusters.insert(target.key.clone(), (fingerprint, cluster.clone()));
+        Ok(cluster)
+    }
+
+    /// The cluster already built for `key`, if any (used when its reference can no longer be
+    /// resolved, e.g. during deletion).
+    pub fn existing(&self, key: &str) -> Option<Arc<Cluster>> {
+        self.clusters
+            .lock()
+            .expect("pool lock poisoned")
+            .get(key)
+            .map(|(_, c)| c.clone())
+    }
+
+    /// Forget every cached identity and list snapshot.
+    pub async fn invalidate_all(&self) {
+        let clusters: Vec<_> = self
+            .clusters
+            .lock()
+            .expect("pool lock poisoned")
+            .values()
+            .map(|(_, c)| c.clone())
+            .collect();
+        for c in clusters {
+            c.invalidate().await;
+        }
+    }
+}
+
 /// Everything the reconciler needs.
 pub struct Context {
     pub client: Client,
-    pub cluster: Cluster,
+    pub clusters: ClusterPool,
+    /// Every InferenceEndpoint the controllers know (for the conflict rule).
+    peers: Mutex<Vec<Store<InferenceEndpoint>>>,
+    /// Allow elasticsearchRef to ECK clusters in other namespaces.
+    pub allow_cross_namespace_refs: bool,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
@@ -155,14 +295,16 @@ pub struct Context {
 impl Context {
     pub fn new(
         client: Client,
-        es: EsClient,
+        clusters: ClusterPool,
         metrics: Arc<Metrics>,
         settings: Settings,
         reporter: Reporter,
     ) -> Self {
         let recorder = Recorder::new(client.clone(), reporter);
         Self {
-            cluster: Cluster::new(es, settings.resync),
+            clusters,
+            peers: Mutex::default(),
+            allow_cross_namespace_refs: false,
             client,
             recorder,
             metrics,
@@ -170,6 +312,33 @@ impl Context {
             failures: Mutex::default(),
             polls: Mutex::default(),
             gates: Mutex::default(),
+        }
+    }
+
+    /// Let the conflict rule see the controllers' caches of InferenceEndpoints.
+    pub fn add_peers(&self, store: Store<InferenceEndpoint>) {
+        self.peers.lock().expect("peers lock poisoned").push(store);
+    }
+
+    fn peers(&self) -> Vec<Arc<InferenceEndpoint>> {
+        self.peers
+            .lock()
+            .expect("peers lock poisoned")
+            .iter()
+            .flat_map(|s| s.state())
+            .collect()
+    }
+
+    /// The cluster a resource's endpoint lives on.
+    async fn target(&self, obj: &InferenceEndpoint) -> Result<Target, TargetProblem> {
+        let ns = obj.namespace().unwrap_or_default();
+        match &obj.spec.elasticsearch_ref {
+            None => self
+                .clusters
+                .default_target()
+                .cloned()
+                .ok_or(TargetProblem::NoCluster),
+            Some(r) => resolve_ref(&self.client, &ns, r, self.allow_cross_namespace_refs).await,
         }
     }
 
@@ -421,10 +590,26 @@ fn write_failure(what: &str, id: &str, e: EsError) -> Result<Outcome> {
 /// Map an error from a read to an outcome for status (reads are retried with backoff).
 fn read_failure_outcome(e: &Error) -> Outcome {
     match e {
-        Error::Es(es) if matches!(es.status(), Some(401 | 403)) => Outcome::stalled(
+        Error::Es(es) if es.is_connection_failure() => {
+            let hint = es
+                .hint()
+                .map(|h| format!(". Likely cause: {h}"))
+                .unwrap_or_default();
+            let message = format!(
+                "cannot use the Elasticsearch connection: {es}{hint}; retrying with backoff"
+            );
+            // Refused credentials and untrusted certificates need a person; an unreachable
+            // cluster may come back by itself.
+            if es.status() == Some(401) || es.to_string().contains("certificate") {
+                Outcome::stalled(reason::CONNECTION_FAILED, message)
+            } else {
+                Outcome::progressing(reason::CONNECTION_FAILED, message)
+            }
+        }
+        Error::Es(es) if es.status() == Some(403) => Outcome::stalled(
             reason::UNAUTHORIZED,
             format!(
-                "Elasticsearch refused the operator's credentials ({}): {}. Check the operator's Elasticsearch API key and its privileges (manage_inference, monitor_inference)",
+                "Elasticsearch refused the operator's request ({}): {}. The operator's credentials need the manage_inference and monitor_inference cluster privileges",
                 es.status().unwrap_or_default(),
                 es.reason_text()
             ),
@@ -517,9 +702,6 @@ fn step_name(step: &Step) -> &'static str {
 /// One reconcile pass up to its outcome. `Err` only for transient problems.
 async fn sync(obj: &InferenceEndpoint, ctx: &Context, w: &mut Working) -> Result<Outcome> {
     let ns = obj.namespace().ok_or(Error::MissingNamespace)?;
-    let key = object_key(obj);
-    let id = obj.inference_id();
-    let spec = &obj.spec;
 
     let values = match load_secrets(ctx, obj, &ns).await? {
         Ok(v) => v,
@@ -536,8 +718,73 @@ async fn sync(obj: &InferenceEndpoint, ctx: &Context, w: &mut Working) -> Result
         }
     };
     let fp = fingerprint(&obj.uid().unwrap_or_default(), &values);
-    let cluster = ctx.cluster.info().await.map_err(Error::Es)?;
+    let target = match ctx.target(obj).await {
+        Ok(t) => t,
+        Err(TargetProblem::Unreadable(e)) => return Err(Error::Unavailable(e)),
+        Err(problem) => {
+            return Ok(Outcome::stalled(
+                reason::INVALID_REFERENCE,
+                format!("{problem}; nothing was sent to Elasticsearch"),
+            ));
+        }
+    };
+    let conn = match ctx.clusters.get(&target) {
+        Ok(c) => c,
+        Err(e) => {
+            return Ok(Outcome::stalled(
+                reason::CONNECTION_FAILED,
+                format!("cannot build a client for {}: {e}", target.url),
+            ));
+        }
+    };
+    let result = sync_on(obj, ctx, w, &conn, &target.key, values, fp).await;
+    if let Err(Error::Es(e)) = &result {
+        conn.failed(e).await;
+    }
+    result
+}
+
+/// The rest of a pass, on the resolved cluster.
+async fn sync_on(
+    obj: &InferenceEndpoint,
+    ctx: &Context,
+    w: &mut Working,
+    conn: &Cluster,
+    target_key: &str,
+    values: SecretValues,
+    fp: Option<String>,
+) -> Result<Outcome> {
+    let key = object_key(obj);
+    let id = obj.inference_id();
+    let spec = &obj.spec;
+    let cluster = conn.info().await.map_err(Error::Es)?;
     w.version = Some(cluster.version.to_string());
+    let peers = ctx.peers();
+    if let Some(owner) = conflict_owner(
+        obj,
+        target_key,
+        &cluster.uuid,
+        peers.iter().map(|p| p.as_ref()),
+    ) {
+        return Ok(Outcome::stalled(
+            reason::CONFLICT,
+            format!(
+                "InferenceEndpoint {owner} (older) already manages inference endpoint {id:?} on this cluster; this resource sends nothing to Elasticsearch. Choose another spec.inferenceId, or delete one of the two"
+            ),
+        ));
+    }
+    if w.rec.manages_something()
+        && w.rec.inference_id.as_deref() == Some(id.as_str())
+        && w.rec
+            .cluster_uuid
+            .as_deref()
+            .is_some_and(|u| u != cluster.uuid)
+    {
+        publish(ctx, obj, EventType::Warning, "ClusterChanged", format!(
+            "the Elasticsearch cluster behind this resource changed (cluster_uuid {} is now {}): inference endpoint {id:?} is created on the new cluster",
+            w.rec.cluster_uuid.as_deref().unwrap_or_default(), cluster.uuid
+        )).await;
+    }
     let desired_hash = config_hash(spec);
 
     // A resync of an endpoint that was in sync reads the shared list snapshot; anything else, or
@@ -551,7 +798,7 @@ async fn sync(obj: &InferenceEndpoint, ctx: &Context, w: &mut Working) -> Result
             Some(Ownership::Created | Ownership::Adopted)
         );
     if quiet {
-        let cached = ctx.cluster.cached(&id).await.map_err(Error::Es)?;
+        let cached = conn.cached(&id).await.map_err(Error::Es)?;
         let facts = Facts {
             spec,
             inference_id: &id,
@@ -567,7 +814,7 @@ async fn sync(obj: &InferenceEndpoint, ctx: &Context, w: &mut Working) -> Result
             return Ok(o);
         }
     }
-    let mut observed = ctx.cluster.es.get(&id).await.map_err(Error::Es)?;
+    let mut observed = conn.es.get(&id).await.map_err(Error::Es)?;
 
     let mut last_update: Option<Vec<String>> = None;
     for _ in 0..8 {
@@ -591,12 +838,7 @@ async fn sync(obj: &InferenceEndpoint, ctx: &Context, w: &mut Working) -> Result
                 // The configuration is in sync; a model-backed endpoint is usable only once its
                 // deployment has started.
                 let dep = deployment_id(spec, &id);
-                let stats = ctx
-                    .cluster
-                    .es
-                    .deployment_stats(&dep)
-                    .await
-                    .map_err(Error::Es)?;
+                let stats = conn.es.deployment_stats(&dep).await.map_err(Error::Es)?;
                 w.model = stats.as_ref().map(|d| ModelDeploymentStatus {
                     deployment_id: d.deployment_id.clone(),
                     model_id: d.model_id.clone(),
@@ -659,8 +901,7 @@ async fn sync(obj: &InferenceEndpoint, ctx: &Context, w: &mut Working) -> Result
                     .version
                     .put_accepts_timeout()
                     .then(|| create_timeout(spec, ctx.settings.create_timeout));
-                match ctx
-                    .cluster
+                match conn
                     .es
                     .create(spec.task_type.as_str(), &id, body, timeout)
                     .await
@@ -671,7 +912,7 @@ async fn sync(obj: &InferenceEndpoint, ctx: &Context, w: &mut Working) -> Result
                             w.rec.ownership = Some(Ownership::Created);
                         }
                         w.rec.secret_fingerprint = fp.clone();
-                        ctx.cluster.remember(&id, Some(&ep)).await;
+                        conn.remember(&id, Some(&ep)).await;
                         observed = Some(ep);
                         if was_ours {
                             publish(ctx, obj, EventType::Warning, "Recreated", format!(
@@ -695,7 +936,7 @@ async fn sync(obj: &InferenceEndpoint, ctx: &Context, w: &mut Working) -> Result
                         // Elasticsearch may have stored the endpoint before failing (a timeout, or
                         // a model deployment that did not start): look before trying again.
                         warn!(inference_id = %id, error = %e, "create failed; checking whether the endpoint was stored");
-                        match ctx.cluster.es.get(&id).await.map_err(Error::Es)? {
+                        match conn.es.get(&id).await.map_err(Error::Es)? {
                             Some(ep) => {
                                 observed = Some(ep);
                                 // Its secrets may be from an earlier attempt: push them again.
@@ -745,15 +986,10 @@ async fn sync(obj: &InferenceEndpoint, ctx: &Context, w: &mut Working) -> Result
                     body,
                     secrets: values.values.values().cloned().collect(),
                 };
-                match ctx
-                    .cluster
-                    .es
-                    .update(spec.task_type.as_str(), &id, body)
-                    .await
-                {
+                match conn.es.update(spec.task_type.as_str(), &id, body).await {
                     Ok(ep) => {
                         w.rec.secret_fingerprint = fp.clone();
-                        ctx.cluster.remember(&id, Some(&ep)).await;
+                        conn.remember(&id, Some(&ep)).await;
                         observed = Some(ep);
                         let (event_reason, note) = match cause {
                             UpdateCause::SpecChanged => (
@@ -804,15 +1040,14 @@ async fn sync(obj: &InferenceEndpoint, ctx: &Context, w: &mut Working) -> Result
                 }
             }
             Step::Replace { fields } => {
-                match ctx
-                    .cluster
+                match conn
                     .es
                     .delete(spec.task_type.as_str(), &id, spec.force_delete)
                     .await
                 {
                     Ok(_) => {
                         info!(inference_id = %id, "deleted inference endpoint to replace it");
-                        ctx.cluster.remember(&id, None).await;
+                        conn.remember(&id, None).await;
                         publish(ctx, obj, EventType::Normal, "Replacing", format!(
                             "deleted inference endpoint {id:?} to create it again with the new {}", fields.join(", ")
                         )).await;
@@ -862,12 +1097,44 @@ async fn cleanup(obj: Arc<InferenceEndpoint>, ctx: &Context) -> Result<Action> {
             .unwrap_or(&InferenceEndpointStatus::default()),
     );
     // Retain and never-managed need no Elasticsearch at all.
-    let cluster_uuid = if obj.spec.deletion_policy == crate::crd::DeletionPolicy::Retain
-        || rec.ownership.is_none()
-    {
-        String::new()
-    } else {
-        ctx.cluster.info().await.map_err(Error::Es)?.uuid
+    if obj.spec.deletion_policy == crate::crd::DeletionPolicy::Retain || rec.ownership.is_none() {
+        let why = match decide_cleanup(&obj.spec, &rec, &id, "") {
+            Cleanup::Release(why) => why,
+            Cleanup::Delete { .. } => unreachable!("decide_cleanup deletes only what it manages"),
+        };
+        return release(ctx, &obj, &key, &id, why).await;
+    }
+    let conn = match ctx.target(&obj).await {
+        Ok(target) => ctx
+            .clusters
+            .get(&target)
+            .map_err(|e| Error::Unavailable(e.to_string()))?,
+        Err(TargetProblem::Unreadable(e)) => return Err(Error::Unavailable(e)),
+        // The reference is gone (often: the whole namespace is being deleted). Use the client
+        // built before, if any; otherwise say plainly what was left behind instead of blocking
+        // the deletion forever.
+        Err(problem) => match ctx.clusters.existing(&target_key(&obj)) {
+            Some(c) => c,
+            None => {
+                let why = format!(
+                    "inference endpoint {id:?} could NOT be deleted from Elasticsearch: {problem}. Delete it there by hand (DELETE _inference/{}/{id})",
+                    obj.spec.task_type
+                );
+                warn!(inference_id = %id, "{why}");
+                publish(ctx, &obj, EventType::Warning, "NotDeleted", why).await;
+                ctx.metrics.set_endpoint_reason(&key, None);
+                return Ok(Action::await_change());
+            }
+        },
+    };
+    let cluster_uuid = match conn.info().await {
+        Ok(i) => i.uuid,
+        Err(e) => {
+            conn.failed(&e).await;
+            let err = Error::Es(e);
+            report_cleanup_problem(ctx, &obj, read_failure_outcome(&err)).await?;
+            return Err(err);
+        }
     };
     match decide_cleanup(&obj.spec, &rec, &id, &cluster_uuid) {
         Cleanup::Release(why) => {
@@ -879,8 +1146,7 @@ async fn cleanup(obj: Arc<InferenceEndpoint>, ctx: &Context) -> Result<Action> {
             verify_first,
         } => {
             if verify_first {
-                let ours = ctx
-                    .cluster
+                let ours = conn
                     .es
                     .get(&id)
                     .await
@@ -902,14 +1168,13 @@ async fn cleanup(obj: Arc<InferenceEndpoint>, ctx: &Context) -> Result<Action> {
                     return Ok(Action::await_change());
                 }
             }
-            match ctx
-                .cluster
+            match conn
                 .es
                 .delete(obj.spec.task_type.as_str(), &id, force)
                 .await
             {
                 Ok(gone) => {
-                    ctx.cluster.remember(&id, None).await;
+                    conn.remember(&id, None).await;
                     let note = match gone {
                         Deleted::Deleted => format!(
                             "deleted inference endpoint {id:?}{}",
@@ -945,6 +1210,20 @@ async fn cleanup(obj: Arc<InferenceEndpoint>, ctx: &Context) -> Result<Action> {
     }
     ctx.metrics.set_endpoint_reason(&key, None);
     ctx.open_gate(&key);
+    Ok(Action::await_change())
+}
+
+async fn release(
+    ctx: &Context,
+    obj: &InferenceEndpoint,
+    key: &str,
+    id: &str,
+    why: String,
+) -> Result<Action> {
+    info!(inference_id = %id, "released without deleting: {why}");
+    publish(ctx, obj, EventType::Normal, "Released", why).await;
+    ctx.metrics.set_endpoint_reason(key, None);
+    ctx.open_gate(key);
     Ok(Action::await_change())
 }
 
@@ -1013,6 +1292,7 @@ pub async fn run(
             let controller = Controller::new(endpoints, watcher::Config::default().any_semantic())
                 .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
             let store: Store<InferenceEndpoint> = controller.store();
+            ctx.add_peers(store.clone());
             let mapper_store = store.clone();
             // Secrets are watched by metadata only (`PartialObjectMeta`): the operator never holds
             // Secret data it does not need, and reads the referenced ones when it reconciles.

@@ -17,6 +17,8 @@ pub enum Error {
     Finalizer(String),
     #[error("the resource has no namespace")]
     MissingNamespace,
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl From<kube::Error> for Error {
@@ -34,6 +36,7 @@ impl Error {
             Error::DeletionBlocked(_) => "deletion_blocked",
             Error::Finalizer(_) => "finalizer",
             Error::MissingNamespace => "invalid_object",
+            Error::Unavailable(_) => "unavailable",
         }
     }
 

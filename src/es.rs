@@ -156,6 +156,33 @@ impl EsError {
         }
     }
 
+    /// The cluster could not be reached or refused the operator's credentials: a problem of the
+    /// connection, not of one endpoint.
+    pub fn is_connection_failure(&self) -> bool {
+        matches!(self, EsError::Transport(_)) || self.status() == Some(401)
+    }
+
+    /// A hint for a person, when the failure has a usual cause.
+    pub fn hint(&self) -> Option<&'static str> {
+        let text = self.to_string();
+        if text.contains("UnknownIssuer")
+            || text.contains("certificate")
+            || text.contains("invalid peer")
+        {
+            Some(
+                "the server's TLS certificate is not trusted: give the connection the CA that signed it (tls.ca, or --elasticsearch-ca-file)",
+            )
+        } else if self.status() == Some(401) {
+            Some(
+                "the credentials were refused: check the API key (or username and password) in the referenced Secret",
+            )
+        } else if matches!(self, EsError::Transport(_)) {
+            Some("check the URL, DNS and network policies between the operator and Elasticsearch")
+        } else {
+            None
+        }
+    }
+
     pub fn status(&self) -> Option<u16> {
         match self {
             EsError::Status { status, .. } => Some(*status),
@@ -230,6 +257,8 @@ pub struct EsConfig {
     pub auth: EsAuth,
     /// PEM bundle of CAs to trust instead of the built-in roots.
     pub ca_pem: Option<Vec<u8>>,
+    /// Accept any server certificate. Insecure: only when a connection asks for it explicitly.
+    pub insecure_skip_verify: bool,
     pub request_timeout: Duration,
     /// Most requests in flight at once, across all reconciles.
     pub max_concurrency: usize,
@@ -282,7 +311,7 @@ impl EsClient {
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(EsConfigError::Url(cfg.url.clone()));
         }
-        let tls = tls_config(cfg.ca_pem.as_deref())?;
+        let tls = tls_config(cfg.ca_pem.as_deref(), cfg.insecure_skip_verify)?;
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .connect_timeout(Duration::from_secs(10))
@@ -676,7 +705,20 @@ fn sensitive_header(v: &str) -> Result<header::HeaderValue, EsConfigError> {
     Ok(h)
 }
 
-fn tls_config(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, EsConfigError> {
+fn tls_config(
+    ca_pem: Option<&[u8]>,
+    insecure: bool,
+) -> Result<rustls::ClientConfig, EsConfigError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    if insecure {
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| EsConfigError::Client(e.to_string()))?;
+        return Ok(builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+            .with_no_client_auth());
+    }
     let mut roots = rustls::RootCertStore::empty();
     match ca_pem {
         Some(pem) => {
@@ -695,11 +737,59 @@ fn tls_config(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, EsConfigErr
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
     rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| EsConfigError::Client(e.to_string()))
         .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+}
+
+/// `insecureSkipVerify`: any certificate is accepted, but handshake signatures are still checked.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 #[cfg(test)]

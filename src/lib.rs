@@ -4,6 +4,7 @@
 
 pub mod conditions;
 pub mod config;
+pub mod connection;
 pub mod controller;
 pub mod crd;
 pub mod desired;

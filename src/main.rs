@@ -9,7 +9,8 @@ use std::{
 use clap::Parser;
 use es_inference_operator::{
     config::{Cli, Command, RunArgs},
-    controller::{self, Context, Settings},
+    connection::Target,
+    controller::{self, ClientOptions, ClusterPool, Context, Settings},
     crd,
     es::{EsAuth, EsClient, EsConfig, Version},
     metrics::Metrics,
@@ -114,7 +115,11 @@ async fn run(args: RunArgs) -> Result<(), String> {
         };
         EsAuth::Basic { username, password }
     } else {
-        warn!("no Elasticsearch credentials configured: requests are sent without authentication");
+        if args.elasticsearch_url.is_some() {
+            warn!(
+                "no credentials for the default Elasticsearch: requests are sent without authentication"
+            );
+        }
         EsAuth::None
     };
     let ca_pem = match &args.elasticsearch_ca_file {
@@ -124,17 +129,41 @@ async fn run(args: RunArgs) -> Result<(), String> {
         None => None,
     };
     let metrics = Arc::new(Metrics::new());
-    let es = EsClient::new(
-        &EsConfig {
-            url: args.elasticsearch_url.clone(),
-            auth,
-            ca_pem,
+    let default = args.elasticsearch_url.clone().map(|url| Target {
+        key: "default".into(),
+        url,
+        auth,
+        ca_pem,
+        insecure_skip_verify: false,
+    });
+    if let Some(t) = &default {
+        // Check the default cluster's settings now: a bad URL or CA is a startup error.
+        EsClient::new(
+            &EsConfig {
+                url: t.url.clone(),
+                auth: t.auth.clone(),
+                ca_pem: t.ca_pem.clone(),
+                insecure_skip_verify: false,
+                request_timeout: args.elasticsearch_timeout,
+                max_concurrency: 1,
+            },
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+    } else {
+        info!(
+            "no default Elasticsearch (--elasticsearch-url): every InferenceEndpoint needs spec.elasticsearchRef"
+        );
+    }
+    let pool = ClusterPool::new(
+        default,
+        ClientOptions {
             request_timeout: args.elasticsearch_timeout,
             max_concurrency: args.elasticsearch_max_concurrency,
         },
+        args.resync_interval,
         Some(metrics.clone()),
-    )
-    .map_err(|e| e.to_string())?;
+    );
 
     let client = kube::Client::try_default().await.map_err(|e| {
         format!("cannot configure the Kubernetes client (in-cluster or KUBECONFIG): {e}")
@@ -164,13 +193,9 @@ async fn run(args: RunArgs) -> Result<(), String> {
         create_timeout: args.create_timeout,
         ..Settings::default()
     };
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        es,
-        metrics.clone(),
-        settings,
-        reporter,
-    ));
+    let mut ctx = Context::new(client.clone(), pool, metrics.clone(), settings, reporter);
+    ctx.allow_cross_namespace_refs = args.allow_cross_namespace_refs;
+    let ctx = Arc::new(ctx);
     let ready = Arc::new(AtomicBool::new(false));
 
     // One stop signal for everything: SIGTERM/SIGINT, or a lost leadership.
@@ -262,7 +287,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
         lease = Some((leading, task, watcher));
     }
 
-    info!(elasticsearch = %args.elasticsearch_url, namespaces = ?args.namespace, "operator started");
+    info!(elasticsearch = args.elasticsearch_url.as_deref().unwrap_or("<none>"), namespaces = ?args.namespace, "operator started");
     let controller = tokio::spawn(controller::run(
         ctx,
         args.namespace.clone(),

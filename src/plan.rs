@@ -6,8 +6,8 @@
 use crate::{
     conditions::{Outcome, reason},
     crd::{
-        DeletionPolicy, DriftPolicy, InferenceEndpointSpec, InferenceEndpointStatus, Ownership,
-        ReplacementPolicy,
+        DeletionPolicy, DriftPolicy, InferenceEndpoint, InferenceEndpointSpec,
+        InferenceEndpointStatus, Ownership, ReplacementPolicy,
     },
     desired::{FieldDiff, config_hash, diff},
     es::{ClusterInfo, EndpointConfig, Version},
@@ -325,6 +325,43 @@ pub fn deployment_outcome(
             ),
         )),
     }
+}
+
+/// The conflict rule: InferenceEndpoints that map to the same inference id on the same cluster
+/// never fight. The oldest (by creation time, then namespace/name) owns the id; for any other,
+/// this returns the owner's `namespace/name`. Peers are on the same cluster when they reference
+/// it the same way (`target_key`) or their status records the same `cluster_uuid`.
+pub fn conflict_owner<'a>(
+    me: &InferenceEndpoint,
+    my_target: &str,
+    my_cluster_uuid: &str,
+    peers: impl IntoIterator<Item = &'a InferenceEndpoint>,
+) -> Option<String> {
+    let id = me.inference_id();
+    let order = |ie: &InferenceEndpoint| {
+        (
+            ie.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            ie.metadata.namespace.clone().unwrap_or_default(),
+            ie.metadata.name.clone().unwrap_or_default(),
+        )
+    };
+    let mine = order(me);
+    peers
+        .into_iter()
+        .filter(|p| match (&p.metadata.uid, &me.metadata.uid) {
+            (Some(a), Some(b)) => a != b,
+            _ => order(p) != mine,
+        })
+        .filter(|p| p.inference_id() == id)
+        .filter(|p| {
+            crate::connection::target_key(p) == my_target
+                || p.status.as_ref().and_then(|s| s.cluster_uuid.as_deref())
+                    == Some(my_cluster_uuid)
+        })
+        .map(order)
+        .filter(|o| *o < mine)
+        .min()
+        .map(|(_, ns, name)| format!("{ns}/{name}"))
 }
 
 /// What to do when the resource is being deleted.

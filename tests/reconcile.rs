@@ -96,7 +96,7 @@ async fn resync_with_nothing_changed_writes_nothing_and_shares_one_list() {
     );
     h.settle("second").await.expect("second reconciles");
     assert_eq!(h.ready("second").0, "True");
-    h.ctx.cluster.invalidate().await;
+    h.ctx.clusters.invalidate_all().await;
     h.es.clear_requests();
     h.kube.clear_requests();
     for _ in 0..3 {
@@ -259,7 +259,7 @@ async fn drift_is_corrected_reported_or_ignored_per_policy() {
         h.es.modify_endpoint("claude-completion", |ep| {
             ep["task_settings"]["max_tokens"] = json!(7)
         });
-        h.ctx.cluster.invalidate().await;
+        h.ctx.clusters.invalidate_all().await;
         h.es.clear_requests();
         h.settle("claude").await.expect("reconciles");
         assert_eq!(
@@ -284,7 +284,7 @@ async fn endpoint_deleted_out_of_band_is_created_again() {
     let h = Harness::new().await;
     created(&h).await;
     assert!(h.es.remove_endpoint("claude-completion"));
-    h.ctx.cluster.invalidate().await;
+    h.ctx.clusters.invalidate_all().await;
     h.settle("claude").await.expect("reconciles");
     assert!(h.es.endpoint("claude-completion").is_some());
     assert_eq!(h.ready("claude").1, "InSync");
@@ -695,7 +695,7 @@ async fn secret_values_never_leak_into_logs_status_events_or_errors() {
         },
     );
     h.es.set_echo_unknown_settings(true);
-    h.ctx.cluster.invalidate().await;
+    h.ctx.clusters.invalidate_all().await;
     h.es.remove_endpoint("claude-completion");
     let r = h.settle("claude").await;
     let err_text = format!("{r:?}");
@@ -865,7 +865,7 @@ async fn model_endpoints_are_ready_only_when_the_deployment_is() {
         h.es_writes(),
         vec!["PUT /_inference/sparse_embedding/my-elser"]
     );
-    h.ctx.cluster.invalidate().await;
+    h.ctx.clusters.invalidate_all().await;
     h.es.clear_requests();
     h.kube.clear_requests();
     h.reconcile("elser").await.expect("resync");

@@ -7,13 +7,14 @@ use std::{
 };
 
 use es_inference_operator::{
-    controller::{Context, Settings, error_policy, reconcile},
+    connection::Target,
+    controller::{ClientOptions, ClusterPool, Context, Settings, error_policy, reconcile},
     crd::InferenceEndpoint,
     error::Error,
-    es::{EsAuth, EsClient, EsConfig},
+    es::EsAuth,
     metrics::Metrics,
 };
-use kube::runtime::{controller::Action, events::Reporter};
+use kube::runtime::{controller::Action, events::Reporter, reflector, watcher};
 use serde_json::{Value, json};
 
 use super::{
@@ -28,6 +29,7 @@ pub struct Harness {
     pub es: EsStandin,
     pub ctx: Arc<Context>,
     pub metrics: Arc<Metrics>,
+    peers: Mutex<reflector::store::Writer<InferenceEndpoint>>,
 }
 
 impl Harness {
@@ -45,36 +47,55 @@ impl Harness {
         let es = EsStandin::start(cfg).await;
         let kube = FakeKube::new();
         let metrics = Arc::new(Metrics::new());
-        let client = EsClient::new(
-            &EsConfig {
-                url: es.url(),
-                auth: api_key
-                    .map(|k| EsAuth::ApiKey(k.into()))
-                    .unwrap_or_default(),
-                ca_pem: None,
+        let default = Target {
+            key: "default".into(),
+            url: es.url(),
+            auth: api_key
+                .map(|k| EsAuth::ApiKey(k.into()))
+                .unwrap_or_default(),
+            ca_pem: None,
+            insecure_skip_verify: false,
+        };
+        let pool = ClusterPool::new(
+            Some(default),
+            ClientOptions {
                 request_timeout: es_timeout,
                 max_concurrency: 4,
             },
+            settings.resync,
             Some(metrics.clone()),
-        )
-        .expect("client");
+        );
         let reporter = Reporter {
             controller: "es-inference-operator".into(),
             instance: Some("test".into()),
         };
-        let ctx = Arc::new(Context::new(
-            kube.client(),
-            client,
-            metrics.clone(),
-            settings,
-            reporter,
-        ));
+        let (peers, writer) = reflector::store();
+        let ctx = Context::new(kube.client(), pool, metrics.clone(), settings, reporter);
+        ctx.add_peers(peers);
         Self {
             kube,
             es,
-            ctx,
+            ctx: Arc::new(ctx),
             metrics,
+            peers: Mutex::new(writer),
         }
+    }
+
+    /// Make the conflict rule see every InferenceEndpoint in the fake, as the controller's cache
+    /// would.
+    pub fn sync_peers(&self) {
+        let mut writer = self.peers.lock().expect("peers");
+        let all: Vec<InferenceEndpoint> = self
+            .kube
+            .list("es-inference.dev/v1alpha1", "InferenceEndpoint", None)
+            .into_iter()
+            .filter_map(|v| serde_json::from_value(v).ok())
+            .collect();
+        writer.apply_watcher_event(&watcher::Event::Init);
+        for ie in all {
+            writer.apply_watcher_event(&watcher::Event::InitApply(ie));
+        }
+        writer.apply_watcher_event(&watcher::Event::InitDone);
     }
 
     pub fn secret(&self, name: &str, data: &[(&str, &str)]) {
@@ -131,6 +152,7 @@ impl Harness {
     }
 
     pub async fn reconcile(&self, name: &str) -> Result<Action, Error> {
+        self.sync_peers();
         let obj = self
             .get(name)
             .unwrap_or_else(|| panic!("no InferenceEndpoint {name}"));

@@ -1,0 +1,493 @@
+//! Which Elasticsearch a resource talks to: the operator's default cluster, an
+//! `ElasticsearchConnection`, or an ECK `Elasticsearch`. Pure resolution rules first, then the
+//! reads that gather what they need.
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::{
+    Api, Client,
+    api::{ApiResource, DynamicObject, GroupVersionKind},
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::{
+    crd::{
+        ElasticsearchConnection, ElasticsearchConnectionSpec, ElasticsearchRef,
+        ElasticsearchRefKind, InferenceEndpoint, SecretKeyRef,
+    },
+    es::EsAuth,
+};
+
+/// Everything needed to build a client for one cluster.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// Identity for pooling and conflict checks: `default`, `conn/<ns>/<name>` or
+    /// `eck/<ns>/<name>`.
+    pub key: String,
+    pub url: String,
+    pub auth: EsAuth,
+    pub ca_pem: Option<Vec<u8>>,
+    pub insecure_skip_verify: bool,
+}
+
+impl Target {
+    /// Changes whenever the URL, the credentials, the CA or the TLS mode change, so that a pooled
+    /// client is rebuilt (credentials enter only as a hash).
+    pub fn fingerprint(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(self.url.as_bytes());
+        h.update([0]);
+        match &self.auth {
+            EsAuth::None => h.update(b"none"),
+            EsAuth::ApiKey(k) => {
+                h.update(b"apikey");
+                h.update(k.expose_secret().as_bytes());
+            }
+            EsAuth::Basic { username, password } => {
+                h.update(b"basic");
+                h.update(username.as_bytes());
+                h.update([0]);
+                h.update(password.expose_secret().as_bytes());
+            }
+        }
+        h.update([0]);
+        h.update(self.ca_pem.as_deref().unwrap_or_default());
+        h.update([u8::from(self.insecure_skip_verify)]);
+        hex::encode(&h.finalize()[..8])
+    }
+}
+
+/// Why a resource's cluster cannot be resolved. Never contains a secret value.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TargetProblem {
+    #[error(
+        "no elasticsearchRef and the operator has no default cluster (--elasticsearch-url): set spec.elasticsearchRef"
+    )]
+    NoCluster,
+    #[error(
+        "elasticsearchRef names {kind} {namespace}/{name}, which does not exist; create it or fix the reference"
+    )]
+    NotFound {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+    },
+    #[error(
+        "elasticsearchRef refers to namespace {other:?}, but references across namespaces are refused unless the operator runs with --allow-cross-namespace-refs"
+    )]
+    CrossNamespace { other: String },
+    #[error("{0}")]
+    Reference(String),
+    /// The Kubernetes API could not be read: transient.
+    #[error("{0}")]
+    Unreadable(String),
+}
+
+/// The pooling/conflict identity of where `ie`'s endpoint lives (pure).
+pub fn target_key(ie: &InferenceEndpoint) -> String {
+    let ns = ie.metadata.namespace.clone().unwrap_or_default();
+    match &ie.spec.elasticsearch_ref {
+        None => "default".into(),
+        Some(r) => match r.kind {
+            ElasticsearchRefKind::ElasticsearchConnection => format!("conn/{ns}/{}", r.name),
+            ElasticsearchRefKind::Elasticsearch => {
+                format!("eck/{}/{}", r.namespace.as_deref().unwrap_or(&ns), r.name)
+            }
+        },
+    }
+}
+
+/// ECK's HTTP URL for an `Elasticsearch` object, the way ECK's own associations build it: the
+/// `<name>-es-http` Service on port 9200, https unless self-signed TLS is disabled (pure).
+pub fn eck_url(name: &str, namespace: &str, es: &Value) -> String {
+    let tls_disabled = es
+        .pointer("/spec/http/tls/selfSignedCertificate/disabled")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let scheme = if tls_disabled { "http" } else { "https" };
+    format!("{scheme}://{name}-es-http.{namespace}.svc:9200")
+}
+
+/// ECK's public CA Secret for the HTTP layer (key `ca.crt`; absent for publicly trusted certs).
+pub fn eck_ca_secret(name: &str) -> String {
+    format!("{name}-es-http-certs-public")
+}
+
+/// ECK's Secret with the `elastic` superuser's password (key `elastic`).
+pub fn eck_elastic_user_secret(name: &str) -> String {
+    format!("{name}-es-elastic-user")
+}
+
+/// The Secret names a resource's cluster reference depends on, in their namespaces (pure, for
+/// mapping Secret changes to resources). `connection` is the referenced connection, if known.
+pub fn referenced_secrets(
+    ie: &InferenceEndpoint,
+    connection: Option<&ElasticsearchConnectionSpec>,
+) -> Vec<(String, String)> {
+    let ns = ie.metadata.namespace.clone().unwrap_or_default();
+    let mut out = Vec::new();
+    match &ie.spec.elasticsearch_ref {
+        None => {}
+        Some(r) if r.kind == ElasticsearchRefKind::ElasticsearchConnection => {
+            if let Some(c) = connection {
+                out.extend(connection_secrets(c).into_iter().map(|n| (ns.clone(), n)));
+            }
+        }
+        Some(r) => {
+            let es_ns = r.namespace.clone().unwrap_or_else(|| ns.clone());
+            out.push((es_ns.clone(), eck_ca_secret(&r.name)));
+            if r.use_elastic_user == Some(true) {
+                out.push((es_ns, eck_elastic_user_secret(&r.name)));
+            }
+            if let Some(k) = &r.api_key_secret_ref {
+                out.push((ns, k.name.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// Secrets and ConfigMaps a connection reads (all in its namespace).
+pub fn connection_secrets(c: &ElasticsearchConnectionSpec) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(a) = &c.auth {
+        if let Some(k) = &a.api_key_secret_ref {
+            out.push(k.name.clone());
+        }
+        if let Some(b) = &a.basic {
+            out.push(b.password_secret_ref.name.clone());
+        }
+    }
+    if let Some(ca) = c.tls.as_ref().and_then(|t| t.ca.as_ref()) {
+        if let Some(s) = &ca.secret_ref {
+            out.push(s.name.clone());
+        }
+        if let Some(m) = &ca.config_map_ref {
+            out.push(m.name.clone());
+        }
+    }
+    out
+}
+
+async fn secret_value(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    key: &str,
+    what: &str,
+) -> Result<SecretString, TargetProblem> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret = api
+        .get_opt(name)
+        .await
+        .map_err(|e| {
+            TargetProblem::Unreadable(format!(
+                "cannot read Secret {namespace}/{name} ({what}): {e}"
+            ))
+        })?
+        .ok_or_else(|| {
+            TargetProblem::Reference(format!("Secret {namespace}/{name} ({what}) does not exist"))
+        })?;
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .ok_or_else(|| {
+            TargetProblem::Reference(format!(
+                "Secret {namespace}/{name} has no key {key:?} ({what})"
+            ))
+        })?;
+    match std::str::from_utf8(&bytes.0).map(str::trim) {
+        Ok(v) if !v.is_empty() => Ok(SecretString::from(v.to_string())),
+        _ => Err(TargetProblem::Reference(format!(
+            "key {key:?} of Secret {namespace}/{name} ({what}) is empty or not UTF-8 text"
+        ))),
+    }
+}
+
+async fn secret_key(
+    client: &Client,
+    namespace: &str,
+    r: &SecretKeyRef,
+    what: &str,
+) -> Result<SecretString, TargetProblem> {
+    secret_value(client, namespace, &r.name, &r.key, what).await
+}
+
+/// The CA bundle of a connection, from a Secret or ConfigMap key (`ca.crt` by default).
+async fn connection_ca(
+    client: &Client,
+    namespace: &str,
+    spec: &ElasticsearchConnectionSpec,
+) -> Result<Option<Vec<u8>>, TargetProblem> {
+    let Some(ca) = spec.tls.as_ref().and_then(|t| t.ca.as_ref()) else {
+        return Ok(None);
+    };
+    if let Some(r) = &ca.secret_ref {
+        let key = r.key.as_deref().unwrap_or("ca.crt");
+        let v = secret_value(client, namespace, &r.name, key, "tls.ca").await?;
+        return Ok(Some(v.expose_secret().as_bytes().to_vec()));
+    }
+    if let Some(r) = &ca.config_map_ref {
+        let key = r.key.as_deref().unwrap_or("ca.crt");
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+        let cm = api
+            .get_opt(&r.name)
+            .await
+            .map_err(|e| {
+                TargetProblem::Unreadable(format!(
+                    "cannot read ConfigMap {namespace}/{} (tls.ca): {e}",
+                    r.name
+                ))
+            })?
+            .ok_or_else(|| {
+                TargetProblem::Reference(format!(
+                    "ConfigMap {namespace}/{} (tls.ca) does not exist",
+                    r.name
+                ))
+            })?;
+        let pem = cm.data.as_ref().and_then(|d| d.get(key)).ok_or_else(|| {
+            TargetProblem::Reference(format!(
+                "ConfigMap {namespace}/{} has no key {key:?} (tls.ca)",
+                r.name
+            ))
+        })?;
+        return Ok(Some(pem.as_bytes().to_vec()));
+    }
+    Ok(None)
+}
+
+/// Resolve an `ElasticsearchConnection`'s spec into a target.
+pub async fn resolve_connection(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    spec: &ElasticsearchConnectionSpec,
+) -> Result<Target, TargetProblem> {
+    let auth = match &spec.auth {
+        None => EsAuth::None,
+        Some(a) => match (&a.api_key_secret_ref, &a.basic) {
+            (Some(k), _) => {
+                EsAuth::ApiKey(secret_key(client, namespace, k, "auth.apiKeySecretRef").await?)
+            }
+            (None, Some(b)) => EsAuth::Basic {
+                username: b.username.clone(),
+                password: secret_key(
+                    client,
+                    namespace,
+                    &b.password_secret_ref,
+                    "auth.basic.passwordSecretRef",
+                )
+                .await?,
+            },
+            (None, None) => EsAuth::None,
+        },
+    };
+    Ok(Target {
+        key: format!("conn/{namespace}/{name}"),
+        url: spec.url.clone(),
+        auth,
+        ca_pem: connection_ca(client, namespace, spec).await?,
+        insecure_skip_verify: spec
+            .tls
+            .as_ref()
+            .and_then(|t| t.insecure_skip_verify)
+            .unwrap_or(false),
+    })
+}
+
+/// Resolve a resource's `elasticsearchRef` (not the default cluster: the caller handles `None`).
+pub async fn resolve_ref(
+    client: &Client,
+    namespace: &str,
+    r: &ElasticsearchRef,
+    allow_cross_namespace: bool,
+) -> Result<Target, TargetProblem> {
+    match r.kind {
+        ElasticsearchRefKind::ElasticsearchConnection => {
+            let api: Api<ElasticsearchConnection> = Api::namespaced(client.clone(), namespace);
+            let conn = api
+                .get_opt(&r.name)
+                .await
+                .map_err(|e| {
+                    TargetProblem::Unreadable(format!(
+                        "cannot read ElasticsearchConnection {namespace}/{}: {e}",
+                        r.name
+                    ))
+                })?
+                .ok_or_else(|| TargetProblem::NotFound {
+                    kind: "ElasticsearchConnection",
+                    namespace: namespace.to_string(),
+                    name: r.name.clone(),
+                })?;
+            resolve_connection(client, namespace, &r.name, &conn.spec).await
+        }
+        ElasticsearchRefKind::Elasticsearch => {
+            let es_ns = r.namespace.clone().unwrap_or_else(|| namespace.to_string());
+            if es_ns != namespace && !allow_cross_namespace {
+                return Err(TargetProblem::CrossNamespace { other: es_ns });
+            }
+            let gvk = GroupVersionKind::gvk("elasticsearch.k8s.elastic.co", "v1", "Elasticsearch");
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(client.clone(), &es_ns, &ApiResource::from_gvk(&gvk));
+            let es = match api.get_opt(&r.name).await {
+                Ok(Some(es)) => es,
+                Ok(None) => {
+                    return Err(TargetProblem::NotFound {
+                        kind: "Elasticsearch (elasticsearch.k8s.elastic.co/v1)",
+                        namespace: es_ns,
+                        name: r.name.clone(),
+                    });
+                }
+                Err(kube::Error::Api(s)) if s.code == 404 => {
+                    return Err(TargetProblem::Reference(
+                        "kind: Elasticsearch needs ECK's CRD (elasticsearch.k8s.elastic.co/v1), which is not installed".into(),
+                    ));
+                }
+                Err(e) => {
+                    return Err(TargetProblem::Unreadable(format!(
+                        "cannot read Elasticsearch {es_ns}/{}: {e}",
+                        r.name
+                    )));
+                }
+            };
+            let url = eck_url(
+                &r.name,
+                &es_ns,
+                &serde_json::to_value(&es).unwrap_or_default(),
+            );
+            let auth = match (&r.api_key_secret_ref, r.use_elastic_user) {
+                (Some(k), _) => EsAuth::ApiKey(
+                    secret_key(client, namespace, k, "elasticsearchRef.apiKeySecretRef").await?,
+                ),
+                (None, Some(true)) => EsAuth::Basic {
+                    username: "elastic".into(),
+                    password: secret_value(
+                        client,
+                        &es_ns,
+                        &eck_elastic_user_secret(&r.name),
+                        "elastic",
+                        "ECK elastic user",
+                    )
+                    .await?,
+                },
+                _ => {
+                    return Err(TargetProblem::Reference(
+                        "elasticsearchRef of kind Elasticsearch needs apiKeySecretRef or useElasticUser: true".into(),
+                    ));
+                }
+            };
+            // Absent for publicly trusted certificates: then the public roots apply.
+            let ca_pem = if url.starts_with("https://") {
+                let api: Api<Secret> = Api::namespaced(client.clone(), &es_ns);
+                api.get_opt(&eck_ca_secret(&r.name))
+                    .await
+                    .map_err(|e| {
+                        TargetProblem::Unreadable(format!(
+                            "cannot read Secret {es_ns}/{}: {e}",
+                            eck_ca_secret(&r.name)
+                        ))
+                    })?
+                    .and_then(|s| s.data)
+                    .and_then(|d| d.get("ca.crt").map(|b| b.0.clone()))
+            } else {
+                None
+            };
+            Ok(Target {
+                key: format!("eck/{es_ns}/{}", r.name),
+                url,
+                auth,
+                ca_pem,
+                insecure_skip_verify: false,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ie(ns: &str, r: Option<Value>) -> InferenceEndpoint {
+        let mut spec = json!({"taskType": "completion", "service": "anthropic"});
+        if let Some(r) = r {
+            spec["elasticsearchRef"] = r;
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "es-inference.dev/v1alpha1", "kind": "InferenceEndpoint",
+            "metadata": {"name": "x", "namespace": ns}, "spec": spec
+        }))
+        .expect("ie")
+    }
+
+    #[test]
+    fn eck_references_resolve_like_eck_associations() {
+        assert_eq!(
+            eck_url("quickstart", "elastic", &json!({"spec": {}})),
+            "https://quickstart-es-http.elastic.svc:9200"
+        );
+        let plain =
+            json!({"spec": {"http": {"tls": {"selfSignedCertificate": {"disabled": true}}}}});
+        assert_eq!(eck_url("qs", "ns", &plain), "http://qs-es-http.ns.svc:9200");
+        assert_eq!(eck_ca_secret("qs"), "qs-es-http-certs-public");
+        assert_eq!(eck_elastic_user_secret("qs"), "qs-es-elastic-user");
+    }
+
+    #[test]
+    fn target_keys_identify_the_cluster_reference() {
+        assert_eq!(target_key(&ie("a", None)), "default");
+        assert_eq!(
+            target_key(&ie("a", Some(json!({"name": "prod"})))),
+            "conn/a/prod"
+        );
+        let eck = json!({"kind": "Elasticsearch", "name": "qs", "useElasticUser": true});
+        assert_eq!(target_key(&ie("a", Some(eck))), "eck/a/qs");
+        let other = json!({"kind": "Elasticsearch", "name": "qs", "namespace": "elastic", "useElasticUser": true});
+        assert_eq!(target_key(&ie("a", Some(other))), "eck/elastic/qs");
+    }
+
+    #[test]
+    fn secrets_a_reference_depends_on() {
+        let conn: ElasticsearchConnectionSpec = serde_json::from_value(json!({
+            "url": "https://es:9200",
+            "auth": {"apiKeySecretRef": {"name": "key", "key": "api-key"}},
+            "tls": {"ca": {"configMapRef": {"name": "ca"}}}
+        }))
+        .expect("spec");
+        let r = referenced_secrets(&ie("a", Some(json!({"name": "prod"}))), Some(&conn));
+        assert_eq!(
+            r,
+            vec![("a".into(), "key".into()), ("a".into(), "ca".into())]
+        );
+        let eck = json!({"kind": "Elasticsearch", "name": "qs", "namespace": "elastic", "useElasticUser": true});
+        let r = referenced_secrets(&ie("a", Some(eck)), None);
+        assert_eq!(
+            r,
+            vec![
+                ("elastic".into(), "qs-es-http-certs-public".into()),
+                ("elastic".into(), "qs-es-elastic-user".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn fingerprint_changes_with_credentials_and_trust() {
+        let t = Target {
+            key: "k".into(),
+            url: "https://es:9200".into(),
+            auth: EsAuth::ApiKey(SecretString::from("one")),
+            ca_pem: None,
+            insecure_skip_verify: false,
+        };
+        let a = t.fingerprint();
+        let mut rotated = t.clone();
+        rotated.auth = EsAuth::ApiKey(SecretString::from("two"));
+        assert_ne!(a, rotated.fingerprint());
+        let mut ca = t.clone();
+        ca.ca_pem = Some(b"pem".to_vec());
+        assert_ne!(a, ca.fingerprint());
+        assert!(!a.contains("one"));
+    }
+}
