@@ -9,7 +9,9 @@ use std::{
 
 use futures::StreamExt;
 use k8s_openapi::{
-    api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp,
+    api::core::v1::{ConfigMap, Secret},
+    apimachinery::pkg::apis::meta::v1::Time,
+    jiff::Timestamp,
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
@@ -19,7 +21,7 @@ use kube::{
         controller::Action,
         events::{Event, EventType, Recorder, Reporter},
         finalizer::{Event as FinalizerEvent, finalizer},
-        reflector::Store,
+        reflector::{ObjectRef, Store},
         watcher,
     },
 };
@@ -30,10 +32,10 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::{
     conditions::{Outcome, READY, Severity, conditions_for, reason, same_conditions},
-    connection::{Target, TargetProblem, resolve_ref, target_key},
+    connection::{Target, TargetProblem, connection_secrets, resolve_ref, target_key},
     crd::{
-        FIELD_MANAGER, FINALIZER, InferenceEndpoint, InferenceEndpointStatus,
-        ModelDeploymentStatus, Ownership,
+        ElasticsearchConnection, FIELD_MANAGER, FINALIZER, InferenceEndpoint,
+        InferenceEndpointStatus, ModelDeploymentStatus, Ownership,
     },
     desired::{SecretMode, SecretValues, config_hash, create_body, update_body},
     error::{Error, Result},
@@ -320,7 +322,8 @@ impl Context {
         self.peers.lock().expect("peers lock poisoned").push(store);
     }
 
-    fn peers(&self) -> Vec<Arc<InferenceEndpoint>> {
+    /// Every InferenceEndpoint the controllers know.
+    pub fn peer_endpoints(&self) -> Vec<Arc<InferenceEndpoint>> {
         self.peers
             .lock()
             .expect("peers lock poisoned")
@@ -395,7 +398,7 @@ impl Context {
             .remove(object);
     }
 
-    fn reset_backoff(&self, object: &str) {
+    pub fn reset_backoff(&self, object: &str) {
         self.failures
             .lock()
             .expect("failures lock poisoned")
@@ -759,7 +762,7 @@ async fn sync_on(
     let spec = &obj.spec;
     let cluster = conn.info().await.map_err(Error::Es)?;
     w.version = Some(cluster.version.to_string());
-    let peers = ctx.peers();
+    let peers = ctx.peer_endpoints();
     if let Some(owner) = conflict_owner(
         obj,
         target_key,
@@ -1281,53 +1284,166 @@ pub async fn run(
         let synced = synced.clone();
         async move {
             let client = ctx.client.clone();
-            let (endpoints, secrets): (Api<InferenceEndpoint>, Api<PartialObjectMeta<Secret>>) =
+            let api = |client: Client| -> (
+                Api<InferenceEndpoint>,
+                Api<ElasticsearchConnection>,
+                Api<PartialObjectMeta<Secret>>,
+                Api<PartialObjectMeta<ConfigMap>>,
+            ) {
                 match &namespace {
                     Some(ns) => (
                         Api::namespaced(client.clone(), ns),
+                        Api::namespaced(client.clone(), ns),
+                        Api::namespaced(client.clone(), ns),
                         Api::namespaced(client, ns),
                     ),
-                    None => (Api::all(client.clone()), Api::all(client)),
-                };
-            let controller = Controller::new(endpoints, watcher::Config::default().any_semantic())
+                    None => (
+                        Api::all(client.clone()),
+                        Api::all(client.clone()),
+                        Api::all(client.clone()),
+                        Api::all(client),
+                    ),
+                }
+            };
+            let (endpoints, connections, secrets, config_maps) = api(client.clone());
+            let watch = || watcher::Config::default().any_semantic();
+
+            // ElasticsearchConnections: their own status, re-checked when their Secrets change.
+            let conn_controller = Controller::new(connections.clone(), watch());
+            let conn_store: Store<ElasticsearchConnection> = conn_controller.store();
+            let users_of = |store: Store<ElasticsearchConnection>| {
+                move |ns: String, name: String| -> Vec<ObjectRef<ElasticsearchConnection>> {
+                    store
+                        .state()
+                        .iter()
+                        .filter(|c| c.namespace().as_deref() == Some(ns.as_str()))
+                        .filter(|c| connection_secrets(&c.spec).contains(&name))
+                        .map(|c| ObjectRef::from_obj(c.as_ref()))
+                        .collect()
+                }
+            };
+            let (by_secret, by_config_map) =
+                (users_of(conn_store.clone()), users_of(conn_store.clone()));
+            let (_, _, conn_secrets, conn_config_maps) = api(client.clone());
+            let conn_controller = conn_controller
+                .with_config(kube::runtime::controller::Config::default().concurrency(2))
+                .watches(conn_secrets, watch(), move |s| {
+                    by_secret(
+                        s.metadata.namespace.clone().unwrap_or_default(),
+                        s.metadata.name.clone().unwrap_or_default(),
+                    )
+                })
+                .watches(conn_config_maps, watch(), move |m| {
+                    by_config_map(
+                        m.metadata.namespace.clone().unwrap_or_default(),
+                        m.metadata.name.clone().unwrap_or_default(),
+                    )
+                });
+
+            // InferenceEndpoints, re-reconciled when a Secret, ConfigMap or connection they depend
+            // on changes. Secrets and ConfigMaps are watched by metadata only
+            // (`PartialObjectMeta`): the operator never holds data it does not need, and reads
+            // what a resource references when it reconciles it.
+            let controller = Controller::new(endpoints, watch())
                 .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
             let store: Store<InferenceEndpoint> = controller.store();
             ctx.add_peers(store.clone());
-            let mapper_store = store.clone();
-            // Secrets are watched by metadata only (`PartialObjectMeta`): the operator never holds
-            // Secret data it does not need, and reads the referenced ones when it reconciles.
-            let controller = controller.watches(
-                secrets,
-                watcher::Config::default().any_semantic(),
-                move |s| {
-                    let ns = s.metadata.namespace.clone().unwrap_or_default();
-                    let name = s.metadata.name.clone().unwrap_or_default();
-                    let state = mapper_store.state();
-                    endpoints_using_secret(state.iter().map(|a| a.as_ref()), &ns, &name)
-                },
-            );
+            let dependents = |ies: Store<InferenceEndpoint>,
+                              conns: Store<ElasticsearchConnection>| {
+                move |ns: String, name: String| -> Vec<ObjectRef<InferenceEndpoint>> {
+                    let conns = conns.state();
+                    let ies = ies.state();
+                    let mut out =
+                        endpoints_using_secret(ies.iter().map(|a| a.as_ref()), &ns, &name);
+                    for ie in ies.iter() {
+                        let conn = ie.spec.elasticsearch_ref.as_ref().and_then(|r| {
+                            conns
+                                .iter()
+                                .find(|c| c.name_any() == r.name && c.namespace() == ie.namespace())
+                                .map(|c| &c.spec)
+                        });
+                        let uses = crate::connection::referenced_secrets(ie, conn)
+                            .iter()
+                            .any(|(n, s)| *n == ns && *s == name);
+                        let r = ObjectRef::from_obj(ie.as_ref());
+                        if uses && !out.contains(&r) {
+                            out.push(r);
+                        }
+                    }
+                    out
+                }
+            };
+            let by_secret = dependents(store.clone(), conn_store.clone());
+            let by_config_map = dependents(store.clone(), conn_store.clone());
+            let by_connection = store.clone();
+            let controller = controller
+                .watches(secrets, watch(), move |s| {
+                    by_secret(
+                        s.metadata.namespace.clone().unwrap_or_default(),
+                        s.metadata.name.clone().unwrap_or_default(),
+                    )
+                })
+                .watches(config_maps, watch(), move |m| {
+                    by_config_map(
+                        m.metadata.namespace.clone().unwrap_or_default(),
+                        m.metadata.name.clone().unwrap_or_default(),
+                    )
+                })
+                .watches(connections, watch(), move |c| {
+                    by_connection
+                        .state()
+                        .iter()
+                        .filter(|ie| ie.namespace() == c.namespace())
+                        .filter(|ie| {
+                            ie.spec.elasticsearch_ref.as_ref().is_some_and(|r| {
+                                r.kind == crate::crd::ElasticsearchRefKind::ElasticsearchConnection
+                                    && r.name == c.name_any()
+                            })
+                        })
+                        .map(|ie| ObjectRef::from_obj(ie.as_ref()))
+                        .collect::<Vec<_>>()
+                });
             let scope = namespace
                 .clone()
                 .unwrap_or_else(|| "<all namespaces>".into());
+            let ready_store = store.clone();
+            let ready_conns = conn_store.clone();
             tokio::spawn(async move {
-                if store.wait_until_ready().await.is_ok() {
+                if ready_store.wait_until_ready().await.is_ok()
+                    && ready_conns.wait_until_ready().await.is_ok()
+                {
                     info!(namespace = %scope, "watches synced");
                     if synced.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == total {
                         ready.store(true, std::sync::atomic::Ordering::SeqCst);
                     }
                 }
             });
-            controller
+            let mut conn_shutdown = shutdown.clone();
+            let endpoints_run = controller
                 .graceful_shutdown_on(async move {
                     let _ = shutdown.wait_for(|stop| *stop).await;
                 })
-                .run(reconcile, error_policy, ctx)
+                .run(reconcile, error_policy, ctx.clone())
                 .for_each(|res| async move {
                     if let Err(e) = res {
                         debug!(error = %e, "controller event");
                     }
+                });
+            let connections_run = conn_controller
+                .graceful_shutdown_on(async move {
+                    let _ = conn_shutdown.wait_for(|stop| *stop).await;
                 })
-                .await;
+                .run(
+                    crate::connection_status::reconcile,
+                    crate::connection_status::error_policy,
+                    ctx,
+                )
+                .for_each(|res| async move {
+                    if let Err(e) = res {
+                        debug!(error = %e, "connection controller event");
+                    }
+                });
+            futures::join!(endpoints_run, connections_run);
         }
     });
     futures::future::join_all(runs).await;

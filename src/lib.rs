@@ -5,6 +5,7 @@
 pub mod conditions;
 pub mod config;
 pub mod connection;
+pub mod connection_status;
 pub mod controller;
 pub mod crd;
 pub mod desired;

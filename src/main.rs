@@ -177,6 +177,14 @@ async fn run(args: RunArgs) -> Result<(), String> {
         api.list(&kube::api::ListParams::default().limit(1))
             .await
             .map_err(|e| format!("cannot list InferenceEndpoints in {}; is the CRD installed (kubectl apply --server-side -f crds/) and may this identity list them? {e}", ns.as_deref().unwrap_or("all namespaces")))?;
+        let conns: kube::Api<crd::ElasticsearchConnection> = match &ns {
+            Some(ns) => kube::Api::namespaced(client.clone(), ns),
+            None => kube::Api::all(client.clone()),
+        };
+        conns
+            .list(&kube::api::ListParams::default().limit(1))
+            .await
+            .map_err(|e| format!("cannot list ElasticsearchConnections in {}; are both CRDs installed (kubectl apply --server-side -f crds/)? {e}", ns.as_deref().unwrap_or("all namespaces")))?;
     }
 
     let identity = std::env::var("POD_NAME")

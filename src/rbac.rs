@@ -45,6 +45,34 @@ pub const RULES: &[Rule] = &[
         verbs: &["get", "list", "watch"],
         scope: Scope::Watched,
     },
+    // ElasticsearchConnections are watched, read when a resource references one, and get a
+    // status.
+    Rule {
+        api_group: "es-inference.dev",
+        resource: "elasticsearchconnections",
+        verbs: &["get", "list", "watch"],
+        scope: Scope::Watched,
+    },
+    Rule {
+        api_group: "es-inference.dev",
+        resource: "elasticsearchconnections/status",
+        verbs: &["patch"],
+        scope: Scope::Watched,
+    },
+    // A connection's CA may come from a ConfigMap: watched by metadata only, read when used.
+    Rule {
+        api_group: "",
+        resource: "configmaps",
+        verbs: &["get", "list", "watch"],
+        scope: Scope::Watched,
+    },
+    // elasticsearchRef of kind Elasticsearch reads the ECK cluster's spec (TLS settings).
+    Rule {
+        api_group: "elasticsearch.k8s.elastic.co",
+        resource: "elasticsearches",
+        verbs: &["get"],
+        scope: Scope::Watched,
+    },
     // Events are created, and patched when they repeat (kube's Recorder).
     Rule {
         api_group: "events.k8s.io",

@@ -459,39 +459,28 @@ fn rules(role: &Value) -> Vec<(String, String, Vec<String>)> {
         .collect()
 }
 
-/// The rules the operator needs where it watches (mirrors src/rbac.rs).
+/// The rules of `src/rbac.rs` for `scope`, in its order: the chart renders exactly these.
+fn rules_of(scope: es_inference_operator::rbac::Scope) -> Vec<(String, String, Vec<String>)> {
+    es_inference_operator::rbac::RULES
+        .iter()
+        .filter(|r| r.scope == scope)
+        .map(|r| {
+            (
+                r.api_group.to_string(),
+                r.resource.to_string(),
+                r.verbs.iter().map(|v| v.to_string()).collect(),
+            )
+        })
+        .collect()
+}
+
+/// The rules the operator needs where it watches.
 fn watched_rules() -> Vec<(String, String, Vec<String>)> {
-    [
-        (
-            "es-inference.dev",
-            "inferenceendpoints",
-            &["list", "watch", "patch"][..],
-        ),
-        (
-            "es-inference.dev",
-            "inferenceendpoints/status",
-            &["patch"][..],
-        ),
-        ("", "secrets", &["get", "list", "watch"][..]),
-        ("events.k8s.io", "events", &["create", "patch"][..]),
-    ]
-    .iter()
-    .map(|(g, r, v)| {
-        (
-            g.to_string(),
-            r.to_string(),
-            v.iter().map(|s| s.to_string()).collect(),
-        )
-    })
-    .collect()
+    rules_of(es_inference_operator::rbac::Scope::Watched)
 }
 
 fn lease_rules() -> Vec<(String, String, Vec<String>)> {
-    vec![(
-        "coordination.k8s.io".into(),
-        "leases".into(),
-        vec!["get".into(), "create".into(), "patch".into()],
-    )]
+    rules_of(es_inference_operator::rbac::Scope::OwnNamespace)
 }
 
 fn fullname() -> &'static str {

@@ -13,10 +13,17 @@ fn generated_files_are_up_to_date() {
     for (path, want) in generated {
         let committed = std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR")))
             .unwrap_or_default();
-        assert!(committed == want, "{path} is stale: run `cargo run -- crd --write`");
+        assert!(
+            committed == want,
+            "{path} is stale: run `cargo run -- crd --write`"
+        );
         if path.starts_with("charts/") {
             // Helm would try to interpret any other template action inside the CRD.
-            assert_eq!(want.matches("{{").count(), 5, "{path}: unexpected template actions");
+            assert_eq!(
+                want.matches("{{").count(),
+                5,
+                "{path}: unexpected template actions"
+            );
         }
     }
 }

@@ -92,6 +92,7 @@ pub enum Fault {
 /// A running stand-in; the server lives on a tokio task until this is dropped.
 pub struct EsStandin {
     addr: SocketAddr,
+    tls: bool,
     shared: Arc<Shared>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -123,6 +124,7 @@ impl EsStandin {
         let (shutdown, task) = (Some(tx), Some(task));
         Ok(EsStandin {
             addr,
+            tls: false,
             shared,
             shutdown,
             task,
@@ -141,7 +143,83 @@ impl EsStandin {
 
     /// `http://127.0.0.1:PORT`
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Like [`EsStandin::start`], over TLS with a certificate for 127.0.0.1 and localhost
+    /// signed by a CA made for this server alone. Returns the server and that CA's PEM.
+    pub async fn start_tls(cfg: StandinConfig) -> (EsStandin, String) {
+        use hyper_util::{
+            rt::{TokioExecutor, TokioIo},
+            server::conn::auto::Builder,
+            service::TowerToHyperService,
+        };
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate().expect("CA key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "es-standin test CA");
+        let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
+        let issuer = Issuer::new(ca_params, ca_key);
+        let server_key = KeyPair::generate().expect("server key");
+        let server_params =
+            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+                .expect("server params");
+        let server_cert = server_params
+            .signed_by(&server_key, &issuer)
+            .expect("server certificate");
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let tls = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![server_cert.der().clone()],
+                tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs8(
+                    server_key.serialize_der().into(),
+                ),
+            )
+            .expect("server TLS config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("es-standin: cannot listen on 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local address");
+        let shared = Arc::new(Shared::new(cfg));
+        let app = Router::new().fallback(handle).with_state(shared.clone());
+        let (tx, mut rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = &mut rx => break,
+                    accepted = listener.accept() => {
+                        let Ok((tcp, _)) = accepted else { continue };
+                        let (acceptor, app) = (acceptor.clone(), app.clone());
+                        tokio::spawn(async move {
+                            // A failed handshake (e.g. a client that does not trust the CA) just
+                            // closes the connection, as a real server does.
+                            if let Ok(stream) = acceptor.accept(tcp).await {
+                                let service = TowerToHyperService::new(app);
+                                let _ = Builder::new(TokioExecutor::new())
+                                    .serve_connection(TokioIo::new(stream), service)
+                                    .await;
+                            }
+                        });
+                    }
+                }
+            }
+        });
+        let standin = EsStandin {
+            addr,
+            tls: true,
+            shared,
+            shutdown: Some(tx),
+            task: Some(task),
+        };
+        (standin, ca_cert.pem())
     }
 
     pub fn config(&self) -> &StandinConfig {

@@ -136,7 +136,22 @@ the same rules; a test compares them). One rule per resource.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch"]
-# Record Events about InferenceEndpoints.
+# Watch ElasticsearchConnections, read the referenced one, and write their status.
+- apiGroups: ["es-inference.dev"]
+  resources: ["elasticsearchconnections"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["es-inference.dev"]
+  resources: ["elasticsearchconnections/status"]
+  verbs: ["patch"]
+# Read a connection's CA from a ConfigMap (watched by metadata only). Never written.
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "list", "watch"]
+# Read an ECK Elasticsearch named by elasticsearchRef (its TLS settings).
+- apiGroups: ["elasticsearch.k8s.elastic.co"]
+  resources: ["elasticsearches"]
+  verbs: ["get"]
+# Record Events about InferenceEndpoints and ElasticsearchConnections.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

@@ -1,0 +1,186 @@
+//! Status of `ElasticsearchConnection`s: whether the cluster answers with these settings, which
+//! cluster it is, and how many InferenceEndpoints use it.
+
+use std::sync::Arc;
+
+use k8s_openapi::{
+    apimachinery::pkg::apis::meta::v1::{Condition, Time},
+    jiff::Timestamp,
+};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::{
+        controller::Action,
+        events::{Event, EventType},
+    },
+};
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::{
+    conditions::{Outcome, READY, conditions_for, reason, same_conditions},
+    connection::{TargetProblem, resolve_connection},
+    controller::Context,
+    crd::{
+        ElasticsearchConnection, ElasticsearchConnectionStatus, ElasticsearchRefKind, FIELD_MANAGER,
+    },
+    error::{Error, Result},
+};
+
+pub const INSECURE: &str = "InsecureSkipVerify";
+
+/// How many InferenceEndpoints in `namespace` refer to the connection `name`.
+pub fn users(ctx: &Context, namespace: &str, name: &str) -> i32 {
+    let n = ctx
+        .peer_endpoints()
+        .iter()
+        .filter(|ie| ie.namespace().as_deref() == Some(namespace))
+        .filter(|ie| {
+            ie.spec.elasticsearch_ref.as_ref().is_some_and(|r| {
+                r.kind == ElasticsearchRefKind::ElasticsearchConnection && r.name == name
+            })
+        })
+        .count();
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// Check one connection and write its status when it changed. The last successful check is
+/// refreshed at most once per resync interval, so a healthy connection costs one status write per
+/// interval.
+pub async fn reconcile(conn: Arc<ElasticsearchConnection>, ctx: Arc<Context>) -> Result<Action> {
+    let ns = conn.namespace().ok_or(Error::MissingNamespace)?;
+    let name = conn.name_any();
+    let prev = conn.status.clone().unwrap_or_default();
+    let mut next = ElasticsearchConnectionStatus {
+        observed_generation: conn.metadata.generation,
+        endpoints: Some(users(&ctx, &ns, &name)),
+        ..prev.clone()
+    };
+    let insecure = conn
+        .spec
+        .tls
+        .as_ref()
+        .and_then(|t| t.insecure_skip_verify)
+        .unwrap_or(false);
+    let (outcome, result) = match resolve_connection(&ctx.client, &ns, &name, &conn.spec).await {
+        Err(TargetProblem::Unreadable(e)) => return Err(Error::Unavailable(e)),
+        Err(problem) => (
+            Outcome::stalled(reason::INVALID_REFERENCE, problem.to_string()),
+            Ok(()),
+        ),
+        Ok(target) => match ctx.clusters.get(&target) {
+            Err(e) => (
+                Outcome::stalled(
+                    reason::CONNECTION_FAILED,
+                    format!("cannot build a client for {}: {e}", target.url),
+                ),
+                Ok(()),
+            ),
+            Ok(cluster) => match cluster.info().await {
+                Ok(info) => {
+                    let stale = prev.last_successful_check.as_ref().is_none_or(|t| {
+                        Timestamp::now().duration_since(t.0).unsigned_abs() >= ctx.settings.resync
+                    });
+                    if stale || prev.observed_generation != conn.metadata.generation {
+                        next.last_successful_check = Some(Time(Timestamp::now()));
+                    }
+                    next.version = Some(info.version.to_string());
+                    next.cluster_name = Some(info.name.clone());
+                    next.cluster_uuid = Some(info.uuid.clone());
+                    (
+                        Outcome::ready(format!(
+                            "connected to Elasticsearch {} (cluster {:?}, uuid {})",
+                            info.version, info.name, info.uuid
+                        ))
+                        .with_reason(Some("Connected".into())),
+                        Ok(()),
+                    )
+                }
+                Err(e) => {
+                    let hint = e
+                        .hint()
+                        .map(|h| format!(". Likely cause: {h}"))
+                        .unwrap_or_default();
+                    let outcome =
+                        Outcome::progressing(reason::CONNECTION_FAILED, format!("{e}{hint}"));
+                    (outcome, Err(Error::Es(e)))
+                }
+            },
+        },
+    };
+    let now = Time(Timestamp::now());
+    let mut conditions = conditions_for(&prev.conditions, &outcome, conn.metadata.generation, &now);
+    if insecure {
+        let since = prev
+            .condition(INSECURE)
+            .filter(|c| c.status == "True")
+            .map(|c| c.last_transition_time.clone())
+            .unwrap_or(now);
+        conditions.push(Condition {
+            type_: INSECURE.into(),
+            status: "True".into(),
+            reason: INSECURE.into(),
+            message: "TLS certificate verification is off for this connection: anyone on the path can read the credentials and impersonate the cluster. Give tls.ca instead".into(),
+            observed_generation: conn.metadata.generation,
+            last_transition_time: since,
+        });
+    }
+    next.conditions = conditions;
+    let changed = !same_conditions(&prev.conditions, &next.conditions)
+        || ElasticsearchConnectionStatus {
+            conditions: vec![],
+            ..prev.clone()
+        } != ElasticsearchConnectionStatus {
+            conditions: vec![],
+            ..next.clone()
+        };
+    if changed {
+        let api: Api<ElasticsearchConnection> = Api::namespaced(ctx.client.clone(), &ns);
+        let patch = json!({
+            "apiVersion": ElasticsearchConnection::api_version(&()),
+            "kind": ElasticsearchConnection::kind(&()),
+            "status": next,
+        });
+        api.patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+        let previous = prev.condition(READY).map(|c| c.reason.clone());
+        if previous.as_deref() != Some(outcome.reason.as_str()) {
+            let type_ = if outcome.is_ready() {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            };
+            info!(connection = %format!("{ns}/{name}"), reason = %outcome.reason, "{}", outcome.message);
+            let ev = Event {
+                type_,
+                reason: outcome.reason.clone(),
+                note: Some(outcome.message.clone()),
+                action: "Check".into(),
+                secondary: None,
+            };
+            if let Err(e) = ctx.recorder.publish(&ev, &conn.object_ref(&())).await {
+                warn!(error = %e, "could not publish event");
+            }
+        }
+    }
+    if result.is_ok() {
+        ctx.reset_backoff(&format!("connection/{ns}/{name}"));
+    }
+    result.map(|()| Action::requeue(ctx.settings.resync))
+}
+
+pub fn error_policy(conn: Arc<ElasticsearchConnection>, err: &Error, ctx: Arc<Context>) -> Action {
+    let key = format!(
+        "connection/{}/{}",
+        conn.namespace().unwrap_or_default(),
+        conn.name_any()
+    );
+    let delay = ctx.next_backoff(&key, err.retry_after());
+    warn!(connection = %key, error = %err, retry_in = ?delay, "connection check failed");
+    Action::requeue(delay)
+}
