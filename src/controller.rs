@@ -1261,6 +1261,33 @@ async fn report_cleanup_problem(
     Ok(())
 }
 
+/// The APIs one scope (a namespace, or all of them) watches.
+struct Apis {
+    endpoints: Api<InferenceEndpoint>,
+    connections: Api<ElasticsearchConnection>,
+    secrets: Api<PartialObjectMeta<Secret>>,
+    config_maps: Api<PartialObjectMeta<ConfigMap>>,
+}
+
+impl Apis {
+    fn new(client: &Client, namespace: Option<&str>) -> Self {
+        match namespace {
+            Some(ns) => Self {
+                endpoints: Api::namespaced(client.clone(), ns),
+                connections: Api::namespaced(client.clone(), ns),
+                secrets: Api::namespaced(client.clone(), ns),
+                config_maps: Api::namespaced(client.clone(), ns),
+            },
+            None => Self {
+                endpoints: Api::all(client.clone()),
+                connections: Api::all(client.clone()),
+                secrets: Api::all(client.clone()),
+                config_maps: Api::all(client.clone()),
+            },
+        }
+    }
+}
+
 /// Run one controller per watched namespace (one for all namespaces when `namespaces` is empty)
 /// until `shutdown` turns true. `ready` is set once every controller has synced its watches.
 pub async fn run(
@@ -1284,28 +1311,12 @@ pub async fn run(
         let synced = synced.clone();
         async move {
             let client = ctx.client.clone();
-            let api = |client: Client| -> (
-                Api<InferenceEndpoint>,
-                Api<ElasticsearchConnection>,
-                Api<PartialObjectMeta<Secret>>,
-                Api<PartialObjectMeta<ConfigMap>>,
-            ) {
-                match &namespace {
-                    Some(ns) => (
-                        Api::namespaced(client.clone(), ns),
-                        Api::namespaced(client.clone(), ns),
-                        Api::namespaced(client.clone(), ns),
-                        Api::namespaced(client, ns),
-                    ),
-                    None => (
-                        Api::all(client.clone()),
-                        Api::all(client.clone()),
-                        Api::all(client.clone()),
-                        Api::all(client),
-                    ),
-                }
-            };
-            let (endpoints, connections, secrets, config_maps) = api(client.clone());
+            let Apis {
+                endpoints,
+                connections,
+                secrets,
+                config_maps,
+            } = Apis::new(&client, namespace.as_deref());
             let watch = || watcher::Config::default().any_semantic();
 
             // ElasticsearchConnections: their own status, re-checked when their Secrets change.
@@ -1324,7 +1335,11 @@ pub async fn run(
             };
             let (by_secret, by_config_map) =
                 (users_of(conn_store.clone()), users_of(conn_store.clone()));
-            let (_, _, conn_secrets, conn_config_maps) = api(client.clone());
+            let Apis {
+                secrets: conn_secrets,
+                config_maps: conn_config_maps,
+                ..
+            } = Apis::new(&client, namespace.as_deref());
             let conn_controller = conn_controller
                 .with_config(kube::runtime::controller::Config::default().concurrency(2))
                 .watches(conn_secrets, watch(), move |s| {
