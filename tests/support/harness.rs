@@ -9,7 +9,7 @@ use std::{
 use es_inference_operator::{
     connection::Target,
     controller::{ClientOptions, ClusterPool, Context, Settings, error_policy, reconcile},
-    crd::InferenceEndpoint,
+    crd::{ElasticsearchConnection, InferenceEndpoint},
     error::Error,
     es::EsAuth,
     metrics::Metrics,
@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use super::{
     es_standin::{EsStandin, StandinConfig},
-    fake_kube::FakeKube,
+    fake_kube::{FakeKube, ResourceDef},
 };
 
 pub const NS: &str = "search";
@@ -70,6 +70,14 @@ impl Harness {
             instance: Some("test".into()),
         };
         let (peers, writer) = reflector::store();
+        kube.register(ResourceDef::custom(
+            "es-inference.dev",
+            "v1alpha1",
+            "ElasticsearchConnection",
+            "elasticsearchconnections",
+            true,
+            true,
+        ));
         let ctx = Context::new(kube.client(), pool, metrics.clone(), settings, reporter);
         ctx.add_peers(peers);
         Self {
@@ -121,6 +129,52 @@ impl Harness {
             "metadata": {"name": name, "namespace": NS},
             "data": data,
         }));
+    }
+
+    pub fn config_map(&self, name: &str, data: &[(&str, &str)]) {
+        let data: serde_json::Map<String, Value> = data
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), json!(v)))
+            .collect();
+        self.kube.insert(json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": NS},
+            "data": data,
+        }));
+    }
+
+    /// Insert or replace an ElasticsearchConnection given its spec.
+    pub fn connection(&self, name: &str, spec: Value) {
+        let generation = self
+            .kube
+            .get(
+                "es-inference.dev/v1alpha1",
+                "ElasticsearchConnection",
+                NS,
+                name,
+            )
+            .and_then(|c| c["metadata"]["generation"].as_i64())
+            .map_or(1, |g| g + 1);
+        self.kube.insert(json!({
+            "apiVersion": "es-inference.dev/v1alpha1", "kind": "ElasticsearchConnection",
+            "metadata": {"name": name, "namespace": NS, "generation": generation},
+            "spec": spec,
+        }));
+    }
+
+    pub fn get_connection(&self, name: &str) -> ElasticsearchConnection {
+        self.kube
+            .get_typed::<ElasticsearchConnection>(NS, name)
+            .unwrap_or_else(|| panic!("no ElasticsearchConnection {name}"))
+    }
+
+    pub async fn reconcile_connection(&self, name: &str) -> Result<Action, Error> {
+        self.sync_peers();
+        es_inference_operator::connection_status::reconcile(
+            Arc::new(self.get_connection(name)),
+            self.ctx.clone(),
+        )
+        .await
     }
 
     /// Insert an InferenceEndpoint given its spec.

@@ -1,0 +1,348 @@
+//! Per-resource clusters: ElasticsearchConnections, ECK references, the conflict rule and
+//! cluster changes, against two Elasticsearch stand-ins at once (one over TLS with its own CA and
+//! API-key authentication).
+
+mod support;
+
+use std::time::Duration;
+
+use es_inference_operator::controller::Settings;
+use serde_json::{Value, json};
+use support::{
+    es_standin::{EsStandin, Fault, StandinConfig},
+    fake_kube::ResourceDef,
+    harness::{Harness, NS},
+};
+
+const KEY: &str = "sk-ant-api03-CONNECTION-TESTS";
+const CONN_KEY: &str = "b-operator-api-key-0001";
+
+fn anthropic(id: &str, reference: Option<Value>) -> Value {
+    let mut spec = json!({
+        "inferenceId": id,
+        "taskType": "completion",
+        "service": "anthropic",
+        "serviceSettings": {"model_id": "claude-sonnet-4-5"},
+        "secretSettings": {"api_key": {"secretKeyRef": {"name": "anthropic", "key": "api-key"}}},
+        "taskSettings": {"max_tokens": 1024}
+    });
+    if let Some(r) = reference {
+        spec["elasticsearchRef"] = r;
+    }
+    spec
+}
+
+/// The default cluster A (plain http) and a second cluster B over TLS with its own CA that
+/// requires an API key.
+async fn two_clusters() -> (Harness, EsStandin, String) {
+    let h = Harness::new().await;
+    let b_cfg = StandinConfig {
+        cluster_uuid: "uuid-of-cluster-b".into(),
+        cluster_name: "cluster-b".into(),
+        api_key: Some(CONN_KEY.into()),
+        ..StandinConfig::default()
+    };
+    let (b, ca) = EsStandin::start_tls(b_cfg).await;
+    h.secret("anthropic", &[("api-key", KEY)]);
+    h.secret("es-b", &[("api-key", CONN_KEY)]);
+    h.config_map("b-ca", &[("ca.crt", &ca)]);
+    (h, b, ca)
+}
+
+fn conn_b(url: &str) -> Value {
+    json!({
+        "url": url,
+        "auth": {"apiKeySecretRef": {"name": "es-b", "key": "api-key"}},
+        "tls": {"ca": {"configMapRef": {"name": "b-ca"}}}
+    })
+}
+
+fn status(h: &Harness, name: &str) -> es_inference_operator::crd::InferenceEndpointStatus {
+    h.get(name).and_then(|o| o.status).expect("status")
+}
+
+#[tokio::test]
+async fn endpoints_land_on_the_cluster_they_name() {
+    let (h, b, _) = two_clusters().await;
+    h.connection("b", conn_b(&b.url()));
+    h.endpoint("on-a", anthropic("shared-id", None));
+    h.endpoint("on-b", anthropic("shared-id", Some(json!({"name": "b"}))));
+    h.settle("on-a").await.expect("a");
+    h.settle("on-b").await.expect("b");
+    assert_eq!(h.ready("on-a").1, "InSync", "{:?}", h.ready("on-a"));
+    assert_eq!(h.ready("on-b").1, "InSync", "{:?}", h.ready("on-b"));
+    // The same id on two clusters is no conflict.
+    assert!(h.es.endpoint("shared-id").is_some() && b.endpoint("shared-id").is_some());
+    assert_eq!(
+        status(&h, "on-a").cluster_uuid.as_deref(),
+        Some(StandinConfig::default().cluster_uuid.as_str())
+    );
+    assert_eq!(
+        status(&h, "on-b").cluster_uuid.as_deref(),
+        Some("uuid-of-cluster-b")
+    );
+    assert_eq!(
+        b.endpoint_secrets("shared-id").expect("secrets")["api_key"],
+        KEY
+    );
+    assert!(
+        b.requests()
+            .iter()
+            .all(|r| r.authorization.as_deref() == Some(&format!("ApiKey {CONN_KEY}")))
+    );
+
+    // The connection reports the cluster and its users.
+    h.reconcile_connection("b").await.expect("connection check");
+    let st = h.get_connection("b").status.expect("status");
+    let ready = st.condition("Ready").expect("Ready");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("True", "Connected")
+    );
+    assert_eq!(st.cluster_uuid.as_deref(), Some("uuid-of-cluster-b"));
+    assert_eq!(st.cluster_name.as_deref(), Some("cluster-b"));
+    assert_eq!(st.version.as_deref(), Some("9.1.0"));
+    assert_eq!(st.endpoints, Some(1));
+    assert!(st.last_successful_check.is_some());
+    // A second check within the resync interval writes nothing.
+    h.kube.clear_requests();
+    h.reconcile_connection("b").await.expect("connection check");
+    assert_eq!(
+        h.kube.writes_excluding_events(),
+        0,
+        "{}",
+        h.kubernetes_writes_text()
+    );
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_is_a_connection_failure_with_a_hint() {
+    let (h, b, _) = two_clusters().await;
+    let mut spec = conn_b(&b.url());
+    spec.as_object_mut().expect("obj").remove("tls");
+    h.connection("b", spec);
+    h.endpoint("on-b", anthropic("x", Some(json!({"name": "b"}))));
+    let _ = h.settle("on-b").await;
+    let (ready, reason, message) = h.ready("on-b");
+    assert_eq!(
+        (ready.as_str(), reason.as_str()),
+        ("False", "ConnectionFailed")
+    );
+    assert!(message.contains("tls.ca"), "{message}");
+    assert_eq!(b.write_count(), 0);
+    let err = h.reconcile_connection("b").await.expect_err("check fails");
+    assert!(
+        err.to_string().contains("certificate") || err.to_string().to_lowercase().contains("tls"),
+        "{err}"
+    );
+    let st = h.get_connection("b").status.expect("status");
+    assert_eq!(
+        st.condition("Ready").map(|c| c.reason.as_str()),
+        Some("ConnectionFailed")
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_key_fails_and_rotating_the_secret_reauthenticates_without_restart() {
+    let (h, b, _) = two_clusters().await;
+    h.secret("es-b", &[("api-key", "a-wrong-key-value")]);
+    h.connection("b", conn_b(&b.url()));
+    h.endpoint("on-b", anthropic("x", Some(json!({"name": "b"}))));
+    let _ = h.settle("on-b").await;
+    let (_, reason, message) = h.ready("on-b");
+    assert_eq!(reason, "ConnectionFailed");
+    assert!(message.contains("credentials"), "{message}");
+    assert!(!message.contains("a-wrong-key-value"), "never the key");
+    assert!(!h.kubernetes_writes_text().contains("a-wrong-key-value"));
+    h.secret("es-b", &[("api-key", CONN_KEY)]);
+    h.settle("on-b").await.expect("reconciles");
+    assert_eq!(h.ready("on-b").1, "InSync");
+    assert!(b.endpoint("x").is_some());
+}
+
+#[tokio::test]
+async fn the_older_resource_owns_an_inference_id_and_the_other_reports_conflict() {
+    let h = Harness::new().await;
+    h.secret("anthropic", &[("api-key", KEY)]);
+    h.endpoint("alpha", anthropic("same-id", None));
+    h.endpoint("beta", anthropic("same-id", None));
+    h.settle("alpha").await.expect("alpha");
+    h.es.clear_requests();
+    h.settle("beta").await.expect("beta");
+    assert_eq!(h.ready("alpha").1, "InSync");
+    let (ready, reason, message) = h.ready("beta");
+    assert_eq!((ready.as_str(), reason.as_str()), ("False", "Conflict"));
+    assert!(message.contains(&format!("{NS}/alpha")), "{message}");
+    assert_eq!(
+        h.es.write_count(),
+        0,
+        "the other never writes: {:?}",
+        h.es_writes()
+    );
+    // Deleting the loser leaves the owner's endpoint alone.
+    h.kube
+        .mark_deleting("es-inference.dev/v1alpha1", "InferenceEndpoint", NS, "beta");
+    h.settle("beta").await.expect("released");
+    assert!(h.get("beta").is_none());
+    assert!(h.es.endpoint("same-id").is_some());
+}
+
+#[tokio::test]
+async fn cross_namespace_eck_references_are_refused_by_default() {
+    let h = Harness::new().await;
+    h.secret("anthropic", &[("api-key", KEY)]);
+    let eck = json!({"kind": "Elasticsearch", "name": "quickstart", "namespace": "elastic-system", "useElasticUser": true});
+    h.endpoint("x", anthropic("x", Some(eck)));
+    h.settle("x").await.expect("reconciles");
+    let (ready, reason, message) = h.ready("x");
+    assert_eq!(
+        (ready.as_str(), reason.as_str()),
+        ("False", "InvalidReference")
+    );
+    assert!(
+        message.contains("--allow-cross-namespace-refs"),
+        "{message}"
+    );
+    assert_eq!(h.es.write_count(), 0);
+}
+
+#[tokio::test]
+async fn eck_references_resolve_url_and_credentials_like_eck() {
+    let h = Harness::new().await;
+    h.kube.register(ResourceDef::custom(
+        "elasticsearch.k8s.elastic.co",
+        "v1",
+        "Elasticsearch",
+        "elasticsearches",
+        true,
+        true,
+    ));
+    h.secret("anthropic", &[("api-key", KEY)]);
+    let eck = json!({"kind": "Elasticsearch", "name": "quickstart", "apiKeySecretRef": {"name": "eck-key", "key": "api-key"}});
+    h.endpoint("x", anthropic("x", Some(eck)));
+    // No such Elasticsearch yet.
+    h.settle("x").await.expect("reconciles");
+    let (_, reason, message) = h.ready("x");
+    assert_eq!(reason, "InvalidReference");
+    assert!(
+        message.contains("quickstart") && message.contains("does not exist"),
+        "{message}"
+    );
+    // The cluster exists (TLS disabled) but the API key Secret does not.
+    h.kube.insert(json!({
+        "apiVersion": "elasticsearch.k8s.elastic.co/v1", "kind": "Elasticsearch",
+        "metadata": {"name": "quickstart", "namespace": NS},
+        "spec": {"version": "9.1.0", "http": {"tls": {"selfSignedCertificate": {"disabled": true}}}}
+    }));
+    h.settle("x").await.expect("reconciles");
+    let (_, reason, message) = h.ready("x");
+    assert_eq!(reason, "InvalidReference");
+    assert!(message.contains("eck-key"), "{message}");
+    // With the key, the operator calls the Service ECK creates (not resolvable here).
+    h.secret("eck-key", &[("api-key", "eck-api-key")]);
+    let _ = h.settle("x").await;
+    let (_, reason, message) = h.ready("x");
+    assert_eq!(reason, "ConnectionFailed", "{message}");
+    assert!(
+        message.contains(&format!("quickstart-es-http.{NS}.svc:9200")),
+        "{message}"
+    );
+    assert!(
+        message.contains("http://"),
+        "TLS disabled means http: {message}"
+    );
+}
+
+#[tokio::test]
+async fn a_changed_cluster_behind_a_connection_gets_the_endpoint_again() {
+    let h = Harness::new().await;
+    h.secret("anthropic", &[("api-key", KEY)]);
+    let other = EsStandin::start(StandinConfig {
+        cluster_uuid: "uuid-of-the-new-cluster".into(),
+        ..StandinConfig::default()
+    })
+    .await;
+    let first = EsStandin::start(StandinConfig {
+        cluster_uuid: "uuid-of-the-first-cluster".into(),
+        ..StandinConfig::default()
+    })
+    .await;
+    h.connection("c", json!({"url": first.url()}));
+    h.endpoint("x", anthropic("moving", Some(json!({"name": "c"}))));
+    h.settle("x").await.expect("reconciles");
+    assert!(first.endpoint("moving").is_some());
+    // The same connection now reaches another cluster (re-created, or repointed).
+    h.connection("c", json!({"url": other.url()}));
+    h.settle("x").await.expect("reconciles");
+    assert_eq!(h.ready("x").1, "InSync");
+    assert!(
+        other.endpoint("moving").is_some(),
+        "created on the new cluster"
+    );
+    assert_eq!(
+        status(&h, "x").cluster_uuid.as_deref(),
+        Some("uuid-of-the-new-cluster")
+    );
+    assert!(
+        h.event_reasons().contains(&"ClusterChanged".to_string()),
+        "{:?}",
+        h.event_reasons()
+    );
+}
+
+#[tokio::test]
+async fn insecure_skip_verify_works_and_is_reported() {
+    let (h, b, _) = two_clusters().await;
+    h.connection(
+        "b",
+        json!({
+            "url": b.url(),
+            "auth": {"apiKeySecretRef": {"name": "es-b", "key": "api-key"}},
+            "tls": {"insecureSkipVerify": true}
+        }),
+    );
+    h.endpoint("on-b", anthropic("x", Some(json!({"name": "b"}))));
+    h.settle("on-b").await.expect("reconciles");
+    assert_eq!(h.ready("on-b").1, "InSync");
+    h.reconcile_connection("b").await.expect("check");
+    let st = h.get_connection("b").status.expect("status");
+    let warning = st
+        .condition("InsecureSkipVerify")
+        .expect("warning condition");
+    assert_eq!(warning.status, "True");
+    assert!(warning.message.contains("tls.ca"));
+}
+
+#[tokio::test]
+async fn an_unreachable_cluster_backs_off_for_every_resource_that_uses_it() {
+    let h = Harness::with(
+        StandinConfig::default(),
+        Settings::default(),
+        Duration::from_secs(2),
+    )
+    .await;
+    h.secret("anthropic", &[("api-key", KEY)]);
+    let flaky = EsStandin::start(StandinConfig::default()).await;
+    // Every request is cut off before an answer: a transport failure of the connection.
+    flaky.inject(Fault::DropConnection, 1000);
+    h.connection("flaky", json!({"url": flaky.url()}));
+    h.endpoint("one", anthropic("one", Some(json!({"name": "flaky"}))));
+    h.endpoint("two", anthropic("two", Some(json!({"name": "flaky"}))));
+    h.reconcile("one").await.expect("finalizer");
+    h.reconcile("two").await.expect("finalizer");
+    h.reconcile("one").await.expect_err("unreachable");
+    let after_first = flaky.requests().len();
+    assert!(after_first >= 1);
+    // The connection now backs off: the other resource reports the failure without calling.
+    h.reconcile("two").await.expect_err("still unreachable");
+    assert_eq!(
+        flaky.requests().len(),
+        after_first,
+        "no request while the connection backs off"
+    );
+    for name in ["one", "two"] {
+        let (_, reason, message) = h.ready(name);
+        assert_eq!(reason, "ConnectionFailed", "{name}: {message}");
+        assert!(message.contains("URL"), "{message}");
+    }
+}
