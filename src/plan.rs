@@ -923,4 +923,77 @@ mod tests {
         assert_eq!(deployment_id(&shared, "x"), "my-dep");
         assert_eq!(deployment_id(&fixed, "x"), "x");
     }
+
+    fn peer(
+        ns: &str,
+        name: &str,
+        created: i64,
+        id: &str,
+        reference: Option<serde_json::Value>,
+        uuid: Option<&str>,
+    ) -> InferenceEndpoint {
+        let mut spec = json!({"inferenceId": id, "taskType": "completion", "service": "anthropic"});
+        if let Some(r) = reference {
+            spec["elasticsearchRef"] = r;
+        }
+        let mut ie: InferenceEndpoint = serde_json::from_value(json!({
+            "apiVersion": "es-inference.dev/v1alpha1", "kind": "InferenceEndpoint",
+            "metadata": {"name": name, "namespace": ns, "uid": format!("{ns}-{name}"),
+                "creationTimestamp": k8s_openapi::jiff::Timestamp::from_second(created).expect("ts").to_string()},
+            "spec": spec,
+        }))
+        .expect("ie");
+        if let Some(u) = uuid {
+            ie.status = Some(InferenceEndpointStatus {
+                cluster_uuid: Some(u.into()),
+                ..Default::default()
+            });
+        }
+        ie
+    }
+
+    #[test]
+    fn conflict_rule_oldest_then_name_owns() {
+        let me = peer("b", "mine", 200, "id", None, None);
+        // A younger resource with the same id on the same cluster does not own it.
+        let younger = peer("a", "young", 300, "id", None, None);
+        assert_eq!(conflict_owner(&me, "default", "u1", [&me, &younger]), None);
+        // An older one does.
+        let older = peer("c", "old", 100, "id", None, None);
+        assert_eq!(
+            conflict_owner(&me, "default", "u1", [&me, &older, &younger]),
+            Some("c/old".into())
+        );
+        // Same creation time: namespace, then name, decides.
+        let tie = peer("a", "tie", 200, "id", None, None);
+        assert_eq!(
+            conflict_owner(&me, "default", "u1", [&tie]),
+            Some("a/tie".into())
+        );
+        // Another id, or another cluster, is no conflict.
+        let other_id = peer("c", "old", 100, "other", None, None);
+        assert_eq!(conflict_owner(&me, "default", "u1", [&other_id]), None);
+        let other_cluster = peer(
+            "c",
+            "old",
+            100,
+            "id",
+            Some(json!({"name": "elsewhere"})),
+            Some("u2"),
+        );
+        assert_eq!(conflict_owner(&me, "default", "u1", [&other_cluster]), None);
+        // A different reference that reached the same cluster (by its recorded uuid) conflicts.
+        let same_cluster = peer(
+            "c",
+            "old",
+            100,
+            "id",
+            Some(json!({"name": "alias"})),
+            Some("u1"),
+        );
+        assert_eq!(
+            conflict_owner(&me, "default", "u1", [&same_cluster]),
+            Some("c/old".into())
+        );
+    }
 }

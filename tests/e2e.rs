@@ -10,7 +10,10 @@ type TestFn = fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
 /// A minimal runner in libtest's output format: each test runs on its own runtime, a panic is a
 /// failure, and the process exits non-zero when any test failed.
 fn main() {
-    let tests: [(&str, TestFn); 5] = [
+    let tests: [(&str, TestFn); 6] = [
+        ("connection_against_a_real_api_server", || {
+            Box::pin(connection_against_a_real_api_server())
+        }),
         ("model_endpoint_against_a_real_api_server", || {
             Box::pin(model_endpoint_against_a_real_api_server())
         }),
@@ -123,15 +126,17 @@ async fn client(env: &Env) -> Client {
 }
 
 async fn install_crd(client: &Client) {
+    install_one_crd(client, "elasticsearchconnections.es-inference.dev").await;
+    install_one_crd(client, "inferenceendpoints.es-inference.dev").await;
+}
+
+async fn install_one_crd(client: &Client, name: &str) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/crds/inferenceendpoints.es-inference.dev.yaml"
-    ))
-    .expect("crd file");
+    let text = std::fs::read_to_string(format!("{}/crds/{name}.yaml", env!("CARGO_MANIFEST_DIR")))
+        .expect("crd file");
     let crd: CustomResourceDefinition = serde_saphyr::from_str(&text).expect("crd yaml");
     crds.patch(
-        "inferenceendpoints.es-inference.dev",
+        name,
         &PatchParams::apply("e2e").force(),
         &Patch::Apply(&crd),
     )
@@ -139,11 +144,7 @@ async fn install_crd(client: &Client) {
     .expect("apply CRD (server-side): the API server must accept its schema and CEL rules");
     tokio::time::timeout(
         DEADLINE,
-        await_condition(
-            crds,
-            "inferenceendpoints.es-inference.dev",
-            conditions::is_crd_established(),
-        ),
+        await_condition(crds, name, conditions::is_crd_established()),
     )
     .await
     .expect("CRD established in time")
@@ -1093,6 +1094,14 @@ async fn least_privilege_identity_against_a_real_api_server() {
         ("get", "", "secrets", ns),
         ("watch", "", "secrets", None),
         ("create", "events.k8s.io", "events", ns),
+        ("get", "", "configmaps", ns),
+        ("get", "es-inference.dev", "elasticsearchconnections", ns),
+        (
+            "patch",
+            "es-inference.dev",
+            "elasticsearchconnections/status",
+            ns,
+        ),
     ] {
         assert!(
             can_i(&client, verb, group, resource, namespace).await,
@@ -1107,7 +1116,9 @@ async fn least_privilege_identity_against_a_real_api_server() {
         ("delete", "es-inference.dev", "inferenceendpoints", ns),
         ("create", "es-inference.dev", "inferenceendpoints", ns),
         ("update", "es-inference.dev", "inferenceendpoints", ns),
-        ("get", "", "configmaps", ns),
+        ("get", "apps", "deployments", ns),
+        ("create", "", "configmaps", ns),
+        ("create", "es-inference.dev", "elasticsearchconnections", ns),
         ("create", "", "pods", ns),
         ("create", "coordination.k8s.io", "leases", Some(OPERATOR_NS)),
         (
@@ -1265,6 +1276,149 @@ async fn model_endpoint_against_a_real_api_server() {
     assert!(
         es.endpoint("e2e-elser").await.is_none(),
         "deleted with its resource"
+    );
+    drop(operator);
+}
+
+/// An endpoint on a cluster named by an ElasticsearchConnection: with the stand-in, a second
+/// cluster over TLS with its own CA and an API key; with a real Elasticsearch, the same cluster
+/// reached through a connection built from the E2E_* credentials.
+async fn connection_against_a_real_api_server() {
+    let Some(env) = Env::get() else { return };
+    let Some(es) = Es::new(&env).await else {
+        skipped("the connection test needs E2E_ELASTICSEARCH_URL (a URL, or `standin`)");
+        return;
+    };
+    let client = client(&env).await;
+    install_crd(&client).await;
+    let ns = TempNamespace::new(&client, "e2e-conn").await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    let mk_secret = |name: &str, data: Value| -> Secret {
+        serde_json::from_value(json!({"metadata": {"name": name}, "stringData": data}))
+            .expect("secret")
+    };
+    // The cluster the connection points at.
+    let (tls_standin, conn_spec, check): (Option<EsStandin>, Value, Es) = match &es {
+        Es::Standin(_) => {
+            let key = "e2e-connection-api-key";
+            let (b, ca) = EsStandin::start_tls(StandinConfig {
+                cluster_uuid: "uuid-e2e-cluster-b".into(),
+                api_key: Some(key.into()),
+                ..StandinConfig::default()
+            })
+            .await;
+            secrets
+                .create(
+                    &PostParams::default(),
+                    &mk_secret("es-b", json!({"api-key": key, "ca.crt": ca})),
+                )
+                .await
+                .expect("secret");
+            let spec = json!({
+                "url": b.url(),
+                "auth": {"apiKeySecretRef": {"name": "es-b", "key": "api-key"}},
+                "tls": {"ca": {"secretRef": {"name": "es-b"}}}
+            });
+            let check = Es::Standin(EsStandin::start(StandinConfig::default()).await);
+            (Some(b), spec, check)
+        }
+        Es::Real { url, .. } => {
+            let mut spec = json!({"url": url});
+            let mut data = serde_json::Map::new();
+            if let Ok(k) = std::env::var("E2E_ELASTICSEARCH_API_KEY") {
+                data.insert("api-key".into(), json!(k));
+                spec["auth"] = json!({"apiKeySecretRef": {"name": "es-b", "key": "api-key"}});
+            } else if let (Ok(u), Ok(p)) = (
+                std::env::var("E2E_ELASTICSEARCH_USERNAME"),
+                std::env::var("E2E_ELASTICSEARCH_PASSWORD"),
+            ) {
+                data.insert("password".into(), json!(p));
+                spec["auth"] = json!({"basic": {"username": u, "passwordSecretRef": {"name": "es-b", "key": "password"}}});
+            }
+            if let Ok(path) = std::env::var("E2E_ELASTICSEARCH_CA_FILE") {
+                data.insert(
+                    "ca.crt".into(),
+                    json!(std::fs::read_to_string(path).expect("CA file")),
+                );
+                spec["tls"] = json!({"ca": {"secretRef": {"name": "es-b"}}});
+            }
+            secrets
+                .create(
+                    &PostParams::default(),
+                    &mk_secret("es-b", Value::Object(data)),
+                )
+                .await
+                .expect("secret");
+            (None, spec, Es::new(&env).await.expect("es"))
+        }
+    };
+    let check = tls_standin.map(Es::Standin).unwrap_or(check);
+    let operator = Operator::start_with(&env.kubeconfig, &es, &ns.name, "single", &[]);
+    let conns: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ns.name,
+        &ApiResource::erase::<es_inference_operator::crd::ElasticsearchConnection>(&()),
+    );
+    let conn: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "es-inference.dev/v1alpha1", "kind": "ElasticsearchConnection",
+        "metadata": {"name": "cluster-b", "namespace": ns.name}, "spec": conn_spec,
+    }))
+    .expect("connection");
+    conns
+        .create(&PostParams::default(), &conn)
+        .await
+        .expect("create connection");
+    secrets
+        .create(
+            &PostParams::default(),
+            &mk_secret("anthropic", json!({"api-key": "sk-ant-e2e-CONN-KEY-0004"})),
+        )
+        .await
+        .expect("secret");
+    let api: Api<InferenceEndpoint> = Api::namespaced(client.clone(), &ns.name);
+    let mut spec = anthropic_spec("e2e-on-connection");
+    spec["elasticsearchRef"] = json!({"name": "cluster-b"});
+    api.create(&PostParams::default(), &ie("via-conn", &ns.name, spec))
+        .await
+        .expect("create");
+    wait(&api, "via-conn", "Ready=True through the connection", |o| {
+        ready_reason(o) == Some(("True".into(), "InSync".into()))
+    })
+    .await;
+    assert!(
+        check.endpoint("e2e-on-connection").await.is_some(),
+        "created on the connection's cluster"
+    );
+    // The connection reports its cluster.
+    let end = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let c = conns.get("cluster-b").await.expect("get");
+        let ready = c
+            .data
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .and_then(|cs| {
+                cs.iter()
+                    .find(|c| c["type"] == "Ready")
+                    .map(|c| c["status"] == "True")
+            });
+        if ready == Some(true) && c.data.pointer("/status/clusterUUID").is_some() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < end,
+            "connection never Ready: {:?}",
+            c.data.get("status")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    api.delete("via-conn", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait(&api, "via-conn", "the resource to be gone", |o| o.is_none()).await;
+    assert!(
+        check.endpoint("e2e-on-connection").await.is_none(),
+        "deleted from the connection's cluster"
     );
     drop(operator);
 }
