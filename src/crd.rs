@@ -179,8 +179,10 @@ pub struct ElasticsearchRef {
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum ElasticsearchRefKind {
+    /// An ElasticsearchConnection in the same namespace.
     #[default]
     ElasticsearchConnection,
+    /// An ECK elasticsearch.k8s.elastic.co/v1 Elasticsearch.
     Elasticsearch,
 }
 
@@ -240,8 +242,10 @@ pub struct ConnectionAuth {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BasicAuth {
+    /// The user name.
     #[schemars(length(min = 1, max = 1024))]
     pub username: String,
+    /// A key of a Secret in the connection's namespace holding the password.
     pub password_secret_ref: SecretKeyRef,
 }
 
@@ -265,8 +269,10 @@ pub struct ConnectionTls {
 #[x_kube(validation = Rule::new("has(self.secretRef) != has(self.configMapRef)")
     .message("ca takes exactly one of secretRef or configMapRef"))]
 pub struct CaSource {
+    /// A Secret key in the connection's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<LocalKeyRef>,
+    /// A ConfigMap key in the connection's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_map_ref: Option<LocalKeyRef>,
 }
@@ -275,6 +281,7 @@ pub struct CaSource {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LocalKeyRef {
+    /// Name of the Secret or ConfigMap.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
     /// Defaults to ca.crt.
@@ -286,16 +293,20 @@ pub struct LocalKeyRef {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ElasticsearchConnectionStatus {
+    /// The metadata.generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// Ready (the cluster answered), and InsecureSkipVerify when certificate checks are off.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
+    /// Elasticsearch version, from GET /.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// cluster_name, from GET /.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_name: Option<String>,
+    /// cluster_uuid, from GET /: identifies the cluster behind the URL.
     #[serde(
         default,
         rename = "clusterUUID",
