@@ -568,11 +568,12 @@ async fn load_secrets(
 /// Classify an Elasticsearch error from a write into an outcome. Transient errors come back as
 /// `Err` so the error policy backs off; permanent ones as a stalled outcome.
 fn write_failure(what: &str, id: &str, e: EsError) -> Result<Outcome> {
-    if e.is_transient() {
+    // Transient errors back off; a refused credential is the connection's problem (401).
+    if e.is_transient() || e.is_connection_failure() {
         return Err(Error::Es(e));
     }
     let status = e.status().unwrap_or_default();
-    if status == 401 || status == 403 {
+    if status == 403 {
         return Ok(Outcome::stalled(
             reason::UNAUTHORIZED,
             format!(

@@ -213,10 +213,10 @@ pub enum ElasticsearchRefKind {
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ElasticsearchConnectionSpec {
-    /// Elasticsearch URL, https:// (or http:// for clusters without TLS).
+    /// Elasticsearch URL, https:// (or http:// for clusters without TLS), without credentials.
     #[schemars(
         length(min = 8, max = 2048),
-        regex(pattern = r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+        regex(pattern = r"^https?://[^\s/?#@]+(/[^\s?#]*)?$")
     )]
     pub url: String,
     /// How to authenticate. Without it, requests are anonymous.

@@ -297,6 +297,8 @@ impl std::fmt::Debug for EsClient {
 pub enum EsConfigError {
     #[error("invalid Elasticsearch URL {0:?}: it must start with http:// or https://")]
     Url(String),
+    #[error("the Elasticsearch URL must not contain credentials (user:password@): use the API key or username/password settings")]
+    CredentialsInUrl,
     #[error("invalid CA bundle: {0}")]
     Ca(String),
     #[error("invalid Elasticsearch credentials: {0}")]
@@ -308,8 +310,13 @@ pub enum EsConfigError {
 impl EsClient {
     pub fn new(cfg: &EsConfig, metrics: Option<Arc<Metrics>>) -> Result<Self, EsConfigError> {
         let base = cfg.url.trim_end_matches('/').to_string();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
+        let Some(rest) = base.strip_prefix("http://").or_else(|| base.strip_prefix("https://")) else {
             return Err(EsConfigError::Url(cfg.url.clone()));
+        };
+        // Credentials in a URL would end up in error messages and status: refuse them.
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        if authority.contains('@') {
+            return Err(EsConfigError::CredentialsInUrl);
         }
         let tls = tls_config(cfg.ca_pem.as_deref(), cfg.insecure_skip_verify)?;
         let http = reqwest::Client::builder()
@@ -603,6 +610,8 @@ fn transport_error(e: reqwest::Error, timeout: Duration) -> EsError {
     if e.is_timeout() {
         return EsError::Timeout(timeout);
     }
+    // The URL is known to the caller; keep it out of the message.
+    let e = e.without_url();
     // reqwest's Display is terse; the source chain says what actually failed (DNS, TLS, refused).
     let mut msg = e.to_string();
     let mut source = std::error::Error::source(&e);
@@ -611,7 +620,6 @@ fn transport_error(e: reqwest::Error, timeout: Duration) -> EsError {
         msg.push_str(&s.to_string());
         source = s.source();
     }
-    // URLs never carry credentials here, but make sure the message cannot carry a query string.
     EsError::Transport(msg)
 }
 
@@ -862,6 +870,23 @@ mod tests {
         let out = scrub(msg, &secrets);
         assert!(!out.contains("sk-very-secret"));
         assert!(out.contains("<redacted>"));
+    }
+
+    #[test]
+    fn urls_with_credentials_are_refused() {
+        let cfg = |url: &str| EsConfig {
+            url: url.into(),
+            auth: EsAuth::None,
+            ca_pem: None,
+            insecure_skip_verify: false,
+            request_timeout: Duration::from_secs(1),
+            max_concurrency: 1,
+        };
+        let e = EsClient::new(&cfg("https://elastic:hunter2@es.example:9200"), None).expect_err("refused");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        assert!(matches!(e, EsConfigError::CredentialsInUrl));
+        assert!(EsClient::new(&cfg("https://es.example:9200/prefix?x=a@b"), None).is_ok());
+        assert!(matches!(EsClient::new(&cfg("es.example:9200"), None), Err(EsConfigError::Url(_))));
     }
 
     #[test]
