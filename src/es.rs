@@ -297,7 +297,9 @@ impl std::fmt::Debug for EsClient {
 pub enum EsConfigError {
     #[error("invalid Elasticsearch URL {0:?}: it must start with http:// or https://")]
     Url(String),
-    #[error("the Elasticsearch URL must not contain credentials (user:password@): use the API key or username/password settings")]
+    #[error(
+        "the Elasticsearch URL must not contain credentials (user:password@): use the API key or username/password settings"
+    )]
     CredentialsInUrl,
     #[error("invalid CA bundle: {0}")]
     Ca(String),
@@ -310,7 +312,10 @@ pub enum EsConfigError {
 impl EsClient {
     pub fn new(cfg: &EsConfig, metrics: Option<Arc<Metrics>>) -> Result<Self, EsConfigError> {
         let base = cfg.url.trim_end_matches('/').to_string();
-        let Some(rest) = base.strip_prefix("http://").or_else(|| base.strip_prefix("https://")) else {
+        let Some(rest) = base
+            .strip_prefix("http://")
+            .or_else(|| base.strip_prefix("https://"))
+        else {
             return Err(EsConfigError::Url(cfg.url.clone()));
         };
         // Credentials in a URL would end up in error messages and status: refuse them.
@@ -581,7 +586,10 @@ impl EsClient {
         secrets: &[SecretString],
         timeout: Duration,
     ) -> Result<Value, EsError> {
-        let resp = req.send().await.map_err(|e| transport_error(e, timeout))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| transport_error(e, timeout, &self.base))?;
         let status = resp.status();
         let retry_after = resp
             .headers()
@@ -592,7 +600,7 @@ impl EsClient {
         let bytes = resp
             .bytes()
             .await
-            .map_err(|e| transport_error(e, timeout))?;
+            .map_err(|e| transport_error(e, timeout, &self.base))?;
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|e| EsError::Decode(e.to_string()));
         }
@@ -606,14 +614,14 @@ impl EsClient {
     }
 }
 
-fn transport_error(e: reqwest::Error, timeout: Duration) -> EsError {
+fn transport_error(e: reqwest::Error, timeout: Duration, base: &str) -> EsError {
     if e.is_timeout() {
         return EsError::Timeout(timeout);
     }
-    // The URL is known to the caller; keep it out of the message.
+    // reqwest puts the whole request URL in its message; name only the (credential-free) base.
     let e = e.without_url();
     // reqwest's Display is terse; the source chain says what actually failed (DNS, TLS, refused).
-    let mut msg = e.to_string();
+    let mut msg = format!("{base}: {e}");
     let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
         msg.push_str(": ");
@@ -882,11 +890,15 @@ mod tests {
             request_timeout: Duration::from_secs(1),
             max_concurrency: 1,
         };
-        let e = EsClient::new(&cfg("https://elastic:hunter2@es.example:9200"), None).expect_err("refused");
+        let e = EsClient::new(&cfg("https://elastic:hunter2@es.example:9200"), None)
+            .expect_err("refused");
         assert!(!e.to_string().contains("hunter2"), "{e}");
         assert!(matches!(e, EsConfigError::CredentialsInUrl));
         assert!(EsClient::new(&cfg("https://es.example:9200/prefix?x=a@b"), None).is_ok());
-        assert!(matches!(EsClient::new(&cfg("es.example:9200"), None), Err(EsConfigError::Url(_))));
+        assert!(matches!(
+            EsClient::new(&cfg("es.example:9200"), None),
+            Err(EsConfigError::Url(_))
+        ));
     }
 
     #[test]
