@@ -62,9 +62,9 @@ fn main() {
             schema_rejects_typos_and_bad_values,
         ),
         (
-            "missing_url_fails_with_a_helpful_message",
+            "url_is_optional_but_needed_by_default_cluster_settings",
             Needs::Helm,
-            missing_url_fails_with_a_helpful_message,
+            url_is_optional_but_needed_by_default_cluster_settings,
         ),
         (
             "template_checks_refuse_unsafe_combinations",
@@ -896,16 +896,18 @@ fn schema_rejects_typos_and_bad_values(tools: &Tools) {
     assert!(err.contains("nmae"), "{err}");
 }
 
-fn missing_url_fails_with_a_helpful_message(tools: &Tools) {
+fn url_is_optional_but_needed_by_default_cluster_settings(tools: &Tools) {
+    // Without a default cluster every resource names its own: no ELASTICSEARCH_URL at all.
     for v in [json!({}), json!({ "elasticsearch": { "url": "" } })] {
-        let err = render_with(tools, &v, &[]).expect_err("rendered without elasticsearch.url");
-        assert!(err.contains("elasticsearch.url is required"), "{err}");
-        assert!(err.contains("--set elasticsearch.url=https://"), "{err}");
-        assert!(
-            err.contains("elasticsearch.auth.apiKey.existingSecret"),
-            "{err}"
-        );
+        let docs =
+            parse_docs(&render_with(tools, &v, &[]).expect("renders without elasticsearch.url"));
+        assert_eq!(env_value(&docs, "ELASTICSEARCH_URL"), None);
     }
+    // Credentials or a CA for the default cluster without its URL are a mistake.
+    let v = json!({ "elasticsearch": { "auth": { "apiKey": { "existingSecret": "k" } } } });
+    let err = render_with(tools, &v, &[]).expect_err("auth without url");
+    assert!(err.contains("needs elasticsearch.url"), "{err}");
+    assert!(err.contains("spec.elasticsearchRef"), "{err}");
 }
 
 fn template_checks_refuse_unsafe_combinations(tools: &Tools) {

@@ -98,8 +98,9 @@ Checks of combinations the schema cannot express well, with messages that say wh
 Included by the Deployment, so every render runs them.
 */}}
 {{- define "es-inference-operator.validate" -}}
-{{- if not .Values.elasticsearch.url }}
-{{- fail "\n\nelasticsearch.url is required: the URL of the Elasticsearch cluster the operator manages inference endpoints in, e.g.\n  --set elasticsearch.url=https://my-cluster.es.example.com:443\nand, for its credentials, an existing Secret with an encoded API key (privileges manage_inference, monitor_inference):\n  --set elasticsearch.auth.apiKey.existingSecret=es-inference-operator-elasticsearch\n" }}
+{{- $es := .Values.elasticsearch }}
+{{- if and (not $es.url) (or $es.auth.apiKey.existingSecret $es.auth.basic.username $es.auth.basic.existingSecret $es.tls.ca.existingSecret $es.tls.ca.existingConfigMap) }}
+{{- fail "\n\nelasticsearch.auth and elasticsearch.tls configure the default cluster, which needs elasticsearch.url, e.g.\n  --set elasticsearch.url=https://my-cluster.es.example.com:443\nWithout a default cluster, every InferenceEndpoint names its cluster in spec.elasticsearchRef (an ElasticsearchConnection or an ECK Elasticsearch).\n" }}
 {{- end }}
 {{- $auth := .Values.elasticsearch.auth }}
 {{- if and $auth.apiKey.existingSecret (or $auth.basic.username $auth.basic.existingSecret) }}
