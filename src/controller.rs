@@ -874,11 +874,14 @@ async fn sync_on(
         }
         match step {
             Step::MarkCreating => {
+                // The mark records which secret values the create sends: a pass that finds the
+                // endpoint created (possibly from a cache that still shows this mark) knows
+                // whether they are current, and does not push them again.
                 w.rec = Record {
                     inference_id: Some(id.clone()),
                     ownership: Some(Ownership::Creating),
                     cluster_uuid: Some(cluster.uuid.clone()),
-                    secret_fingerprint: None,
+                    secret_fingerprint: fp.clone(),
                     applied_config_hash: None,
                 };
                 let next = build_status(
@@ -942,9 +945,9 @@ async fn sync_on(
                         warn!(inference_id = %id, error = %e, "create failed; checking whether the endpoint was stored");
                         match conn.es.get(&id).await.map_err(Error::Es)? {
                             Some(ep) => {
+                                // Stored by this or an earlier attempt; the recorded fingerprint
+                                // says which secret values that attempt sent.
                                 observed = Some(ep);
-                                // Its secrets may be from an earlier attempt: push them again.
-                                w.rec.secret_fingerprint = None;
                             }
                             None => {
                                 let outcome = write_failure("create", &id, e)?;
@@ -959,8 +962,9 @@ async fn sync_on(
                 w.rec.inference_id = Some(id.clone());
                 w.rec.cluster_uuid = Some(cluster.uuid.clone());
                 w.rec.ownership = Some(ownership);
-                w.rec.secret_fingerprint = None;
                 if ownership == Ownership::Adopted {
+                    // What the adopted endpoint holds is unknown: send the Secret's values once.
+                    w.rec.secret_fingerprint = None;
                     info!(inference_id = %id, "adopted inference endpoint");
                     publish(ctx, obj, EventType::Normal, "Adopted", format!(
                         "adopted the existing inference endpoint {id:?}; it is now managed by this resource"
