@@ -1396,6 +1396,8 @@ pub async fn run(
             let by_secret = dependents(store.clone(), conn_store.clone());
             let by_config_map = dependents(store.clone(), conn_store.clone());
             let by_connection = store.clone();
+            let by_inference_id = store.clone();
+            let peer_endpoints = Apis::new(&client, namespace.as_deref()).endpoints;
             let controller = controller
                 .watches(secrets, watch(), move |s| {
                     by_secret(
@@ -1409,6 +1411,24 @@ pub async fn run(
                         m.metadata.name.clone().unwrap_or_default(),
                     )
                 })
+                // When a resource changes or goes away, the others with the same inference id
+                // re-check the conflict rule at once (the next owner takes over without waiting
+                // for a resync).
+                .watches(
+                    peer_endpoints,
+                    watch(),
+                    move |changed: InferenceEndpoint| {
+                        let id = changed.inference_id();
+                        by_inference_id
+                            .state()
+                            .iter()
+                            .filter(|ie| {
+                                ie.metadata.uid != changed.metadata.uid && ie.inference_id() == id
+                            })
+                            .map(|ie| ObjectRef::from_obj(ie.as_ref()))
+                            .collect::<Vec<_>>()
+                    },
+                )
                 .watches(connections, watch(), move |c| {
                     by_connection
                         .state()

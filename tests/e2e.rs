@@ -10,7 +10,10 @@ type TestFn = fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
 /// A minimal runner in libtest's output format: each test runs on its own runtime, a panic is a
 /// failure, and the process exits non-zero when any test failed.
 fn main() {
-    let tests: [(&str, TestFn); 6] = [
+    let tests: [(&str, TestFn); 7] = [
+        ("conflict_takeover_against_a_real_api_server", || {
+            Box::pin(conflict_takeover_against_a_real_api_server())
+        }),
         ("connection_against_a_real_api_server", || {
             Box::pin(connection_against_a_real_api_server())
         }),
@@ -513,7 +516,11 @@ impl Operator {
             .args(["--elasticsearch-url", &es.url()])
             .args(["--namespace", namespace])
             .args(["--metrics-addr", "127.0.0.1:0"])
-            .args(["--resync-interval", "20s"])
+            .args(if extra.contains(&"--resync-interval") {
+                &[][..]
+            } else {
+                &["--resync-interval", "20s"][..]
+            })
             .args(extra)
             .env("KUBECONFIG", kubeconfig)
             .env("POD_NAME", identity)
@@ -1428,5 +1435,70 @@ async fn connection_against_a_real_api_server() {
         check.endpoint("e2e-on-connection").await.is_none(),
         "deleted from the connection's cluster"
     );
+    drop(operator);
+}
+
+/// Two resources with one inference id: the older owns it, the other reports Conflict and
+/// takes over as soon as the owner is gone (the operator runs with a 10-minute resync, so
+/// only the watch can explain a quick takeover).
+async fn conflict_takeover_against_a_real_api_server() {
+    let Some(env) = Env::get() else { return };
+    let Some(es) = Es::new(&env).await else {
+        skipped("the conflict test needs E2E_ELASTICSEARCH_URL (a URL, or `standin`)");
+        return;
+    };
+    let client = client(&env).await;
+    install_crd(&client).await;
+    let ns = TempNamespace::new(&client, "e2e-conflict").await;
+    let operator = Operator::start_with(
+        &env.kubeconfig,
+        &es,
+        &ns.name,
+        "single",
+        &["--resync-interval", "10m"],
+    );
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "anthropic"}, "stringData": {"api-key": "sk-ant-e2e-CONFLICT-0005"}
+    }))
+    .expect("secret");
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("secret");
+    let api: Api<InferenceEndpoint> = Api::namespaced(client.clone(), &ns.name);
+    api.create(
+        &PostParams::default(),
+        &ie("alpha", &ns.name, anthropic_spec("e2e-contested")),
+    )
+    .await
+    .expect("create");
+    wait(&api, "alpha", "Ready=True", |o| {
+        ready_reason(o) == Some(("True".into(), "InSync".into()))
+    })
+    .await;
+    api.create(
+        &PostParams::default(),
+        &ie("beta", &ns.name, anthropic_spec("e2e-contested")),
+    )
+    .await
+    .expect("create");
+    wait(&api, "beta", "Conflict", |o| {
+        ready_reason(o).is_some_and(|(_, r)| r == "Conflict")
+    })
+    .await;
+    let deleted_at = tokio::time::Instant::now();
+    api.delete("alpha", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait(&api, "beta", "beta to take over", |o| {
+        ready_reason(o) == Some(("True".into(), "InSync".into()))
+    })
+    .await;
+    let took = deleted_at.elapsed();
+    println!("    takeover after the owner's deletion took {took:?} (resync interval 10m)");
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+    assert!(es.endpoint("e2e-contested").await.is_some());
+    es.delete("e2e-contested").await;
     drop(operator);
 }
