@@ -431,29 +431,19 @@ mod tests {
         }
     }
 
-    /// Every example in shared/elasticsearch/examples with a request and a GET response, as
-    /// (file, the spec a user would write for that request, the endpoint ES returns).
+    /// Every round trip in testdata/elasticsearch/round-trips.json, as (name, the spec a user
+    /// would write for that request, the endpoint Elasticsearch returns).
     fn examples() -> Vec<(String, InferenceEndpointSpec, EndpointConfig)> {
-        let dir = format!(
-            "{}/../shared/elasticsearch/examples",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let data: serde_json::Value = serde_json::from_str(include_str!(
+            "../testdata/elasticsearch/round-trips.json"
+        ))
+        .expect("fixture json");
         let mut out = Vec::new();
-        for entry in std::fs::read_dir(&dir).expect("shared examples present") {
-            let path = entry.expect("dir entry").path();
-            let file = path
-                .file_name()
-                .expect("name")
-                .to_string_lossy()
-                .to_string();
-            let v: serde_json::Value =
-                serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
-            let (Some(req), Some(get)) = (v.get("request"), v.pointer("/get_response/endpoints/0"))
-            else {
-                continue;
-            };
-            let ep: EndpointConfig = serde_json::from_value(get.clone()).expect("endpoint");
-            let body = &req["body"];
+        for case in data["cases"].as_array().expect("cases") {
+            let file = case["name"].as_str().expect("name").to_string();
+            let ep: EndpointConfig =
+                serde_json::from_value(case["get_endpoint"].clone()).expect("endpoint");
+            let body = &case["request_body"];
             let mut settings = body["service_settings"]
                 .as_object()
                 .cloned()
@@ -498,7 +488,7 @@ mod tests {
         }
         assert!(
             out.len() >= 8,
-            "expected the shared examples, found {}",
+            "expected the round-trip fixtures, found {}",
             out.len()
         );
         out
