@@ -32,6 +32,8 @@ pub mod reason {
     pub const CONNECTION_FAILED: &str = "ConnectionFailed";
     pub const CONFLICT: &str = "Conflict";
     pub const MODEL_DEPLOYMENT_FAILED: &str = "ModelDeploymentFailed";
+    pub const DIFFERS_AFTER_REPLACEMENT: &str = "DiffersAfterReplacement";
+    pub const INVALID_OBJECT: &str = "InvalidObject";
 }
 
 /// How an outcome weighs for kstatus.

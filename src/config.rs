@@ -86,10 +86,14 @@ pub struct RunArgs {
     /// Most Elasticsearch requests in flight at once.
     #[arg(long, env = "ELASTICSEARCH_MAX_CONCURRENCY", default_value_t = 8)]
     pub elasticsearch_max_concurrency: usize,
+    /// Largest Elasticsearch response accepted, in bytes (a list of 10,000 endpoints is about
+    /// 6 MiB).
+    #[arg(long, env = "ELASTICSEARCH_MAX_RESPONSE_BYTES", default_value_t = 32 << 20)]
+    pub elasticsearch_max_response_bytes: usize,
     /// `timeout` sent with create where the cluster accepts it (8.19, 9.1+).
     #[arg(long, env = "CREATE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub create_timeout: Duration,
-    /// Interval of the drift check (jittered by ±10%).
+    /// Interval of the drift check: one list per cluster, jittered by ±10%.
     #[arg(long, env = "RESYNC_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
     pub resync_interval: Duration,
     /// Watch only these namespaces, comma-separated (default: all namespaces).
@@ -117,11 +121,13 @@ pub struct RunArgs {
         default_value = "es-inference-operator"
     )]
     pub leader_election_lease_name: String,
-    /// How long a leader holds the Lease without renewing it; a standby takes over after this.
+    /// How long a standby waits, after it last saw the Lease renewed, before it takes over. The
+    /// leader stops writing 2/3 of this after its last successful renewal.
     #[arg(long, env = "LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
     pub leader_election_lease_duration: Duration,
-    /// How long in-flight reconciles may take to finish after SIGTERM.
-    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
+    /// How long in-flight reconciles may take to finish after SIGTERM (with leader election,
+    /// shorter than the lease, so that the drain ends while the Lease is still held).
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
 }
 

@@ -9,23 +9,18 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Resource, ResourceExt,
-    api::{Patch, PatchParams},
-    runtime::{
-        controller::Action,
-        events::{Event, EventType},
-    },
+    runtime::{controller::Action, events::EventType},
 };
-use serde_json::json;
-use tracing::{info, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 use crate::{
     conditions::{Outcome, READY, conditions_for, reason, same_conditions},
     connection::{TargetProblem, resolve_connection},
-    controller::Context,
-    crd::{
-        ElasticsearchConnection, ElasticsearchConnectionStatus, ElasticsearchRefKind, FIELD_MANAGER,
-    },
+    context::Context,
+    crd::{ElasticsearchConnection, ElasticsearchConnectionStatus, ElasticsearchRefKind},
     error::{Error, Result},
+    metrics::KIND_CONNECTION,
+    status::{apply_status, publish},
 };
 
 pub const INSECURE: &str = "InsecureSkipVerify";
@@ -33,7 +28,7 @@ pub const INSECURE: &str = "InsecureSkipVerify";
 /// How many InferenceEndpoints in `namespace` refer to the connection `name`.
 pub fn users(ctx: &Context, namespace: &str, name: &str) -> i32 {
     let n = ctx
-        .peer_endpoints()
+        .peers()
         .iter()
         .filter(|ie| ie.namespace().as_deref() == Some(namespace))
         .filter(|ie| {
@@ -49,12 +44,23 @@ pub fn users(ctx: &Context, namespace: &str, name: &str) -> i32 {
 /// refreshed at most once per resync interval, so a healthy connection costs one status write per
 /// interval.
 pub async fn reconcile(conn: Arc<ElasticsearchConnection>, ctx: Arc<Context>) -> Result<Action> {
+    let span = info_span!(
+        "reconcile_connection",
+        object = %format!("{}/{}", conn.namespace().unwrap_or_default(), conn.name_any())
+    );
+    let timer = ctx.metrics.reconcile_started(KIND_CONNECTION);
+    let result = check(conn, &ctx).instrument(span).await;
+    timer.finish(result.is_ok());
+    result
+}
+
+async fn check(conn: Arc<ElasticsearchConnection>, ctx: &Context) -> Result<Action> {
     let ns = conn.namespace().ok_or(Error::MissingNamespace)?;
     let name = conn.name_any();
     let prev = conn.status.clone().unwrap_or_default();
     let mut next = ElasticsearchConnectionStatus {
         observed_generation: conn.metadata.generation,
-        endpoints: Some(users(&ctx, &ns, &name)),
+        endpoints: Some(users(ctx, &ns, &name)),
         ..prev.clone()
     };
     let insecure = conn
@@ -77,7 +83,7 @@ pub async fn reconcile(conn: Arc<ElasticsearchConnection>, ctx: Arc<Context>) ->
                 ),
                 Ok(()),
             ),
-            Ok(cluster) => match cluster.info().await {
+            Ok(cluster) => match cluster.identity().await {
                 Ok(info) => {
                     let stale = prev.last_successful_check.as_ref().is_none_or(|t| {
                         Timestamp::now().duration_since(t.0).unsigned_abs() >= ctx.settings.resync
@@ -99,12 +105,13 @@ pub async fn reconcile(conn: Arc<ElasticsearchConnection>, ctx: Arc<Context>) ->
                 }
                 Err(e) => {
                     let hint = e
-                        .hint()
+                        .es()
+                        .and_then(|es| es.hint())
                         .map(|h| format!(". Likely cause: {h}"))
                         .unwrap_or_default();
                     let outcome =
                         Outcome::progressing(reason::CONNECTION_FAILED, format!("{e}{hint}"));
-                    (outcome, Err(Error::Es(e)))
+                    (outcome, Err(e))
                 }
             },
         },
@@ -136,18 +143,10 @@ pub async fn reconcile(conn: Arc<ElasticsearchConnection>, ctx: Arc<Context>) ->
             ..next.clone()
         };
     if changed {
+        ctx.fence.check()?;
         let api: Api<ElasticsearchConnection> = Api::namespaced(ctx.client.clone(), &ns);
-        let patch = json!({
-            "apiVersion": ElasticsearchConnection::api_version(&()),
-            "kind": ElasticsearchConnection::kind(&()),
-            "status": next,
-        });
-        api.patch_status(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
+        let value = serde_json::to_value(&next).map_err(|e| Error::Unavailable(e.to_string()))?;
+        apply_status(&api, &name, value).await?;
         let previous = prev.condition(READY).map(|c| c.reason.clone());
         if previous.as_deref() != Some(outcome.reason.as_str()) {
             let type_ = if outcome.is_ready() {
@@ -156,31 +155,38 @@ pub async fn reconcile(conn: Arc<ElasticsearchConnection>, ctx: Arc<Context>) ->
                 EventType::Warning
             };
             info!(connection = %format!("{ns}/{name}"), reason = %outcome.reason, "{}", outcome.message);
-            let ev = Event {
+            publish(
+                ctx,
+                &conn.object_ref(&()),
                 type_,
-                reason: outcome.reason.clone(),
-                note: Some(outcome.message.clone()),
-                action: "Check".into(),
-                secondary: None,
-            };
-            if let Err(e) = ctx.recorder.publish(&ev, &conn.object_ref(&())).await {
-                warn!(error = %e, "could not publish event");
-            }
+                &outcome.reason,
+                "Check",
+                outcome.message.clone(),
+            )
+            .await;
         }
     }
     if result.is_ok() {
-        ctx.reset_backoff(&format!("connection/{ns}/{name}"));
+        ctx.reset_connection_backoff(&format!("{ns}/{name}"));
     }
     result.map(|()| Action::requeue(ctx.settings.resync))
 }
 
 pub fn error_policy(conn: Arc<ElasticsearchConnection>, err: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .reconcile_error(KIND_CONNECTION, err.metric_label());
     let key = format!(
-        "connection/{}/{}",
+        "{}/{}",
         conn.namespace().unwrap_or_default(),
         conn.name_any()
     );
-    let delay = ctx.next_backoff(&key, err.retry_after());
-    warn!(connection = %key, error = %err, retry_in = ?delay, "connection check failed");
-    Action::requeue(delay)
+    match err {
+        Error::ConnectionDown { until, .. } => ctx.requeue_at(*until),
+        Error::NotLeader => Action::await_change(),
+        _ => {
+            let delay = ctx.next_connection_backoff(&key, err.retry_after());
+            warn!(connection = %key, error = %err, retry_in = ?delay, "connection check failed");
+            Action::requeue(delay)
+        }
+    }
 }

@@ -12,9 +12,103 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::{
-    crd::{ChunkingSettings, ChunkingStrategy, InferenceEndpointSpec, SeparatorGroup},
-    es::{EndpointConfig, Version},
+    crd::{
+        ChunkingSettings, ChunkingStrategy, InferenceEndpointSpec, MAX_SETTINGS_PROPERTIES,
+        SeparatorGroup,
+    },
+    model::{EndpointConfig, Version},
 };
+
+/// Deepest nesting accepted inside serviceSettings or taskSettings (real services use at most
+/// three levels, e.g. `adaptive_allocations.enabled`, `rate_limit.requests_per_minute`).
+pub const MAX_SETTINGS_DEPTH: usize = 8;
+/// Largest serviceSettings, taskSettings and chunkingSettings together, as JSON.
+pub const MAX_SETTINGS_BYTES: usize = 64 * 1024;
+
+/// Settings whose values Elasticsearch parses as enums and stores in its own spelling (e.g.
+/// `similarity: COSINE` is stored as `cosine`): compared without regard to case.
+pub const ENUM_SETTINGS: &[&str] = &[
+    "similarity",
+    "element_type",
+    "embedding_type",
+    "truncate",
+    "input_type",
+    "endpoint_type",
+    "api",
+];
+
+/// Why a spec cannot be sent, found before anything is sent. Names keys, never values.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SpecProblem {
+    #[error(
+        "{field} nests {depth} levels deep; at most {MAX_SETTINGS_DEPTH} are accepted (Elasticsearch services use a few)"
+    )]
+    TooDeep { field: &'static str, depth: usize },
+    #[error(
+        "serviceSettings, taskSettings and chunkingSettings take {bytes} bytes as JSON; at most {MAX_SETTINGS_BYTES} are accepted"
+    )]
+    TooLarge { bytes: usize },
+    #[error("{field} has {count} keys; at most {MAX_SETTINGS_PROPERTIES} are accepted")]
+    TooManyKeys { field: &'static str, count: usize },
+    #[error(
+        "secretSettings.{key} is also set in serviceSettings: remove it from serviceSettings (the Secret's value would replace it on every request)"
+    )]
+    SecretShadowsSetting { key: String },
+}
+
+/// Bounds and consistency that Elasticsearch does not check (or checks only after a paid
+/// provider call): nesting depth, size, keys, and secrets that would shadow settings.
+pub fn validate(spec: &InferenceEndpointSpec) -> Result<(), SpecProblem> {
+    fn depth(v: &Value) -> usize {
+        // Iterative, so that a hostile object cannot exhaust the stack.
+        let mut max = 0;
+        let mut stack = vec![(v, 1usize)];
+        while let Some((v, d)) = stack.pop() {
+            match v {
+                Value::Object(m) => {
+                    max = max.max(d);
+                    stack.extend(m.values().map(|c| (c, d + 1)));
+                }
+                Value::Array(a) => {
+                    max = max.max(d);
+                    stack.extend(a.iter().map(|c| (c, d + 1)));
+                }
+                _ => {}
+            }
+        }
+        max
+    }
+    let service = Value::Object(spec.service_settings.clone());
+    let task = Value::Object(spec.task_settings.clone().unwrap_or_default());
+    for (field, v) in [("serviceSettings", &service), ("taskSettings", &task)] {
+        let count = v.as_object().map_or(0, Map::len);
+        if count > MAX_SETTINGS_PROPERTIES as usize {
+            return Err(SpecProblem::TooManyKeys { field, count });
+        }
+        let d = depth(v);
+        if d > MAX_SETTINGS_DEPTH {
+            return Err(SpecProblem::TooDeep { field, depth: d });
+        }
+    }
+    let bytes = service.to_string().len()
+        + task.to_string().len()
+        + spec
+            .chunking_settings
+            .as_ref()
+            .map_or(0, |c| Value::Object(chunking_to_es(c)).to_string().len());
+    if bytes > MAX_SETTINGS_BYTES {
+        return Err(SpecProblem::TooLarge { bytes });
+    }
+    for key in spec.secret_settings.keys() {
+        let top = key.split('.').next().unwrap_or(key);
+        if spec.service_settings.contains_key(key)
+            || (top != key && spec.service_settings.contains_key(top))
+        {
+            return Err(SpecProblem::SecretShadowsSetting { key: key.clone() });
+        }
+    }
+    Ok(())
+}
 
 /// Secret values for one request, keyed by their `service_settings` path (`api_key`,
 /// `secret_parameters.token`).
@@ -41,6 +135,22 @@ pub enum SecretMode<'a> {
 }
 
 pub const REDACTED: &str = "<redacted>";
+
+/// The `timeout` for creating this endpoint: the spec's, else 5 minutes for built-in models
+/// (creation waits for the model deployment), else the operator's default.
+pub fn create_timeout(
+    spec: &InferenceEndpointSpec,
+    default: std::time::Duration,
+) -> std::time::Duration {
+    spec.create_timeout
+        .as_deref()
+        .and_then(|t| humantime::parse_duration(t).ok())
+        .unwrap_or(if is_builtin_model_service(&spec.service) {
+            std::time::Duration::from_secs(300).max(default)
+        } else {
+            default
+        })
+}
 
 /// `chunking_settings` as Elasticsearch spells them.
 pub fn chunking_to_es(c: &ChunkingSettings) -> Map<String, Value> {
@@ -232,7 +342,7 @@ pub fn diff(
         {
             continue;
         }
-        if !subset(want, got) {
+        if !same_setting(key, want, got) {
             let mutable = builtin
                 && (key == "num_allocations"
                     || (key == "adaptive_allocations"
@@ -248,7 +358,7 @@ pub fn diff(
             let same = observed
                 .task_settings
                 .get(key)
-                .is_some_and(|got| subset(want, got));
+                .is_some_and(|got| same_setting(key, want, got));
             if !same {
                 out.push(FieldDiff {
                     field: format!("task_settings.{key}"),
@@ -273,6 +383,17 @@ pub fn diff(
         }
     }
     out
+}
+
+/// Whether the setting `key` as the spec writes it (`want`) is what Elasticsearch holds (`got`):
+/// enum-like settings regardless of case, everything else as a subset (`subset`).
+pub fn same_setting(key: &str, want: &Value, got: &Value) -> bool {
+    match (want, got) {
+        (Value::String(w), Value::String(g)) if ENUM_SETTINGS.contains(&key) => {
+            w.eq_ignore_ascii_case(g)
+        }
+        _ => subset(want, got),
+    }
 }
 
 /// `want` ⊆ `got`: objects by key (keys missing from `got` are not observable and pass),

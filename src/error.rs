@@ -1,7 +1,7 @@
 //! The reconciler's error type. Every variant's message is safe to log and to put in status:
 //! none can carry a secret value.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::es::EsError;
 
@@ -11,14 +11,24 @@ pub enum Error {
     Kube(#[source] kube::Error),
     #[error(transparent)]
     Es(EsError),
+    /// The cluster's connection failed recently and backs off until `until`: nothing is sent to
+    /// it before then (one probe after the window decides whether it is back).
+    #[error("{cause}")]
+    ConnectionDown { until: Instant, cause: EsError },
+    /// This replica does not hold the leader Lease (or its renew deadline passed): it writes
+    /// nothing.
+    #[error("not the leader: this replica does not write")]
+    NotLeader,
     #[error("{0}")]
     DeletionBlocked(String),
-    #[error("finalizer: {0}")]
-    Finalizer(String),
     #[error("the resource has no namespace")]
     MissingNamespace,
+    /// Something this pass needs could not be read now (a Kubernetes object behind a reference).
     #[error("{0}")]
     Unavailable(String),
+    /// The pass did not settle within its step budget (a bug, reported rather than looped).
+    #[error("{0}")]
+    Unsettled(String),
 }
 
 impl From<kube::Error> for Error {
@@ -33,14 +43,17 @@ impl Error {
         match self {
             Error::Kube(_) => "kubernetes",
             Error::Es(e) => e.label(),
+            Error::ConnectionDown { .. } => "connection_down",
+            Error::NotLeader => "not_leader",
             Error::DeletionBlocked(_) => "deletion_blocked",
-            Error::Finalizer(_) => "finalizer",
             Error::MissingNamespace => "invalid_object",
             Error::Unavailable(_) => "unavailable",
+            Error::Unsettled(_) => "unsettled",
         }
     }
 
-    /// The least time to wait before the next attempt (`Retry-After`).
+    /// The least time to wait before the next attempt (`Retry-After`, already capped by the
+    /// client).
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Error::Es(e) => e.retry_after(),
@@ -48,14 +61,11 @@ impl Error {
         }
     }
 
-    /// Flatten the finalizer helper's wrapper so labels and messages name the real cause.
-    pub fn from_finalizer(e: kube::runtime::finalizer::Error<Error>) -> Self {
-        use kube::runtime::finalizer::Error as F;
-        match e {
-            F::ApplyFailed(e) | F::CleanupFailed(e) => e,
-            F::AddFinalizer(e) | F::RemoveFinalizer(e) => Error::Kube(e),
-            F::UnnamedObject => Error::Finalizer("object has no name".into()),
-            F::InvalidFinalizer => Error::Finalizer("invalid finalizer name".into()),
+    /// The Elasticsearch error behind this one, if any.
+    pub fn es(&self) -> Option<&EsError> {
+        match self {
+            Error::Es(e) | Error::ConnectionDown { cause: e, .. } => Some(e),
+            _ => None,
         }
     }
 }

@@ -1,4 +1,8 @@
-//! Prometheus metrics (text format on `/metrics`).
+//! Prometheus metrics, served on `/metrics` in the OpenMetrics text format.
+//!
+//! Labels are bounded: kinds, routes, methods, status classes, reasons and the cluster
+//! references the operator uses. The one per-object series (`endpoint_ready`) is removed when its
+//! object goes.
 
 use std::{collections::HashMap, sync::Mutex, time::Duration};
 
@@ -9,20 +13,43 @@ use prometheus_client::{
         family::Family,
         gauge::Gauge,
         histogram::{Histogram, exponential_buckets},
+        info::Info,
     },
     registry::Registry,
 };
 
+/// The content type of `render`'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EsRequestLabels {
+    pub cluster: String,
     pub route: String,
     pub method: String,
     pub status: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RouteLabels {
+pub struct EsLatencyLabels {
+    pub cluster: String,
     pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReconcileLabels {
+    pub kind: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub kind: String,
+    pub error: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -30,19 +57,43 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ObjectLabels {
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterLabels {
+    pub cluster: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+}
+
+/// The kinds the operator reconciles, as metric labels.
+pub const KIND_ENDPOINT: &str = "InferenceEndpoint";
+pub const KIND_CONNECTION: &str = "ElasticsearchConnection";
+
 /// Every metric the operator exports.
 pub struct Metrics {
     registry: Registry,
-    reconciles: Counter,
-    reconcile_errors: Family<ReasonLabels, Counter>,
-    reconcile_duration: Histogram,
+    reconciles: Family<ReconcileLabels, Counter>,
+    reconcile_errors: Family<ErrorLabels, Counter>,
+    reconcile_duration: Family<KindLabels, Histogram>,
+    in_flight: Family<KindLabels, Gauge>,
     es_requests: Family<EsRequestLabels, Counter>,
-    es_request_duration: Family<RouteLabels, Histogram>,
+    es_request_duration: Family<EsLatencyLabels, Histogram>,
+    connection_up: Family<ClusterLabels, Gauge>,
     endpoints_by_reason: Family<ReasonLabels, Gauge>,
+    endpoint_ready: Family<ObjectLabels, Gauge>,
     drift_corrections: Counter,
     secret_rotations: Counter,
-    /// The Ready reason of every object, so the gauge counts each object once.
-    last_reason: Mutex<HashMap<String, String>>,
+    leader: Gauge,
+    /// The Ready reason of every object, so the gauges count each object once.
+    last_reason: Mutex<HashMap<(String, String), String>>,
 }
 
 impl Default for Metrics {
@@ -51,42 +102,74 @@ impl Default for Metrics {
     }
 }
 
+fn histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("es_inference_operator");
-        let reconciles = Counter::default();
-        registry.register("reconciles", "Reconcile passes run", reconciles.clone());
-        let reconcile_errors = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "build",
+            "Version of the operator",
+            Info::new(BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            }),
+        );
+        let reconciles = Family::<ReconcileLabels, Counter>::default();
+        registry.register(
+            "reconciles",
+            "Reconcile passes run, by kind and result (ok, error)",
+            reconciles.clone(),
+        );
+        let reconcile_errors = Family::<ErrorLabels, Counter>::default();
         registry.register(
             "reconcile_errors",
-            "Reconcile passes that ended in an error, by reason",
+            "Reconcile passes that ended in an error, by kind and error class",
             reconcile_errors.clone(),
         );
-        let reconcile_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        let reconcile_duration = Family::<KindLabels, Histogram>::new_with_constructor(histogram);
         registry.register(
             "reconcile_duration_seconds",
-            "Duration of reconcile passes",
+            "Duration of reconcile passes, by kind",
             reconcile_duration.clone(),
+        );
+        let in_flight = Family::<KindLabels, Gauge>::default();
+        registry.register(
+            "reconciles_in_flight",
+            "Reconcile passes running now, by kind",
+            in_flight.clone(),
         );
         let es_requests = Family::<EsRequestLabels, Counter>::default();
         registry.register(
             "elasticsearch_requests",
-            "Requests sent to Elasticsearch, by route, method and status",
+            "Requests sent to Elasticsearch, by cluster reference, route, method and status",
             es_requests.clone(),
         );
-        let es_request_duration = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.005, 2.0, 14))
-        });
+        let es_request_duration =
+            Family::<EsLatencyLabels, Histogram>::new_with_constructor(histogram);
         registry.register(
             "elasticsearch_request_duration_seconds",
-            "Latency of Elasticsearch requests, by route",
+            "Latency of Elasticsearch requests, by cluster reference and route",
             es_request_duration.clone(),
+        );
+        let connection_up = Family::<ClusterLabels, Gauge>::default();
+        registry.register(
+            "elasticsearch_connection_up",
+            "1 while the operator can use the cluster, 0 while it backs off after a connection failure",
+            connection_up.clone(),
         );
         let endpoints_by_reason = Family::<ReasonLabels, Gauge>::default();
         registry.register(
             "endpoints",
             "InferenceEndpoints by the reason of their Ready condition",
             endpoints_by_reason.clone(),
+        );
+        let endpoint_ready = Family::<ObjectLabels, Gauge>::default();
+        registry.register(
+            "endpoint_ready",
+            "1 when the InferenceEndpoint is Ready, 0 otherwise",
+            endpoint_ready.clone(),
         );
         let drift_corrections = Counter::default();
         registry.register(
@@ -100,46 +183,88 @@ impl Metrics {
             "Secret rotations applied to Elasticsearch",
             secret_rotations.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica may write (it holds the Lease, or leader election is off)",
+            leader.clone(),
+        );
         Self {
             registry,
             reconciles,
             reconcile_errors,
             reconcile_duration,
+            in_flight,
             es_requests,
             es_request_duration,
+            connection_up,
             endpoints_by_reason,
+            endpoint_ready,
             drift_corrections,
             secret_rotations,
+            leader,
             last_reason: Mutex::default(),
         }
     }
 
-    pub fn observe_reconcile(&self, took: Duration) {
-        self.reconciles.inc();
-        self.reconcile_duration.observe(took.as_secs_f64());
+    /// Count a reconcile pass as running until the guard is dropped, then record its duration
+    /// and result.
+    pub fn reconcile_started(&self, kind: &'static str) -> ReconcileTimer<'_> {
+        let labels = KindLabels { kind: kind.into() };
+        self.in_flight.get_or_create(&labels).inc();
+        ReconcileTimer {
+            metrics: self,
+            kind,
+            started: std::time::Instant::now(),
+        }
     }
 
-    pub fn reconcile_error(&self, reason: &str) {
+    pub fn reconcile_error(&self, kind: &str, error: &str) {
         self.reconcile_errors
-            .get_or_create(&ReasonLabels {
-                reason: reason.to_string(),
+            .get_or_create(&ErrorLabels {
+                kind: kind.to_string(),
+                error: error.to_string(),
             })
             .inc();
     }
 
-    pub fn observe_es_request(&self, route: &str, method: &str, status: &str, took: Duration) {
+    pub fn observe_es_request(
+        &self,
+        cluster: &str,
+        route: &str,
+        method: &str,
+        status: &str,
+        took: Duration,
+    ) {
         self.es_requests
             .get_or_create(&EsRequestLabels {
+                cluster: cluster.to_string(),
                 route: route.to_string(),
                 method: method.to_string(),
                 status: status.to_string(),
             })
             .inc();
         self.es_request_duration
-            .get_or_create(&RouteLabels {
+            .get_or_create(&EsLatencyLabels {
+                cluster: cluster.to_string(),
                 route: route.to_string(),
             })
             .observe(took.as_secs_f64());
+    }
+
+    pub fn set_connection_up(&self, cluster: &str, up: bool) {
+        self.connection_up
+            .get_or_create(&ClusterLabels {
+                cluster: cluster.to_string(),
+            })
+            .set(i64::from(up));
+    }
+
+    /// Forget a cluster reference the operator no longer uses.
+    pub fn forget_connection(&self, cluster: &str) {
+        self.connection_up.remove(&ClusterLabels {
+            cluster: cluster.to_string(),
+        });
     }
 
     pub fn drift_corrected(&self) {
@@ -150,14 +275,31 @@ impl Metrics {
         self.secret_rotations.inc();
     }
 
-    /// Record the Ready reason of `object`; `None` forgets it (the object is gone).
-    pub fn set_endpoint_reason(&self, object: &str, reason: Option<&str>) {
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
+    }
+
+    /// Record the Ready reason of `namespace/name`; `None` forgets the object (it is gone).
+    pub fn set_endpoint_reason(&self, namespace: &str, name: &str, reason: Option<(&str, bool)>) {
+        let key = (namespace.to_string(), name.to_string());
+        let labels = ObjectLabels {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        };
         let mut last = self.last_reason.lock().expect("metrics lock poisoned");
         let previous = match reason {
-            Some(r) => last.insert(object.to_string(), r.to_string()),
-            None => last.remove(object),
+            Some((r, ready)) => {
+                self.endpoint_ready
+                    .get_or_create(&labels)
+                    .set(i64::from(ready));
+                last.insert(key, r.to_string())
+            }
+            None => {
+                self.endpoint_ready.remove(&labels);
+                last.remove(&key)
+            }
         };
-        if previous.as_deref() == reason {
+        if previous.as_deref() == reason.map(|(r, _)| r) {
             return;
         }
         if let Some(p) = previous {
@@ -165,7 +307,7 @@ impl Metrics {
                 .get_or_create(&ReasonLabels { reason: p })
                 .dec();
         }
-        if let Some(r) = reason {
+        if let Some((r, _)) = reason {
             self.endpoints_by_reason
                 .get_or_create(&ReasonLabels {
                     reason: r.to_string(),
@@ -174,11 +316,55 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The objects the gauges know, for sweeping those that are gone.
+    pub fn known_endpoints(&self) -> Vec<(String, String)> {
+        self.last_reason
+            .lock()
+            .expect("metrics lock poisoned")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// The OpenMetrics text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
+    }
+}
+
+/// Records one reconcile pass when dropped (see `Metrics::reconcile_started`).
+pub struct ReconcileTimer<'a> {
+    metrics: &'a Metrics,
+    kind: &'static str,
+    started: std::time::Instant,
+}
+
+impl ReconcileTimer<'_> {
+    /// Record the pass as finished with `ok`.
+    pub fn finish(self, ok: bool) {
+        let m = self.metrics;
+        m.reconciles
+            .get_or_create(&ReconcileLabels {
+                kind: self.kind.into(),
+                result: if ok { "ok" } else { "error" }.into(),
+            })
+            .inc();
+        // Drop records the duration and the in-flight count.
+    }
+}
+
+impl Drop for ReconcileTimer<'_> {
+    fn drop(&mut self) {
+        let labels = KindLabels {
+            kind: self.kind.into(),
+        };
+        self.metrics.in_flight.get_or_create(&labels).dec();
+        self.metrics
+            .reconcile_duration
+            .get_or_create(&labels)
+            .observe(self.started.elapsed().as_secs_f64());
     }
 }
 
@@ -187,32 +373,70 @@ mod tests {
     use super::*;
 
     #[test]
-    fn endpoint_gauge_counts_each_object_once() {
+    fn endpoint_gauges_count_each_object_once_and_forget_it() {
         let m = Metrics::new();
-        m.set_endpoint_reason("ns/a", Some("InSync"));
-        m.set_endpoint_reason("ns/a", Some("InSync"));
-        m.set_endpoint_reason("ns/b", Some("SecretNotFound"));
-        m.set_endpoint_reason("ns/b", Some("InSync"));
+        m.set_endpoint_reason("ns", "a", Some(("InSync", true)));
+        m.set_endpoint_reason("ns", "a", Some(("InSync", true)));
+        m.set_endpoint_reason("ns", "b", Some(("SecretNotFound", false)));
+        m.set_endpoint_reason("ns", "b", Some(("InSync", true)));
         let text = m.render();
         assert!(
             text.contains(r#"es_inference_operator_endpoints{reason="InSync"} 2"#),
             "{text}"
         );
         assert!(text.contains(r#"es_inference_operator_endpoints{reason="SecretNotFound"} 0"#));
-        m.set_endpoint_reason("ns/a", None);
         assert!(
-            m.render()
-                .contains(r#"es_inference_operator_endpoints{reason="InSync"} 1"#)
+            text.contains(r#"es_inference_operator_endpoint_ready{namespace="ns",name="a"} 1"#),
+            "{text}"
+        );
+        m.set_endpoint_reason("ns", "a", None);
+        let text = m.render();
+        assert!(text.contains(r#"es_inference_operator_endpoints{reason="InSync"} 1"#));
+        assert!(!text.contains(r#"name="a""#), "{text}");
+    }
+
+    #[test]
+    fn es_requests_are_labelled_by_cluster_route_method_and_status() {
+        let m = Metrics::new();
+        m.observe_es_request("default", "create", "PUT", "400", Duration::from_millis(3));
+        let text = m.render();
+        assert!(text.contains(
+            r#"es_inference_operator_elasticsearch_requests_total{cluster="default",route="create",method="PUT",status="400"} 1"#
+        ), "{text}");
+        assert!(
+            text.contains("es_inference_operator_build_info{version="),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("# EOF\n"),
+            "OpenMetrics text ends with # EOF"
         );
     }
 
     #[test]
-    fn es_requests_are_labelled() {
+    fn reconcile_timer_counts_result_duration_and_in_flight() {
         let m = Metrics::new();
-        m.observe_es_request("create", "PUT", "400", Duration::from_millis(3));
+        let t = m.reconcile_started(KIND_ENDPOINT);
+        assert!(
+            m.render().contains(
+                r#"es_inference_operator_reconciles_in_flight{kind="InferenceEndpoint"} 1"#
+            )
+        );
+        t.finish(true);
         let text = m.render();
+        assert!(
+            text.contains(
+                r#"es_inference_operator_reconciles_total{kind="InferenceEndpoint",result="ok"} 1"#
+            ),
+            "{text}"
+        );
         assert!(text.contains(
-            r#"es_inference_operator_elasticsearch_requests_total{route="create",method="PUT",status="400"} 1"#
+            r#"es_inference_operator_reconcile_duration_seconds_count{kind="InferenceEndpoint"} 1"#
         ), "{text}");
+        assert!(
+            text.contains(
+                r#"es_inference_operator_reconciles_in_flight{kind="InferenceEndpoint"} 0"#
+            )
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! The small HTTP server: `/healthz` (liveness), `/readyz` (watches synced), `/metrics`.
+//! The small HTTP server: `/healthz` (liveness), `/readyz` (watches synced, or a standby waiting
+//! for the Lease), `/metrics` (OpenMetrics).
 
 use std::sync::{
     Arc,
@@ -35,10 +36,7 @@ async fn readyz(State(s): State<ServerState>) -> impl IntoResponse {
 
 async fn metrics(State(s): State<ServerState>) -> impl IntoResponse {
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         s.metrics.render(),
     )
 }
@@ -78,13 +76,32 @@ mod tests {
         assert_eq!(get(app.clone(), "/readyz").await.0, StatusCode::OK);
         state
             .metrics
-            .observe_reconcile(std::time::Duration::from_millis(2));
-        let (status, body) = get(app, "/metrics").await;
-        assert_eq!(status, StatusCode::OK);
+            .reconcile_started(crate::metrics::KIND_ENDPOINT)
+            .finish(true);
+        let resp = app
+            .oneshot(
+                Request::get("/metrics")
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("response");
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(
+            resp.headers()[header::CONTENT_TYPE],
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            "Prometheus keeps the metric types only with the OpenMetrics content type"
+        );
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        let body = String::from_utf8_lossy(&bytes);
         assert!(
-            body.contains("es_inference_operator_reconciles_total 1"),
+            body.contains(
+                r#"es_inference_operator_reconciles_total{kind="InferenceEndpoint",result="ok"} 1"#
+            ),
             "{body}"
         );
-        assert!(body.contains("# EOF"), "OpenMetrics text format");
+        assert!(body.ends_with("# EOF\n"), "OpenMetrics text format");
     }
 }

@@ -217,7 +217,7 @@ fn examples_are_valid_and_render() {
         es_inference_operator::render::render(
             &text,
             &[],
-            es_inference_operator::es::Version::new(9, 1, 0),
+            es_inference_operator::model::Version::new(9, 1, 0),
             std::time::Duration::from_secs(60),
         )
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));

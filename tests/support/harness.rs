@@ -7,12 +7,16 @@ use std::{
 };
 
 use es_inference_operator::{
+    cluster::{ClusterPool, ClusterSettings},
     connection::Target,
-    controller::{ClientOptions, ClusterPool, Context, Settings, error_policy, reconcile},
+    context::{Context, Settings},
     crd::{ElasticsearchConnection, InferenceEndpoint},
     error::Error,
     es::EsAuth,
+    guard::Watched,
+    lease::Fence,
     metrics::Metrics,
+    reconcile::{error_policy, reconcile},
 };
 use kube::runtime::{controller::Action, events::Reporter, reflector, watcher};
 use serde_json::{Value, json};
@@ -29,7 +33,7 @@ pub struct Harness {
     pub es: EsStandin,
     pub ctx: Arc<Context>,
     pub metrics: Arc<Metrics>,
-    peers: Mutex<reflector::store::Writer<InferenceEndpoint>>,
+    peers: Mutex<reflector::store::Writer<Watched>>,
 }
 
 impl Harness {
@@ -58,11 +62,13 @@ impl Harness {
         };
         let pool = ClusterPool::new(
             Some(default),
-            ClientOptions {
+            ClusterSettings {
                 request_timeout: es_timeout,
                 max_concurrency: 4,
+                refresh: settings.resync,
+                ..ClusterSettings::default()
             },
-            settings.resync,
+            Fence::open(),
             Some(metrics.clone()),
         );
         let reporter = Reporter {
@@ -78,8 +84,15 @@ impl Harness {
             true,
             true,
         ));
-        let ctx = Context::new(kube.client(), pool, metrics.clone(), settings, reporter);
-        ctx.add_peers(peers);
+        let ctx = Context::new(
+            kube.client(),
+            pool,
+            metrics.clone(),
+            settings,
+            reporter,
+            Fence::open(),
+        );
+        ctx.add_store(peers);
         Self {
             kube,
             es,
@@ -93,11 +106,11 @@ impl Harness {
     /// would.
     pub fn sync_peers(&self) {
         let mut writer = self.peers.lock().expect("peers");
-        let all: Vec<InferenceEndpoint> = self
+        let all: Vec<Watched> = self
             .kube
             .list("es-inference.dev/v1alpha1", "InferenceEndpoint", None)
             .into_iter()
-            .filter_map(|v| serde_json::from_value(v).ok())
+            .filter_map(|v| serde_json::from_str(&v.to_string()).ok())
             .collect();
         writer.apply_watcher_event(&watcher::Event::Init);
         for ie in all {
@@ -205,18 +218,19 @@ impl Harness {
         self.kube.get_typed::<InferenceEndpoint>(NS, name)
     }
 
+    /// The object as the controller's cache would hold it (decoded leniently).
+    pub fn watched(&self, name: &str) -> Watched {
+        serde_json::from_str(&self.raw(name).to_string()).expect("decodes as Watched")
+    }
+
     pub async fn reconcile(&self, name: &str) -> Result<Action, Error> {
         self.sync_peers();
-        let obj = self
-            .get(name)
-            .unwrap_or_else(|| panic!("no InferenceEndpoint {name}"));
-        reconcile(Arc::new(obj), self.ctx.clone()).await
+        reconcile(Arc::new(self.watched(name)), self.ctx.clone()).await
     }
 
     /// What the controller's error policy would do with this error.
     pub fn error_policy(&self, name: &str, err: &Error) -> Action {
-        let obj = self.get(name).expect("object");
-        error_policy(Arc::new(obj), err, self.ctx.clone())
+        error_policy(Arc::new(self.watched(name)), err, self.ctx.clone())
     }
 
     /// Reconcile until a pass writes nothing to Kubernetes (at most 6 passes), as the
@@ -234,6 +248,26 @@ impl Harness {
             }
         }
         last.expect("at least one pass")
+    }
+
+    /// Reconcile until a pass succeeds and writes nothing, within `deadline` (passes that fail
+    /// fast while a connection backs off are repeated, as the controller would when its
+    /// requeue comes).
+    pub async fn settle_within(&self, name: &str, deadline: Duration) {
+        let end = tokio::time::Instant::now() + deadline;
+        loop {
+            let before = self.kube.writes_excluding_events();
+            let r = self.reconcile(name).await;
+            let wrote = self.kube.writes_excluding_events() != before;
+            if r.is_ok() && !wrote {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < end,
+                "{name} did not settle within {deadline:?}: {r:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// (Ready status, reason, message) of the object.

@@ -1,39 +1,14 @@
-//! The `InferenceEndpoint` custom resource (`es-inference.dev/v1alpha1`).
-//!
-//! The CRD under `crds/` is generated from these types (`es-inference-operator crd`); doc
-//! comments become the schema descriptions that `kubectl explain` shows, and the CEL rules below
-//! are enforced by the API server at `kubectl apply` time.
+//! The `InferenceEndpoint` kind: spec, status and the policies they name.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// API group of every kind this operator serves.
-pub const GROUP: &str = "es-inference.dev";
-/// Finalizer that guards the Elasticsearch endpoint of a resource.
-pub const FINALIZER: &str = "es-inference.dev/cleanup";
-/// Field manager for server-side apply of status.
-pub const FIELD_MANAGER: &str = "es-inference-operator";
-
-/// Pattern Elasticsearch enforces on inference ids (CONTRACT §2.2 step 1).
-pub const INFERENCE_ID_PATTERN: &str = r"^[a-z0-9]([a-z0-9_.-]*[a-z0-9])?$";
-
-/// `service_settings` keys that hold credentials in at least one Elasticsearch service
-/// (CONTRACT §6, "Secret fields"). They are refused inline in `serviceSettings` and must come
-/// from a Secret through `secretSettings`.
-pub const SECRET_SETTING_KEYS: &[&str] = &[
-    "api_key",
-    "access_key",
-    "secret_key",
-    "service_account_json",
-    "client_secret",
-    "entra_id",
-    "secret_parameters",
-];
+use super::{ElasticsearchRef, conditions_schema, free_form_object, service_settings_schema};
 
 /// An Elasticsearch inference endpoint, kept in sync with this resource.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -44,7 +19,7 @@ pub const SECRET_SETTING_KEYS: &[&str] = &[
     doc = "An Elasticsearch inference endpoint, declared in Kubernetes and kept in sync by es-inference-operator.",
     plural = "inferenceendpoints",
     shortname = "ie",
-    category = "elasticsearch",
+    category = "elastic",
     namespaced,
     status = "InferenceEndpointStatus",
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
@@ -61,6 +36,8 @@ pub const SECRET_SETTING_KEYS: &[&str] = &[
         .message("chunkingSettings apply only to the text_embedding, sparse_embedding and embedding task types"),
     validation = Rule::new("has(self.elasticsearchRef) == has(oldSelf.elasticsearchRef) && (!has(self.elasticsearchRef) || self.elasticsearchRef == oldSelf.elasticsearchRef)")
         .message("elasticsearchRef is immutable: moving an endpoint to another cluster is a new InferenceEndpoint"),
+    validation = Rule::new("!has(self.secretSettings) || !has(self.serviceSettings) || self.secretSettings.all(k, !(k in self.serviceSettings))")
+        .message("a secretSettings key must not also be set in serviceSettings: the secret would replace it on every request"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct InferenceEndpointSpec {
@@ -145,186 +122,6 @@ pub struct InferenceEndpointSpec {
     /// Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub elasticsearch_ref: Option<ElasticsearchRef>,
-}
-
-/// Which Elasticsearch cluster an InferenceEndpoint lives on.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-#[x_kube(
-    validation = Rule::new("self.kind == 'Elasticsearch' || (!has(self.namespace) && !has(self.apiKeySecretRef) && !has(self.useElasticUser))")
-        .message("namespace, apiKeySecretRef and useElasticUser apply only to kind: Elasticsearch (ECK); an ElasticsearchConnection is always in the resource's namespace"),
-    validation = Rule::new("self.kind != 'Elasticsearch' || has(self.apiKeySecretRef) != (has(self.useElasticUser) && self.useElasticUser)")
-        .message("for an ECK Elasticsearch, give exactly one of apiKeySecretRef (an API key with manage_inference and monitor_inference) or useElasticUser: true"),
-)]
-pub struct ElasticsearchRef {
-    /// ElasticsearchConnection (default) or Elasticsearch (an ECK
-    /// elasticsearch.k8s.elastic.co/v1 cluster).
-    #[serde(default)]
-    pub kind: ElasticsearchRefKind,
-    /// Name of the ElasticsearchConnection or ECK Elasticsearch.
-    #[schemars(length(min = 1, max = 253))]
-    pub name: String,
-    /// ECK only: the Elasticsearch's namespace (default: this resource's). Other namespaces
-    /// need the operator's --allow-cross-namespace-refs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    /// ECK only: a Secret key in this resource's namespace holding an encoded API key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_key_secret_ref: Option<SecretKeyRef>,
-    /// ECK only: authenticate as the `elastic` superuser from ECK's `<name>-es-elastic-user`
-    /// Secret. An explicit opt-in; prefer an API key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub use_elastic_user: Option<bool>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-pub enum ElasticsearchRefKind {
-    /// An ElasticsearchConnection in the same namespace.
-    #[default]
-    ElasticsearchConnection,
-    /// An ECK elasticsearch.k8s.elastic.co/v1 Elasticsearch.
-    Elasticsearch,
-}
-
-/// How to reach one Elasticsearch cluster. InferenceEndpoints in the same namespace refer to it
-/// with `elasticsearchRef: {name: ...}`.
-#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[kube(
-    group = "es-inference.dev",
-    version = "v1alpha1",
-    kind = "ElasticsearchConnection",
-    plural = "elasticsearchconnections",
-    shortname = "esconn",
-    category = "elasticsearch",
-    namespaced,
-    status = "ElasticsearchConnectionStatus",
-    doc = "A connection to an Elasticsearch cluster (external or Elastic Cloud) for InferenceEndpoints in the same namespace.",
-    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
-    printcolumn = r#"{"name":"URL","type":"string","jsonPath":".spec.url"}"#,
-    printcolumn = r#"{"name":"Version","type":"string","jsonPath":".status.version"}"#,
-    printcolumn = r#"{"name":"Endpoints","type":"integer","jsonPath":".status.endpoints"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
-)]
-#[x_kube(
-    validation = Rule::new("!has(self.auth) || (has(self.auth.apiKeySecretRef) != has(self.auth.basic))")
-        .message("auth takes exactly one of apiKeySecretRef or basic"),
-    validation = Rule::new("self.url.startsWith('https://') || !has(self.tls) || !has(self.tls.ca)")
-        .message("tls.ca needs an https:// url"),
-)]
-#[serde(rename_all = "camelCase")]
-pub struct ElasticsearchConnectionSpec {
-    /// Elasticsearch URL, https:// (or http:// for clusters without TLS), without credentials.
-    #[schemars(
-        length(min = 8, max = 2048),
-        regex(pattern = r"^https?://[^\s/?#@]+(/[^\s?#]*)?$")
-    )]
-    pub url: String,
-    /// How to authenticate. Without it, requests are anonymous.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auth: Option<ConnectionAuth>,
-    /// Which certificates to trust. Default: the public roots.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<ConnectionTls>,
-}
-
-/// Credentials for an ElasticsearchConnection, from Secrets in its namespace.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ConnectionAuth {
-    /// An encoded API key (preferred): needs manage_inference and monitor_inference.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_key_secret_ref: Option<SecretKeyRef>,
-    /// Username and password.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub basic: Option<BasicAuth>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct BasicAuth {
-    /// The user name.
-    #[schemars(length(min = 1, max = 1024))]
-    pub username: String,
-    /// A key of a Secret in the connection's namespace holding the password.
-    pub password_secret_ref: SecretKeyRef,
-}
-
-/// TLS trust for an ElasticsearchConnection.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("!(has(self.ca) && has(self.insecureSkipVerify) && self.insecureSkipVerify)")
-    .message("set either tls.ca or tls.insecureSkipVerify, not both"))]
-pub struct ConnectionTls {
-    /// A PEM CA bundle from a Secret or ConfigMap key (key defaults to ca.crt).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca: Option<CaSource>,
-    /// Do not verify the server's certificate. Insecure; reported in status as a warning.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub insecure_skip_verify: Option<bool>,
-}
-
-/// Where a CA bundle comes from.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.secretRef) != has(self.configMapRef)")
-    .message("ca takes exactly one of secretRef or configMapRef"))]
-pub struct CaSource {
-    /// A Secret key in the connection's namespace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_ref: Option<LocalKeyRef>,
-    /// A ConfigMap key in the connection's namespace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config_map_ref: Option<LocalKeyRef>,
-}
-
-/// A key of an object in the same namespace.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct LocalKeyRef {
-    /// Name of the Secret or ConfigMap.
-    #[schemars(length(min = 1, max = 253))]
-    pub name: String,
-    /// Defaults to ca.crt.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
-}
-
-/// Observed state of a connection.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ElasticsearchConnectionStatus {
-    /// The metadata.generation this status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    /// Ready (the cluster answered), and InsecureSkipVerify when certificate checks are off.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "conditions_schema")]
-    pub conditions: Vec<Condition>,
-    /// Elasticsearch version, from GET /.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
-    /// cluster_name, from GET /.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster_name: Option<String>,
-    /// cluster_uuid, from GET /: identifies the cluster behind the URL.
-    #[serde(
-        default,
-        rename = "clusterUUID",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub cluster_uuid: Option<String>,
-    /// When the cluster last answered (refreshed at most once per resync interval).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_successful_check: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
-    /// InferenceEndpoints that use this connection.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoints: Option<i32>,
-}
-
-impl ElasticsearchConnectionStatus {
-    pub fn condition(&self, type_: &str) -> Option<&Condition> {
-        self.conditions.iter().find(|c| c.type_ == type_)
-    }
 }
 
 impl InferenceEndpoint {
@@ -524,6 +321,18 @@ pub struct InferenceEndpointStatus {
     /// How the endpoint came under management.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ownership: Option<Ownership>,
+    /// UID of the resource that wrote the ownership record. A record carrying another UID (a
+    /// status restored from a backup or copied onto another object) confers no ownership.
+    #[serde(default, rename = "ownerUID", skip_serializing_if = "Option::is_none")]
+    pub owner_uid: Option<String>,
+    /// While ownership is Creating: how many create requests may have been sent for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1000000))]
+    pub create_attempts: Option<i32>,
+    /// appliedConfigHash of the spec for which the endpoint was last deleted and created again:
+    /// at most one replacement per configuration; a difference that survives it is reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced_for: Option<String>,
     /// cluster_uuid of the Elasticsearch cluster the endpoint lives on.
     #[serde(
         default,
@@ -559,10 +368,10 @@ pub struct ModelDeploymentStatus {
     pub state: String,
     /// Allocations running.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub allocations: Option<u64>,
+    pub allocations: Option<i64>,
     /// Allocations wanted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_allocations: Option<u64>,
+    pub target_allocations: Option<i64>,
     /// starting, started or fully_allocated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allocation_state: Option<String>,
@@ -572,136 +381,4 @@ impl InferenceEndpointStatus {
     pub fn condition(&self, type_: &str) -> Option<&Condition> {
         self.conditions.iter().find(|c| c.type_ == type_)
     }
-}
-
-fn free_form_object(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({
-        "type": "object",
-        "x-kubernetes-preserve-unknown-fields": true,
-    })
-}
-
-fn service_settings_schema(_: &mut SchemaGenerator) -> Schema {
-    // Secret keys are declared so that CEL can see them and refuse them with a message
-    // that says what to do; every other key passes through to Elasticsearch.
-    let properties: Map<String, Value> = SECRET_SETTING_KEYS
-        .iter()
-        .map(|k| {
-            let schema = if *k == "secret_parameters" {
-                serde_json::json!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true })
-            } else {
-                serde_json::json!({ "type": "string" })
-            };
-            ((*k).to_string(), schema)
-        })
-        .collect();
-    let rules: Vec<Value> = SECRET_SETTING_KEYS
-        .iter()
-        .map(|k| {
-            serde_json::json!({
-                "rule": format!("!has(self.{k})"),
-                "message": format!(
-                    "serviceSettings.{k} is a credential and must not be written inline: store it in a Secret and reference it with secretSettings.{k}.secretKeyRef"
-                ),
-            })
-        })
-        .collect();
-    json_schema!({
-        "type": "object",
-        "x-kubernetes-preserve-unknown-fields": true,
-        "properties": properties,
-        "x-kubernetes-validations": rules,
-    })
-}
-
-fn conditions_schema(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({
-        "type": "array",
-        "x-kubernetes-list-type": "map",
-        "x-kubernetes-list-map-keys": ["type"],
-        "items": {
-            "type": "object",
-            "required": ["type", "status", "lastTransitionTime", "reason", "message"],
-            "properties": {
-                "type": { "type": "string", "description": "Condition type: Ready, Reconciling or Stalled." },
-                "status": { "type": "string", "enum": ["True", "False", "Unknown"] },
-                "reason": { "type": "string", "description": "One-word CamelCase reason; see the README's troubleshooting table." },
-                "message": { "type": "string", "description": "What happened and what to do about it." },
-                "observedGeneration": { "type": "integer", "format": "int64" },
-                "lastTransitionTime": { "type": "string", "format": "date-time" },
-            },
-        },
-    })
-}
-
-/// The chart's template of a CRD: the same CRD as under `crds/`, installed and upgraded by the
-/// chart when `crds.enabled`, and kept on uninstall when `crds.keep` (cert-manager's pattern).
-fn helm_template(plain: &str, name: &str) -> String {
-    let body = plain
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let anchor = format!("  name: {name}\n");
-    let templated = body.replacen(
-        &anchor,
-        &format!(
-            "{anchor}  labels:\n    {{{{- include \"es-inference-operator.labels\" . | nindent 4 }}}}\n  {{{{- if .Values.crds.keep }}}}\n  annotations:\n    helm.sh/resource-policy: keep\n  {{{{- end }}}}\n"
-        ),
-        1,
-    );
-    format!(
-        "{{{{- if .Values.crds.enabled }}}}\n# Generated by `es-inference-operator crd --write` from src/crd.rs. Do not edit by hand.\n{templated}\n{{{{- end }}}}\n"
-    )
-}
-
-/// Every file generated from these types, by path relative to the repository root: the CRDs
-/// under `crds/` and their templates in the Helm chart. `crd --write` writes them; a test fails
-/// when a committed copy is stale.
-pub fn generated_files() -> Vec<(&'static str, String)> {
-    let ie = inference_endpoint_crd_yaml();
-    let conn = connection_crd_yaml();
-    vec![
-        ("crds/inferenceendpoints.es-inference.dev.yaml", ie.clone()),
-        (
-            "crds/elasticsearchconnections.es-inference.dev.yaml",
-            conn.clone(),
-        ),
-        (
-            "charts/es-inference-operator/templates/crd-inferenceendpoints.yaml",
-            helm_template(&ie, "inferenceendpoints.es-inference.dev"),
-        ),
-        (
-            "charts/es-inference-operator/templates/crd-elasticsearchconnections.yaml",
-            helm_template(&conn, "elasticsearchconnections.es-inference.dev"),
-        ),
-    ]
-}
-
-/// Every CRD as one multi-document YAML stream (what `crd` prints).
-pub fn all_crds_yaml() -> String {
-    [inference_endpoint_crd_yaml(), connection_crd_yaml()].join("---\n")
-}
-
-/// YAML of one CRD with the generated-file header.
-fn crd_to_yaml(
-    crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-) -> String {
-    let mut out = String::from(
-        "# Generated by `es-inference-operator crd` from src/crd.rs. Do not edit by hand.\n",
-    );
-    out.push_str(&serde_saphyr::to_string(crd).expect("a CRD always serializes to YAML"));
-    out
-}
-
-/// The InferenceEndpoint CRD, as committed under `crds/`.
-pub fn inference_endpoint_crd_yaml() -> String {
-    use kube::CustomResourceExt;
-    crd_to_yaml(&InferenceEndpoint::crd())
-}
-
-/// The ElasticsearchConnection CRD, as committed under `crds/`.
-pub fn connection_crd_yaml() -> String {
-    use kube::CustomResourceExt;
-    crd_to_yaml(&ElasticsearchConnection::crd())
 }

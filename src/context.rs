@@ -1,0 +1,439 @@
+//! What every reconcile shares: the Kubernetes client, the cluster pool, the event recorder,
+//! metrics, settings, and one small memory per object, forgotten when the object goes.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use kube::{
+    Client,
+    runtime::{
+        controller::Action,
+        events::{Recorder, Reporter},
+        reflector::{ObjectRef, Store},
+    },
+};
+use rand::Rng;
+use tokio::sync::mpsc;
+
+use crate::{
+    cluster::ClusterPool,
+    crd::{InferenceEndpoint, InferenceEndpointStatus},
+    guard::Watched,
+    lease::Fence,
+    metrics::Metrics,
+};
+
+/// Tunables of the reconcilers.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Drift is looked for at this interval (one list per cluster).
+    pub resync: Duration,
+    /// First retry delay after a transient error; doubles per failure.
+    pub backoff_base: Duration,
+    /// Longest retry delay.
+    pub backoff_max: Duration,
+    /// `timeout` sent with create where the cluster accepts it.
+    pub create_timeout: Duration,
+    /// Allow elasticsearchRef to ECK clusters in other namespaces.
+    pub allow_cross_namespace_refs: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            resync: Duration::from_secs(600),
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(60),
+            create_timeout: Duration::from_secs(60),
+            allow_cross_namespace_refs: false,
+        }
+    }
+}
+
+/// What the operator remembers about one object between passes (never secrets).
+#[derive(Debug, Default)]
+pub struct ObjectMemory {
+    /// Transient failures in a row.
+    failures: u32,
+    /// Looks at a starting model deployment in a row.
+    polls: u32,
+    /// A write that failed permanently: not tried again with the same inputs.
+    gate: Option<String>,
+    /// Resource versions superseded by this operator's own writes (newest last): a pass that
+    /// gets one of these from a lagging cache uses `written` instead.
+    stale: VecDeque<String>,
+    /// The last status this operator wrote.
+    written: Option<Arc<InferenceEndpointStatus>>,
+    /// Where the object's endpoint is and what it looked like when last decided on: the
+    /// periodic resync triggers the object only when that changes.
+    pub watch: Option<EndpointWatch>,
+}
+
+/// The endpoint an object depends on, as last seen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointWatch {
+    pub object: ObjectRef<Watched>,
+    pub cluster: String,
+    pub inference_id: String,
+    /// Hash of the endpoint's configuration, `None` when it did not exist.
+    pub endpoint: Option<u64>,
+    /// The inputs of the last pass were fully in sync with it.
+    pub in_sync: bool,
+}
+
+/// Sends objects to their controller for a reconcile (the periodic resync, connection
+/// recoveries). One channel per watched scope.
+#[derive(Clone, Default)]
+pub struct Triggers {
+    senders: Arc<Mutex<Vec<ScopeSender>>>,
+}
+
+/// A scope (a namespace, or `None` for all) and the channel of its controller.
+type ScopeSender = (Option<String>, mpsc::UnboundedSender<ObjectRef<Watched>>);
+
+impl Triggers {
+    /// A new channel for the controller of `scope` (a namespace, or `None` for all).
+    pub fn subscribe(&self, scope: Option<String>) -> mpsc::UnboundedReceiver<ObjectRef<Watched>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.senders
+            .lock()
+            .expect("triggers lock poisoned")
+            .push((scope, tx));
+        rx
+    }
+
+    /// Ask the controller that watches `obj` to reconcile it.
+    pub fn send(&self, obj: ObjectRef<Watched>) {
+        let senders = self.senders.lock().expect("triggers lock poisoned");
+        let target = senders
+            .iter()
+            .find(|(scope, _)| scope.is_some() && scope.as_deref() == obj.namespace.as_deref())
+            .or_else(|| senders.iter().find(|(scope, _)| scope.is_none()));
+        if let Some((_, tx)) = target {
+            let _ = tx.send(obj);
+        }
+    }
+}
+
+/// Everything the reconcilers need.
+pub struct Context {
+    pub client: Client,
+    pub clusters: ClusterPool,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub settings: Settings,
+    pub fence: Fence,
+    pub triggers: Triggers,
+    memory: Mutex<HashMap<String, ObjectMemory>>,
+    /// The controllers' caches of InferenceEndpoints (for the conflict rule and sweeping).
+    stores: Mutex<Vec<Store<Watched>>>,
+    /// Per-connection backoff of the ElasticsearchConnection controller.
+    connection_failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        clusters: ClusterPool,
+        metrics: Arc<Metrics>,
+        settings: Settings,
+        reporter: Reporter,
+        fence: Fence,
+    ) -> Self {
+        let recorder = Recorder::new(client.clone(), reporter);
+        Self {
+            client,
+            clusters,
+            recorder,
+            metrics,
+            settings,
+            fence,
+            triggers: Triggers::default(),
+            memory: Mutex::default(),
+            stores: Mutex::default(),
+            connection_failures: Mutex::default(),
+        }
+    }
+
+    /// Let the conflict rule (and the sweep) see a controller's cache.
+    pub fn add_store(&self, store: Store<Watched>) {
+        self.stores
+            .lock()
+            .expect("stores lock poisoned")
+            .push(store);
+    }
+
+    /// Every decodable InferenceEndpoint the controllers know.
+    pub fn peer_endpoints(&self) -> Vec<Arc<Watched>> {
+        self.stores
+            .lock()
+            .expect("stores lock poisoned")
+            .iter()
+            .flat_map(|s| s.state())
+            .collect()
+    }
+
+    /// Every known InferenceEndpoint, decodable ones only.
+    pub fn peers(&self) -> Vec<InferenceEndpoint> {
+        self.peer_endpoints()
+            .iter()
+            .filter_map(|w| w.endpoint().cloned())
+            .collect()
+    }
+
+    fn with_memory<T>(&self, uid: &str, f: impl FnOnce(&mut ObjectMemory) -> T) -> T {
+        let mut memory = self.memory.lock().expect("memory lock poisoned");
+        f(memory.entry(uid.to_string()).or_default())
+    }
+
+    fn peek_memory<T>(&self, uid: &str, f: impl FnOnce(&ObjectMemory) -> T) -> Option<T> {
+        self.memory
+            .lock()
+            .expect("memory lock poisoned")
+            .get(uid)
+            .map(f)
+    }
+
+    /// Forget everything about an object (it is gone).
+    pub fn forget(&self, uid: &str) {
+        self.memory
+            .lock()
+            .expect("memory lock poisoned")
+            .remove(uid);
+    }
+
+    /// How many objects the operator remembers (for tests and the memory sweep).
+    pub fn remembered(&self) -> usize {
+        self.memory.lock().expect("memory lock poisoned").len()
+    }
+
+    /// Forget objects no controller knows any more (deleted without a finalizer, or while
+    /// another replica led). Returns how many were forgotten.
+    pub fn sweep(&self) -> usize {
+        let stores = self.stores.lock().expect("stores lock poisoned").clone();
+        if stores.is_empty() {
+            return 0;
+        }
+        let known: std::collections::HashSet<String> = stores
+            .iter()
+            .flat_map(|s| s.state())
+            .filter_map(|w| w.uid().map(str::to_string))
+            .collect();
+        let mut memory = self.memory.lock().expect("memory lock poisoned");
+        let before = memory.len();
+        memory.retain(|uid, _| known.contains(uid));
+        let keys: std::collections::HashSet<(String, String)> = stores
+            .iter()
+            .flat_map(|s| s.state())
+            .map(|w| (w.namespace().to_string(), w.name().to_string()))
+            .collect();
+        for (ns, name) in self.metrics.known_endpoints() {
+            if !keys.contains(&(ns.clone(), name.clone())) {
+                self.metrics.set_endpoint_reason(&ns, &name, None);
+            }
+        }
+        before - memory.len()
+    }
+
+    // ----- the status this operator wrote, for caches that lag behind it -----
+
+    /// The status to start from: what the object carries, or what this operator wrote if the
+    /// object comes from a cache that has not seen that write yet.
+    pub fn effective_status(
+        &self,
+        uid: &str,
+        resource_version: Option<&str>,
+        carried: Option<&InferenceEndpointStatus>,
+    ) -> InferenceEndpointStatus {
+        let from_memory = self.peek_memory(uid, |m| {
+            let stale = resource_version.is_some_and(|rv| m.stale.iter().any(|s| s == rv));
+            stale.then(|| m.written.clone()).flatten()
+        });
+        match from_memory.flatten() {
+            Some(written) => (*written).clone(),
+            None => carried.cloned().unwrap_or_default(),
+        }
+    }
+
+    /// Remember a status write that replaced `previous_rv`.
+    pub fn wrote_status(
+        &self,
+        uid: &str,
+        previous_rv: Option<&str>,
+        written: InferenceEndpointStatus,
+    ) {
+        self.with_memory(uid, |m| {
+            if let Some(rv) = previous_rv {
+                m.stale.push_back(rv.to_string());
+                while m.stale.len() > 8 {
+                    m.stale.pop_front();
+                }
+            }
+            m.written = Some(Arc::new(written));
+        });
+    }
+
+    /// Remember that an object write (e.g. the finalizer) replaced `previous_rv`.
+    pub fn wrote_object(&self, uid: &str, previous_rv: Option<&str>) {
+        self.with_memory(uid, |m| {
+            if let Some(rv) = previous_rv {
+                m.stale.push_back(rv.to_string());
+                while m.stale.len() > 8 {
+                    m.stale.pop_front();
+                }
+            }
+        });
+    }
+
+    /// Whether `resource_version` is one this operator's writes superseded.
+    pub fn is_stale(&self, uid: &str, resource_version: Option<&str>) -> bool {
+        resource_version.is_some_and(|rv| {
+            self.peek_memory(uid, |m| m.stale.iter().any(|s| s == rv))
+                .unwrap_or(false)
+        })
+    }
+
+    // ----- the resync watch -----
+
+    pub fn set_watch(&self, uid: &str, watch: Option<EndpointWatch>) {
+        self.with_memory(uid, |m| m.watch = watch);
+    }
+
+    pub fn watch_of(&self, uid: &str) -> Option<EndpointWatch> {
+        self.peek_memory(uid, |m| m.watch.clone()).flatten()
+    }
+
+    /// Every object's watch on `cluster`.
+    pub fn watches_on(&self, cluster: &str) -> Vec<EndpointWatch> {
+        self.memory
+            .lock()
+            .expect("memory lock poisoned")
+            .values()
+            .filter_map(|m| m.watch.clone())
+            .filter(|w| w.cluster == cluster)
+            .collect()
+    }
+
+    // ----- the permanent-failure gate -----
+
+    pub fn gate_closed(&self, uid: &str, attempt: &str) -> bool {
+        self.peek_memory(uid, |m| m.gate.as_deref() == Some(attempt))
+            .unwrap_or(false)
+    }
+
+    pub fn close_gate(&self, uid: &str, attempt: String) {
+        self.with_memory(uid, |m| m.gate = Some(attempt));
+    }
+
+    pub fn open_gate(&self, uid: &str) {
+        self.with_memory(uid, |m| m.gate = None);
+    }
+
+    // ----- retries -----
+
+    /// The retry delay after one more transient failure: exponential from `backoff_base`,
+    /// capped at `backoff_max`, jittered, and at least `at_least` (a capped `Retry-After`).
+    pub fn next_backoff(&self, uid: &str, at_least: Option<Duration>) -> Duration {
+        let n = self.with_memory(uid, |m| {
+            m.failures = m.failures.saturating_add(1);
+            m.failures
+        });
+        backoff(
+            self.settings.backoff_base,
+            self.settings.backoff_max,
+            n,
+            at_least,
+        )
+    }
+
+    pub fn reset_backoff(&self, uid: &str) {
+        if self.peek_memory(uid, |m| m.failures > 0).unwrap_or(false) {
+            self.with_memory(uid, |m| m.failures = 0);
+        }
+    }
+
+    /// The delay before looking at a starting model deployment again: 5 s doubling to 60 s.
+    pub fn next_poll(&self, uid: &str) -> Duration {
+        let n = self.with_memory(uid, |m| {
+            m.polls = m.polls.saturating_add(1);
+            m.polls
+        });
+        Duration::from_secs(5)
+            .saturating_mul(1u32 << (n - 1).min(8))
+            .min(Duration::from_secs(60))
+    }
+
+    pub fn reset_poll(&self, uid: &str) {
+        if self.peek_memory(uid, |m| m.polls > 0).unwrap_or(false) {
+            self.with_memory(uid, |m| m.polls = 0);
+        }
+    }
+
+    /// Backoff of the ElasticsearchConnection controller, by connection.
+    pub fn next_connection_backoff(&self, key: &str, at_least: Option<Duration>) -> Duration {
+        let mut f = self
+            .connection_failures
+            .lock()
+            .expect("connection failures lock poisoned");
+        let n = f.entry(key.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        backoff(
+            self.settings.backoff_base,
+            self.settings.backoff_max,
+            *n,
+            at_least,
+        )
+    }
+
+    pub fn reset_connection_backoff(&self, key: &str) {
+        self.connection_failures
+            .lock()
+            .expect("connection failures lock poisoned")
+            .remove(key);
+    }
+
+    /// Requeue at `until` (a connection's backoff window), plus up to a second of jitter so that
+    /// the resources waiting on one cluster do not all retry at the same instant.
+    pub fn requeue_at(&self, until: Instant) -> Action {
+        let wait = until.saturating_duration_since(Instant::now());
+        Action::requeue(wait + Duration::from_millis(rand::rng().random_range(0..1000)))
+    }
+}
+
+/// `base · 2^(n-1)`, capped, with jitter in [d/2, d], and at least `at_least`.
+pub fn backoff(base: Duration, max: Duration, n: u32, at_least: Option<Duration>) -> Duration {
+    let exp = base
+        .saturating_mul(1u32 << n.saturating_sub(1).min(16))
+        .min(max);
+    let jittered = exp.mul_f64(rand::rng().random_range(0.5..=1.0));
+    jittered.max(at_least.unwrap_or_default().min(max))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_starts_short_doubles_and_is_capped() {
+        let base = Duration::from_millis(500);
+        let max = Duration::from_secs(60);
+        for n in 1..20 {
+            let d = backoff(base, max, n, None);
+            let exp = base.saturating_mul(1 << (n - 1).min(16)).min(max);
+            assert!(
+                d >= exp / 2 && d <= exp,
+                "n={n}: {d:?} not in [{:?}, {exp:?}]",
+                exp / 2
+            );
+        }
+        // Five failures in a row wait at most 0.5+1+2+4+8 s together.
+        let total: Duration = (1..=5).map(|n| backoff(base, max, n, None)).sum();
+        assert!(total <= Duration::from_millis(15_500), "{total:?}");
+        // Retry-After is honoured, but never beyond the cap.
+        assert_eq!(backoff(base, max, 1, Some(Duration::from_secs(3600))), max);
+        assert!(backoff(base, max, 1, Some(Duration::from_secs(7))) >= Duration::from_secs(7));
+    }
+}

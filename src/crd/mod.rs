@@ -1,0 +1,175 @@
+//! The custom resources (`es-inference.dev/v1alpha1`): `InferenceEndpoint` and
+//! `ElasticsearchConnection`.
+//!
+//! The CRDs under `crds/` and in the chart are generated from these types
+//! (`es-inference-operator crd --write`); doc comments become the schema descriptions that
+//! `kubectl explain` shows, and the CEL rules are enforced by the API server at `kubectl apply`.
+
+use schemars::{Schema, SchemaGenerator, json_schema};
+use serde_json::{Map, Value};
+
+/// API group of every kind this operator serves.
+pub const GROUP: &str = "es-inference.dev";
+/// Finalizer that guards the Elasticsearch endpoint of a resource.
+pub const FINALIZER: &str = "es-inference.dev/cleanup";
+/// Field manager for server-side apply (status, finalizer).
+pub const FIELD_MANAGER: &str = "es-inference-operator";
+
+/// Pattern Elasticsearch enforces on inference ids.
+pub const INFERENCE_ID_PATTERN: &str = r"^[a-z0-9]([a-z0-9_.-]*[a-z0-9])?$";
+
+/// `service_settings` keys that hold credentials in at least one Elasticsearch service
+/// (never returned by Elasticsearch). They are refused inline in `serviceSettings` and must come
+/// from a Secret through `secretSettings`.
+pub const SECRET_SETTING_KEYS: &[&str] = &[
+    "api_key",
+    "access_key",
+    "secret_key",
+    "service_account_json",
+    "client_secret",
+    "entra_id",
+    "secret_parameters",
+];
+
+mod connection;
+mod endpoint;
+
+pub use connection::*;
+pub use endpoint::*;
+
+/// Most keys at the top of serviceSettings or taskSettings (real services use a handful).
+pub const MAX_SETTINGS_PROPERTIES: u32 = 64;
+
+pub(crate) fn free_form_object(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "maxProperties": MAX_SETTINGS_PROPERTIES,
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
+}
+
+pub(crate) fn service_settings_schema(_: &mut SchemaGenerator) -> Schema {
+    // Secret keys are declared so that CEL can see them and refuse them with a message
+    // that says what to do; every other key passes through to Elasticsearch.
+    let properties: Map<String, Value> = SECRET_SETTING_KEYS
+        .iter()
+        .map(|k| {
+            let schema = if *k == "secret_parameters" {
+                serde_json::json!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true })
+            } else {
+                serde_json::json!({ "type": "string" })
+            };
+            ((*k).to_string(), schema)
+        })
+        .collect();
+    let rules: Vec<Value> = SECRET_SETTING_KEYS
+        .iter()
+        .map(|k| {
+            serde_json::json!({
+                "rule": format!("!has(self.{k})"),
+                "message": format!(
+                    "serviceSettings.{k} is a credential and must not be written inline: store it in a Secret and reference it with secretSettings.{k}.secretKeyRef"
+                ),
+            })
+        })
+        .collect();
+    json_schema!({
+        "type": "object",
+        "maxProperties": MAX_SETTINGS_PROPERTIES,
+        "x-kubernetes-preserve-unknown-fields": true,
+        "properties": properties,
+        "x-kubernetes-validations": rules,
+    })
+}
+
+pub(crate) fn conditions_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["type"],
+        "items": {
+            "type": "object",
+            "required": ["type", "status", "lastTransitionTime", "reason", "message"],
+            "properties": {
+                "type": { "type": "string", "description": "Condition type: Ready, Reconciling or Stalled." },
+                "status": { "type": "string", "enum": ["True", "False", "Unknown"] },
+                "reason": { "type": "string", "description": "One-word CamelCase reason; see the README's troubleshooting table." },
+                "message": { "type": "string", "description": "What happened and what to do about it." },
+                "observedGeneration": { "type": "integer", "format": "int64" },
+                "lastTransitionTime": { "type": "string", "format": "date-time" },
+            },
+        },
+    })
+}
+
+/// The chart's template of a CRD: the same CRD as under `crds/`, installed and upgraded by the
+/// chart when `crds.enabled`, and kept on uninstall when `crds.keep` (cert-manager's pattern).
+fn helm_template(plain: &str, name: &str) -> String {
+    let body = plain
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let anchor = format!("  name: {name}\n");
+    let templated = body.replacen(
+        &anchor,
+        &format!(
+            "{anchor}  labels:\n    {{{{- include \"es-inference-operator.labels\" . | nindent 4 }}}}\n  {{{{- if .Values.crds.keep }}}}\n  annotations:\n    helm.sh/resource-policy: keep\n  {{{{- end }}}}\n"
+        ),
+        1,
+    );
+    format!(
+        "{{{{- if .Values.crds.enabled }}}}\n# Generated by `es-inference-operator crd --write` from src/crd.rs. Do not edit by hand.\n{templated}\n{{{{- end }}}}\n"
+    )
+}
+
+/// Every file generated from these types, by path relative to the repository root: the CRDs
+/// under `crds/` and their templates in the Helm chart. `crd --write` writes them; a test fails
+/// when a committed copy is stale.
+pub fn generated_files() -> Vec<(&'static str, String)> {
+    let ie = inference_endpoint_crd_yaml();
+    let conn = connection_crd_yaml();
+    vec![
+        ("crds/inferenceendpoints.es-inference.dev.yaml", ie.clone()),
+        (
+            "crds/elasticsearchconnections.es-inference.dev.yaml",
+            conn.clone(),
+        ),
+        (
+            "charts/es-inference-operator/templates/crd-inferenceendpoints.yaml",
+            helm_template(&ie, "inferenceendpoints.es-inference.dev"),
+        ),
+        (
+            "charts/es-inference-operator/templates/crd-elasticsearchconnections.yaml",
+            helm_template(&conn, "elasticsearchconnections.es-inference.dev"),
+        ),
+    ]
+}
+
+/// Every CRD as one multi-document YAML stream (what `crd` prints).
+pub fn all_crds_yaml() -> String {
+    [inference_endpoint_crd_yaml(), connection_crd_yaml()].join("---\n")
+}
+
+/// YAML of one CRD with the generated-file header.
+fn crd_to_yaml(
+    crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> String {
+    let mut out = String::from(
+        "# Generated by `es-inference-operator crd` from src/crd.rs. Do not edit by hand.\n",
+    );
+    out.push_str(&serde_saphyr::to_string(crd).expect("a CRD always serializes to YAML"));
+    out
+}
+
+/// The InferenceEndpoint CRD, as committed under `crds/`.
+pub fn inference_endpoint_crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    crd_to_yaml(&InferenceEndpoint::crd())
+}
+
+/// The ElasticsearchConnection CRD, as committed under `crds/`.
+pub fn connection_crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    crd_to_yaml(&ElasticsearchConnection::crd())
+}

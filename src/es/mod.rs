@@ -1,0 +1,14 @@
+//! Elasticsearch over HTTP: the client for the inference lifecycle routes, its typed errors,
+//! TLS, and the scrubbing of secret values from anything that comes back.
+
+mod client;
+mod error;
+mod scrub;
+mod tls;
+
+pub use client::{
+    EsAuth, EsClient, EsConfig, EsConfigError, RawEndpoint, SecretBody, check_url,
+    create_timeout_param,
+};
+pub use error::{EsError, TransportKind};
+pub use scrub::{REDACTED, Scrubber};

@@ -1,0 +1,312 @@
+//! `InferenceEndpoint`s as the operator watches them: decoded so that one object the API server
+//! accepted but this operator cannot read is reported, never fatal.
+//!
+//! The API server accepts any JSON under `serviceSettings` (preserve-unknown-fields), but
+//! serde_json refuses documents nested deeper than 128 levels; decoded the usual way, one such
+//! object fails every LIST of the kind, and the operator goes blind in every namespace. Here the
+//! object is read in two stages: the outer document with `spec` and `status` kept as raw JSON
+//! text (skipped without recursion), then each of those on its own. A spec that fails to decode
+//! becomes `Watched::Invalid`, with the metadata and the few spec fields cleanup needs.
+//!
+//! Metadata keeps only what the operator uses: `managedFields` and kubectl's
+//! last-applied-configuration annotation (which mirror the whole object) are dropped, which also
+//! keeps the controller's cache small.
+
+use std::{borrow::Cow, collections::BTreeMap};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::Resource;
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+
+use crate::crd::{
+    DeletionPolicy, ElasticsearchRef, InferenceEndpoint, InferenceEndpointSpec,
+    InferenceEndpointStatus, TaskType,
+};
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// An InferenceEndpoint, or the parts of one that could be read.
+#[derive(Clone, Debug)]
+pub enum Watched {
+    Valid(InferenceEndpoint),
+    Invalid(Undecodable),
+}
+
+/// An object whose spec could not be decoded.
+#[derive(Clone, Debug)]
+pub struct Undecodable {
+    pub metadata: ObjectMeta,
+    /// Why (the decoder's message; it names a position, never a value).
+    pub error: String,
+    /// The fields deletion needs, when they could be read.
+    pub identity: Option<Identity>,
+    pub status: Option<InferenceEndpointStatus>,
+}
+
+/// The spec fields that deleting an endpoint needs, read leniently (everything else skipped).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Identity {
+    #[serde(default)]
+    pub inference_id: Option<String>,
+    pub task_type: TaskType,
+    pub service: String,
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+    #[serde(default)]
+    pub force_delete: bool,
+    #[serde(default)]
+    pub elasticsearch_ref: Option<ElasticsearchRef>,
+}
+
+impl Identity {
+    /// A spec with these fields and no settings (enough for cleanup, which needs no settings).
+    pub fn to_spec(&self) -> InferenceEndpointSpec {
+        InferenceEndpointSpec {
+            inference_id: self.inference_id.clone(),
+            task_type: self.task_type,
+            service: self.service.clone(),
+            service_settings: Default::default(),
+            secret_settings: Default::default(),
+            task_settings: None,
+            chunking_settings: None,
+            create_timeout: None,
+            deletion_policy: self.deletion_policy,
+            force_delete: self.force_delete,
+            adopt: false,
+            drift_policy: Default::default(),
+            replacement_policy: Default::default(),
+            elasticsearch_ref: self.elasticsearch_ref.clone(),
+        }
+    }
+}
+
+impl Watched {
+    pub fn meta(&self) -> &ObjectMeta {
+        match self {
+            Watched::Valid(ie) => &ie.metadata,
+            Watched::Invalid(u) => &u.metadata,
+        }
+    }
+
+    pub fn endpoint(&self) -> Option<&InferenceEndpoint> {
+        match self {
+            Watched::Valid(ie) => Some(ie),
+            Watched::Invalid(_) => None,
+        }
+    }
+
+    pub fn uid(&self) -> Option<&str> {
+        self.meta().uid.as_deref()
+    }
+
+    pub fn name(&self) -> &str {
+        self.meta().name.as_deref().unwrap_or_default()
+    }
+
+    pub fn namespace(&self) -> &str {
+        self.meta().namespace.as_deref().unwrap_or_default()
+    }
+}
+
+impl From<InferenceEndpoint> for Watched {
+    fn from(ie: InferenceEndpoint) -> Self {
+        Watched::Valid(ie)
+    }
+}
+
+impl Resource for Watched {
+    type DynamicType = ();
+    type Scope = kube::core::NamespaceResourceScope;
+
+    fn kind(dt: &()) -> Cow<'_, str> {
+        InferenceEndpoint::kind(dt)
+    }
+    fn group(dt: &()) -> Cow<'_, str> {
+        InferenceEndpoint::group(dt)
+    }
+    fn version(dt: &()) -> Cow<'_, str> {
+        InferenceEndpoint::version(dt)
+    }
+    fn plural(dt: &()) -> Cow<'_, str> {
+        InferenceEndpoint::plural(dt)
+    }
+    fn meta(&self) -> &ObjectMeta {
+        Watched::meta(self)
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            Watched::Valid(ie) => &mut ie.metadata,
+            Watched::Invalid(u) => &mut u.metadata,
+        }
+    }
+}
+
+/// The metadata fields the operator reads. Everything else (managedFields in particular) is
+/// skipped by the decoder without being built.
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct Meta {
+    name: Option<String>,
+    namespace: Option<String>,
+    uid: Option<String>,
+    resource_version: Option<String>,
+    generation: Option<i64>,
+    creation_timestamp: Option<Time>,
+    deletion_timestamp: Option<Time>,
+    finalizers: Option<Vec<String>>,
+    labels: Option<BTreeMap<String, String>>,
+    annotations: Option<BTreeMap<String, String>>,
+}
+
+impl From<Meta> for ObjectMeta {
+    fn from(m: Meta) -> Self {
+        let annotations = m.annotations.map(|mut a| {
+            a.remove(LAST_APPLIED);
+            a
+        });
+        ObjectMeta {
+            name: m.name,
+            namespace: m.namespace,
+            uid: m.uid,
+            resource_version: m.resource_version,
+            generation: m.generation,
+            creation_timestamp: m.creation_timestamp,
+            deletion_timestamp: m.deletion_timestamp,
+            finalizers: m.finalizers,
+            labels: m.labels,
+            annotations: annotations.filter(|a| !a.is_empty()),
+            ..ObjectMeta::default()
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Watched {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Raw {
+            #[serde(default)]
+            metadata: Meta,
+            #[serde(default)]
+            spec: Option<Box<RawValue>>,
+            #[serde(default)]
+            status: Option<Box<RawValue>>,
+        }
+        let raw = Raw::deserialize(d)?;
+        Ok(Watched::from_parts(
+            raw.metadata.into(),
+            raw.spec.as_deref().map(RawValue::get),
+            raw.status.as_deref().map(RawValue::get),
+        ))
+    }
+}
+
+impl Watched {
+    /// Build from the metadata and the raw JSON of spec and status.
+    fn from_parts(metadata: ObjectMeta, spec: Option<&str>, status: Option<&str>) -> Self {
+        let status_parsed = status.map(serde_json::from_str::<InferenceEndpointStatus>);
+        let spec_parsed = match spec {
+            Some(s) => serde_json::from_str::<InferenceEndpointSpec>(s),
+            None => serde_json::from_str::<InferenceEndpointSpec>("null"),
+        };
+        match (spec_parsed, status_parsed) {
+            (Ok(spec), None) => Watched::Valid(InferenceEndpoint {
+                metadata,
+                spec,
+                status: None,
+            }),
+            (Ok(spec), Some(Ok(status))) => Watched::Valid(InferenceEndpoint {
+                metadata,
+                spec,
+                status: Some(status),
+            }),
+            (Ok(_), Some(Err(e))) => Watched::Invalid(Undecodable {
+                metadata,
+                error: format!("status: {e}"),
+                identity: spec.and_then(|s| serde_json::from_str(s).ok()),
+                status: None,
+            }),
+            (Err(e), status) => Watched::Invalid(Undecodable {
+                metadata,
+                error: format!("spec: {e}"),
+                identity: spec.and_then(|s| serde_json::from_str(s).ok()),
+                status: status.and_then(Result::ok),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nested(depth: usize) -> String {
+        let mut v = String::from("1");
+        for i in 0..depth {
+            v = format!("{{\"k{i}\":{v}}}");
+        }
+        v
+    }
+
+    fn object(name: &str, settings: &str) -> String {
+        format!(
+            r#"{{"apiVersion":"es-inference.dev/v1alpha1","kind":"InferenceEndpoint",
+            "metadata":{{"name":"{name}","namespace":"ns","uid":"u-{name}","resourceVersion":"7",
+              "managedFields":[{{"manager":"kubectl","fieldsV1":{settings}}}],
+              "annotations":{{"{LAST_APPLIED}":"{{}}","keep":"me"}}}},
+            "spec":{{"inferenceId":"id-{name}","taskType":"completion","service":"anthropic",
+              "deletionPolicy":"Retain","serviceSettings":{{"model_id":"m","deep":{settings}}}}},
+            "status":{{"inferenceId":"id-{name}","ownership":"Created"}}}}"#
+        )
+    }
+
+    #[test]
+    fn one_object_too_deep_for_serde_does_not_fail_the_list() {
+        let list = format!(
+            r#"{{"apiVersion":"v1","kind":"List","metadata":{{}},"items":[{},{}]}}"#,
+            object("good", "{}"),
+            object("deep", &nested(140))
+        );
+        // The plain type cannot decode the list at all.
+        assert!(serde_json::from_str::<kube::api::ObjectList<InferenceEndpoint>>(&list).is_err());
+        let decoded: kube::api::ObjectList<Watched> =
+            serde_json::from_str(&list).expect("the list decodes");
+        let good = decoded.items[0].endpoint().expect("valid");
+        assert_eq!(good.spec.inference_id.as_deref(), Some("id-good"));
+        assert_eq!(
+            good.status.as_ref().and_then(|s| s.ownership),
+            Some(crate::crd::Ownership::Created)
+        );
+        let Watched::Invalid(bad) = &decoded.items[1] else {
+            panic!("the deep object is invalid");
+        };
+        assert_eq!(bad.metadata.name.as_deref(), Some("deep"));
+        assert!(bad.error.contains("recursion limit"), "{}", bad.error);
+        // What cleanup needs is still there.
+        let id = bad.identity.as_ref().expect("identity");
+        assert_eq!(id.inference_id.as_deref(), Some("id-deep"));
+        assert_eq!(id.deletion_policy, DeletionPolicy::Retain);
+        assert!(bad.status.is_some());
+    }
+
+    #[test]
+    fn metadata_keeps_what_the_operator_uses_only() {
+        let w: Watched = serde_json::from_str(&object("a", "{}")).expect("decodes");
+        let m = w.meta();
+        assert_eq!(m.uid.as_deref(), Some("u-a"));
+        assert_eq!(m.resource_version.as_deref(), Some("7"));
+        assert!(m.managed_fields.is_none());
+        let annotations = m.annotations.clone().unwrap_or_default();
+        assert!(!annotations.contains_key(LAST_APPLIED));
+        assert_eq!(annotations.get("keep").map(String::as_str), Some("me"));
+    }
+
+    #[test]
+    fn a_spec_of_the_wrong_shape_is_invalid_not_an_error() {
+        let text = r#"{"metadata":{"name":"x","namespace":"ns"},"spec":{"taskType":"nonsense","service":"s"}}"#;
+        let w: Watched = serde_json::from_str(text).expect("decodes");
+        assert!(matches!(w, Watched::Invalid(_)));
+        assert_eq!(w.name(), "x");
+    }
+}

@@ -1,0 +1,47 @@
+//! PURE: which of several resources naming one inference id on one cluster owns it.
+
+use crate::crd::InferenceEndpoint;
+
+/// The conflict rule: InferenceEndpoints that map to the same inference id on the same cluster
+/// never fight. The oldest (by creation time, then UID) owns the id; for any other,
+/// this returns the owner's `namespace/name`. Peers are on the same cluster when they reference
+/// it the same way (`target_key`) or their status records the same `cluster_uuid`.
+pub fn conflict_owner<'a>(
+    me: &InferenceEndpoint,
+    my_target: &str,
+    my_cluster_uuid: &str,
+    peers: impl IntoIterator<Item = &'a InferenceEndpoint>,
+) -> Option<String> {
+    let id = me.inference_id();
+    // Creation times have a resolution of one second: the UID breaks ties, the same way in
+    // every replica and across restarts.
+    let order = |ie: &InferenceEndpoint| {
+        (
+            ie.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            ie.metadata.uid.clone().unwrap_or_default(),
+        )
+    };
+    let name = |ie: &InferenceEndpoint| {
+        format!(
+            "{}/{}",
+            ie.metadata.namespace.as_deref().unwrap_or_default(),
+            ie.metadata.name.as_deref().unwrap_or_default()
+        )
+    };
+    let mine = order(me);
+    peers
+        .into_iter()
+        .filter(|p| match (&p.metadata.uid, &me.metadata.uid) {
+            (Some(a), Some(b)) => a != b,
+            _ => order(p) != mine,
+        })
+        .filter(|p| p.inference_id() == id)
+        .filter(|p| {
+            crate::connection::target_key(p) == my_target
+                || p.status.as_ref().and_then(|s| s.cluster_uuid.as_deref())
+                    == Some(my_cluster_uuid)
+        })
+        .filter(|p| order(p) < mine)
+        .min_by_key(|p| order(p))
+        .map(name)
+}

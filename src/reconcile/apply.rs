@@ -1,0 +1,495 @@
+//! One apply pass: read the inputs (Secrets, the cluster reference), observe the endpoint as
+//! cheaply as the situation allows, then ask the pure core for steps until it says `Done`.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::{
+    Api, Resource, ResourceExt,
+    runtime::{controller::Action, events::EventType, reflector::ObjectRef},
+};
+use tracing::debug;
+
+use super::{
+    failure::failure_outcome,
+    recheck_blocked,
+    steps::{Effect, StepInputs},
+};
+use crate::{
+    cluster::{Cluster, endpoint_hash},
+    conditions::{Outcome, READY, Severity, reason},
+    connection::{Target, TargetProblem, resolve_ref},
+    context::{Context, EndpointWatch},
+    crd::{InferenceEndpoint, InferenceEndpointStatus, ModelDeploymentStatus, Ownership},
+    desired::{SecretValues, config_hash, validate},
+    error::{Error, Result},
+    guard::Watched,
+    model::{ClusterInfo, EndpointConfig},
+    plan::{Decision, Facts, Record, Step, conflict_owner, decide},
+    secrets::{SecretProblem, fingerprint, referenced_secrets, resolve},
+    status::{build_status, ensure_finalizer, publish, write_endpoint_status},
+};
+
+/// Most steps one pass may take before it is considered stuck (a bug, reported not looped).
+const MAX_STEPS: usize = 10;
+
+/// The working state of one pass.
+pub(super) struct Pass<'a> {
+    pub ctx: &'a Context,
+    pub ie: &'a InferenceEndpoint,
+    pub uid: String,
+    pub id: String,
+    /// The object's resourceVersion as of our last write.
+    pub rv: Option<String>,
+    /// The status in effect (updated by intermediate writes).
+    pub stored: InferenceEndpointStatus,
+    /// The reason of Ready when the pass started (Events fire on changes).
+    pub previous_reason: Option<String>,
+    pub record: Record,
+    pub version: Option<String>,
+    pub model: Option<ModelDeploymentStatus>,
+    /// The endpoint as last observed, and whether that came from Elasticsearch just now.
+    pub observed: Option<EndpointConfig>,
+    pub fresh: bool,
+    /// Whether `observed` says what Elasticsearch has (the pass got that far).
+    pub observed_known: bool,
+    /// The cluster reference the pass resolved.
+    pub cluster_key: Option<String>,
+    /// What the resync should watch, when the quiet path found it unchanged.
+    pub watch: Option<EndpointWatch>,
+    /// A `Creating` mark was written by this pass (its first create needs no new mark).
+    pub marked_this_pass: bool,
+    /// The mark replaced a record of an endpoint this resource had (a re-creation).
+    pub recreating: bool,
+    /// This pass deleted the endpoint to replace it.
+    pub replaced: bool,
+}
+
+pub async fn run(ctx: &Context, ie: &InferenceEndpoint) -> Result<Action> {
+    let uid = ie.metadata.uid.clone().unwrap_or_default();
+    let mut rv = ie.metadata.resource_version.clone();
+    // The finalizer comes first: nothing is sent to Elasticsearch for an object that could be
+    // deleted without cleanup.
+    ensure_finalizer(ctx, &ie.metadata, &mut rv).await?;
+    let stored = ctx.effective_status(
+        &uid,
+        ie.metadata.resource_version.as_deref(),
+        ie.status.as_ref(),
+    );
+    let mut pass = Pass {
+        ctx,
+        ie,
+        id: ie.inference_id(),
+        rv,
+        previous_reason: stored.condition(READY).map(|c| c.reason.clone()),
+        record: Record::from_status(&stored, &uid),
+        version: stored.elasticsearch_version.clone(),
+        model: stored.model_deployment.clone(),
+        stored,
+        uid,
+        observed: None,
+        fresh: false,
+        observed_known: false,
+        cluster_key: None,
+        watch: None,
+        marked_this_pass: false,
+        recreating: false,
+        replaced: false,
+    };
+    let result = pass.sync().await;
+    pass.finish(result).await
+}
+
+impl Pass<'_> {
+    /// The pass up to its outcome. `Err` only for problems that are retried.
+    async fn sync(&mut self) -> Result<Outcome> {
+        let spec = &self.ie.spec;
+        if let Err(problem) = validate(spec) {
+            return Ok(Outcome::stalled(
+                reason::INVALID_SPEC,
+                format!("{problem}; nothing was sent to Elasticsearch"),
+            ));
+        }
+        let values = match self.load_secrets().await? {
+            Ok(v) => v,
+            Err(problem) => return Ok(secret_outcome(&problem)),
+        };
+        let fp = fingerprint(&self.uid, &values);
+        let target = match self.target().await {
+            Ok(t) => t,
+            Err(TargetProblem::Unreadable(e)) => return Err(Error::Unavailable(e)),
+            Err(problem) => {
+                return Ok(Outcome::stalled(
+                    reason::INVALID_REFERENCE,
+                    format!("{problem}; nothing was sent to Elasticsearch"),
+                ));
+            }
+        };
+        let cluster = match self.ctx.clusters.get(&target) {
+            Ok(c) => c,
+            Err(e) => {
+                return Ok(Outcome::stalled(
+                    reason::CONNECTION_FAILED,
+                    format!("cannot build a client for {}: {e}", target.url),
+                ));
+            }
+        };
+        self.cluster_key = Some(cluster.key().to_string());
+        let info = cluster.identity().await?;
+        self.version = Some(info.version.to_string());
+        if let Some(owner) = self.conflict(&target, &info) {
+            return Ok(Outcome::stalled(
+                reason::CONFLICT,
+                format!(
+                    "InferenceEndpoint {owner} (older) already manages inference endpoint {:?} on this cluster; this resource sends nothing to Elasticsearch. Choose another spec.inferenceId, or delete one of the two",
+                    self.id
+                ),
+            ));
+        }
+        self.warn_if_cluster_changed(&info).await;
+        let inputs = StepInputs {
+            cluster: &cluster,
+            info: &info,
+            values: &values,
+            fingerprint: fp.as_deref(),
+            desired_hash: config_hash(spec),
+        };
+        if let Some(done) = self.observe(&inputs).await? {
+            return Ok(done);
+        }
+        self.steps(&inputs).await
+    }
+
+    /// Ask the pure core for steps until it is done.
+    async fn steps(&mut self, inputs: &StepInputs<'_>) -> Result<Outcome> {
+        let mut last_update = None;
+        for _ in 0..MAX_STEPS {
+            let decision = decide(&Facts {
+                spec: &self.ie.spec,
+                inference_id: &self.id,
+                record: &self.record,
+                cluster: inputs.info,
+                fingerprint: inputs.fingerprint,
+                observed: self.observed.as_ref(),
+            });
+            let step = match decision {
+                Decision::Done(o) if o.is_ready() => return self.ready(inputs, o).await,
+                // A problem seen on the shared snapshot is confirmed on a fresh read.
+                Decision::Done(_) if !self.fresh => {
+                    self.refresh(inputs.cluster).await?;
+                    continue;
+                }
+                Decision::Done(o) => return Ok(o),
+                Decision::Act(step) if step.needs_fresh_observation() && !self.fresh => {
+                    self.refresh(inputs.cluster).await?;
+                    continue;
+                }
+                Decision::Act(step) => step,
+            };
+            // The same write, with the same inputs, against the same endpoint. A create's mark
+            // counts as the create: a refused create is not marked again.
+            let family = match &step {
+                Step::MarkCreating => "create",
+                other => other.name(),
+            };
+            let attempt = format!(
+                "{family}/{}/{}/{:?}",
+                inputs.desired_hash,
+                inputs.fingerprint.unwrap_or("-"),
+                self.observed.as_ref().map(endpoint_hash)
+            );
+            if self.ctx.gate_closed(&self.uid, &attempt) {
+                debug!(attempt, "not repeating a write that failed permanently");
+                return Ok(self.gated_outcome());
+            }
+            match self.execute(step, inputs, &mut last_update).await? {
+                Effect::Continue => {}
+                Effect::Finish(outcome) => return Ok(outcome),
+                Effect::Refused(outcome) => {
+                    self.ctx.close_gate(&self.uid, attempt);
+                    return Ok(outcome);
+                }
+            }
+        }
+        Err(Error::Unsettled(format!(
+            "reconcile of {:?} did not settle after {MAX_STEPS} steps",
+            self.id
+        )))
+    }
+
+    /// The configuration is in sync. A model-backed endpoint is usable only once its deployment
+    /// has started.
+    async fn ready(&mut self, inputs: &StepInputs<'_>, o: Outcome) -> Result<Outcome> {
+        self.record.applied_config_hash = Some(inputs.desired_hash.clone());
+        let spec = &self.ie.spec;
+        if !crate::plan::uses_model_deployment(spec) {
+            return Ok(o);
+        }
+        let dep = crate::plan::deployment_id(spec, &self.id);
+        let stats = inputs.cluster.deployment_stats(&dep).await?;
+        self.model = stats.as_ref().map(|d| ModelDeploymentStatus {
+            deployment_id: d.deployment_id.clone(),
+            model_id: d.model_id.clone(),
+            state: d.state.clone(),
+            allocations: d.allocations.and_then(|n| i64::try_from(n).ok()),
+            target_allocations: d.target_allocations.and_then(|n| i64::try_from(n).ok()),
+            allocation_state: d.allocation_state.clone(),
+        });
+        Ok(crate::plan::deployment_outcome(spec, &self.id, stats.as_ref()).unwrap_or(o))
+    }
+
+    fn gated_outcome(&self) -> Outcome {
+        let c = self.stored.condition(READY);
+        Outcome::stalled(
+            reason::REJECTED,
+            c.map(|c| c.message.clone())
+                .unwrap_or_else(|| "the last request was rejected".into()),
+        )
+        .with_reason(c.map(|c| c.reason.clone()))
+    }
+
+    /// Read the endpoint afresh.
+    pub(super) async fn refresh(&mut self, cluster: &Cluster) -> Result<()> {
+        self.observed = cluster.get(&self.id).await?;
+        self.fresh = true;
+        self.observed_known = true;
+        Ok(())
+    }
+
+    /// Observe the endpoint as cheaply as the situation allows. Returns an outcome when the
+    /// resource is known to be in sync without any per-object work.
+    ///
+    /// - A resource in sync whose inputs did not change reads the shared list snapshot (one list
+    ///   per cluster per resync interval); if the endpoint there is exactly what it was when the
+    ///   resource was last in sync, there is nothing to do.
+    /// - A resource that never sent a create looks its id up in the snapshot (a create on an id
+    ///   that exists after all is refused by Elasticsearch, never overwrites it); one that may
+    ///   have sent one reads the endpoint before sending another.
+    /// - Anything else uses the snapshot's view when it is the one last seen, and otherwise reads
+    ///   the endpoint; steps that change ownership or destroy always read it first.
+    async fn observe(&mut self, inputs: &StepInputs<'_>) -> Result<Option<Outcome>> {
+        let cluster = inputs.cluster;
+        let ownership = self.record.ownership_of(&self.id, &inputs.info.uuid);
+        let snapshot = cluster.snapshot(self.ctx.settings.resync).await?;
+        let listed = snapshot.hash(&self.id);
+        let watch = self
+            .ctx
+            .watch_of(&self.uid)
+            .filter(|w| w.cluster == cluster.key() && w.inference_id == self.id);
+        let quiet = self.stored.condition(READY).map(|c| c.reason.as_str())
+            == Some(reason::IN_SYNC)
+            && self.stored.observed_generation == self.ie.metadata.generation
+            && self.record.secret_fingerprint.as_deref() == inputs.fingerprint
+            && self.record.applied_config_hash.as_deref() == Some(inputs.desired_hash.as_str())
+            && matches!(ownership, Some(Ownership::Created | Ownership::Adopted));
+        let unchanged = watch
+            .as_ref()
+            .is_some_and(|w| w.endpoint == listed && listed.is_some());
+        if quiet && unchanged && watch.as_ref().is_some_and(|w| w.in_sync) {
+            debug!("in sync (the shared snapshot shows the endpoint as last seen)");
+            self.watch = watch;
+            return Ok(Some(Outcome::ready(format!(
+                "inference endpoint {:?} matches the spec",
+                self.id
+            ))));
+        }
+        // A create may have been sent under a `Creating` mark: look afresh before sending another.
+        let never_sent = ownership.is_none();
+        if listed.is_some() && (unchanged || quiet) || listed.is_none() && never_sent {
+            self.observed = snapshot.get(&self.id)?;
+            self.fresh = false;
+            self.observed_known = true;
+        } else {
+            self.refresh(cluster).await?;
+        }
+        Ok(None)
+    }
+
+    /// End the pass: one status write if anything changed, Events on transitions, the resync
+    /// watch, and what the controller does next.
+    async fn finish(mut self, result: Result<Outcome>) -> Result<Action> {
+        let ns = self.ie.namespace().unwrap_or_default();
+        let name = self.ie.name_any();
+        let (outcome, ret) = match result {
+            Err(Error::NotLeader) => return Err(Error::NotLeader),
+            Ok(o) if o.reason == reason::MODEL_DEPLOYING => {
+                let next = Action::requeue(self.ctx.next_poll(&self.uid));
+                (o, Ok(next))
+            }
+            Ok(o) => {
+                self.ctx.reset_poll(&self.uid);
+                let next = if o.reason == reason::REPLACEMENT_BLOCKED {
+                    recheck_blocked(self.ctx)
+                } else {
+                    Action::await_change()
+                };
+                (o, Ok(next))
+            }
+            Err(e) => (failure_outcome(&e), Err(e)),
+        };
+        let next = build_status(
+            &self.stored,
+            &self.record,
+            &outcome,
+            &self.ie.metadata,
+            self.version.clone(),
+            self.model.clone(),
+        );
+        write_endpoint_status(
+            self.ctx,
+            &self.ie.metadata,
+            &mut self.rv,
+            &self.stored,
+            next,
+        )
+        .await?;
+        self.ctx.metrics.set_endpoint_reason(
+            &ns,
+            &name,
+            Some((&outcome.reason, outcome.is_ready())),
+        );
+        if outcome.severity != Severity::Ready
+            && self.previous_reason.as_deref() != Some(outcome.reason.as_str())
+        {
+            self.event(
+                EventType::Warning,
+                &outcome.reason.clone(),
+                outcome.message.clone(),
+            )
+            .await;
+        }
+        if outcome.is_ready() {
+            self.ctx.open_gate(&self.uid);
+        }
+        match self.resync_watch() {
+            Some(mut w) => {
+                w.in_sync = outcome.is_ready();
+                self.ctx.set_watch(&self.uid, Some(w));
+            }
+            // Stopped before Elasticsearch (Secret, reference, conflict): nothing to watch there.
+            None if ret.is_ok() => self.ctx.set_watch(&self.uid, None),
+            None => {}
+        }
+        ret
+    }
+
+    /// What the resync should compare: the endpoint as last observed, on the resolved cluster.
+    fn resync_watch(&mut self) -> Option<EndpointWatch> {
+        if let Some(w) = self.watch.take() {
+            return Some(w);
+        }
+        let cluster = self.cluster_key.clone()?;
+        self.observed_known.then(|| EndpointWatch {
+            object: ObjectRef::<Watched>::new(&self.ie.name_any())
+                .within(&self.ie.namespace().unwrap_or_default()),
+            cluster,
+            inference_id: self.id.clone(),
+            endpoint: self.observed.as_ref().map(endpoint_hash),
+            in_sync: false,
+        })
+    }
+
+    pub(super) async fn event(&self, type_: EventType, reason: &str, note: String) {
+        publish(
+            self.ctx,
+            &self.ie.object_ref(&()),
+            type_,
+            reason,
+            "Reconcile",
+            note,
+        )
+        .await;
+    }
+
+    /// Write the status in effect now (intermediate writes, e.g. the `Creating` mark).
+    pub(super) async fn write_now(&mut self, outcome: &Outcome) -> Result<()> {
+        let next = build_status(
+            &self.stored,
+            &self.record,
+            outcome,
+            &self.ie.metadata,
+            self.version.clone(),
+            self.model.clone(),
+        );
+        self.stored = write_endpoint_status(
+            self.ctx,
+            &self.ie.metadata,
+            &mut self.rv,
+            &self.stored,
+            next,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Load the referenced Secrets and resolve secretSettings.
+    async fn load_secrets(&self) -> Result<std::result::Result<SecretValues, SecretProblem>> {
+        let ns = self.ie.namespace().unwrap_or_default();
+        if let Err(p) = crate::secrets::check_references(&self.ie.spec, &ns) {
+            return Ok(Err(p));
+        }
+        let api: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &ns);
+        let mut fetched = BTreeMap::new();
+        for name in referenced_secrets(&self.ie.spec) {
+            fetched.insert(name.clone(), api.get_opt(&name).await?);
+        }
+        Ok(resolve(&self.ie.spec, &ns, &fetched))
+    }
+
+    /// The cluster this resource's endpoint lives on.
+    async fn target(&self) -> std::result::Result<Target, TargetProblem> {
+        let ns = self.ie.namespace().unwrap_or_default();
+        match &self.ie.spec.elasticsearch_ref {
+            None => self
+                .ctx
+                .clusters
+                .default_target()
+                .cloned()
+                .ok_or(TargetProblem::NoCluster),
+            Some(r) => {
+                resolve_ref(
+                    &self.ctx.client,
+                    &ns,
+                    r,
+                    self.ctx.settings.allow_cross_namespace_refs,
+                )
+                .await
+            }
+        }
+    }
+
+    fn conflict(&self, target: &Target, info: &ClusterInfo) -> Option<String> {
+        let peers: Vec<Arc<Watched>> = self.ctx.peer_endpoints();
+        conflict_owner(
+            self.ie,
+            &target.key,
+            &info.uuid,
+            peers.iter().filter_map(|p| p.endpoint()),
+        )
+    }
+
+    async fn warn_if_cluster_changed(&self, info: &ClusterInfo) {
+        let r = &self.record;
+        if r.manages_something()
+            && r.inference_id.as_deref() == Some(self.id.as_str())
+            && r.cluster_uuid.as_deref().is_some_and(|u| u != info.uuid)
+        {
+            self.event(EventType::Warning, "ClusterChanged", format!(
+                "the Elasticsearch cluster behind this resource changed (cluster_uuid {} is now {}): inference endpoint {:?} is created on the new cluster",
+                r.cluster_uuid.as_deref().unwrap_or_default(), info.uuid, self.id
+            )).await;
+        }
+    }
+}
+
+fn secret_outcome(problem: &SecretProblem) -> Outcome {
+    let r = if problem.is_spec_error() {
+        reason::INVALID_SPEC
+    } else {
+        reason::SECRET_NOT_FOUND
+    };
+    Outcome::stalled(
+        r,
+        format!("{problem}; the operator retries as soon as the Secret changes"),
+    )
+}

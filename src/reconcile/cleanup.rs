@@ -1,0 +1,244 @@
+//! Deleting a resource: delete its endpoint when this resource owns it (and the policy says so),
+//! then release the finalizer. Needs neither the Secret nor the settings, so a missing Secret or
+//! a broken spec never blocks a deletion.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::runtime::{controller::Action, events::EventType};
+use tracing::{info, warn};
+
+use super::failure::failure_outcome;
+use crate::{
+    cluster::Cluster,
+    conditions::{Outcome, READY, reason},
+    connection::{TargetProblem, resolve_ref, target_key},
+    context::Context,
+    crd::{
+        DeletionPolicy, FINALIZER, InferenceEndpoint, InferenceEndpointSpec,
+        InferenceEndpointStatus,
+    },
+    error::{Error, Result},
+    guard::Watched,
+    model::Deleted,
+    plan::{Cleanup, Record, decide_cleanup, is_what_spec_creates},
+    status::{build_status, publish, remove_finalizer, write_endpoint_status},
+};
+
+struct Deletion<'a> {
+    ctx: &'a Context,
+    meta: &'a ObjectMeta,
+    spec: &'a InferenceEndpointSpec,
+    stored: InferenceEndpointStatus,
+    uid: String,
+    id: String,
+}
+
+pub async fn run(
+    ctx: &Context,
+    meta: &ObjectMeta,
+    spec: &InferenceEndpointSpec,
+    status: Option<&InferenceEndpointStatus>,
+) -> Result<Action> {
+    let uid = meta.uid.clone().unwrap_or_default();
+    let ours = meta
+        .finalizers
+        .as_ref()
+        .is_some_and(|f| f.iter().any(|f| f == FINALIZER));
+    if !ours {
+        ctx.forget(&uid);
+        return Ok(Action::await_change());
+    }
+    let ie = InferenceEndpoint {
+        metadata: meta.clone(),
+        spec: spec.clone(),
+        status: None,
+    };
+    let d = Deletion {
+        ctx,
+        meta,
+        spec,
+        stored: ctx.effective_status(&uid, meta.resource_version.as_deref(), status),
+        id: ie.inference_id(),
+        uid,
+    };
+    d.run(&ie).await
+}
+
+impl Deletion<'_> {
+    async fn run(&self, ie: &InferenceEndpoint) -> Result<Action> {
+        let rec = Record::from_status(&self.stored, &self.uid);
+        // Retain and never-managed need no Elasticsearch at all.
+        if self.spec.deletion_policy == DeletionPolicy::Retain || rec.ownership.is_none() {
+            let Cleanup::Release(why) = decide_cleanup(self.spec, &rec, &self.id, "") else {
+                unreachable!("decide_cleanup deletes only what this resource owns");
+            };
+            return self.release(EventType::Normal, "Released", why).await;
+        }
+        let Some(cluster) = self.cluster(ie).await? else {
+            return Ok(Action::await_change());
+        };
+        let info = match cluster.identity().await {
+            Ok(i) => i,
+            Err(e) => return self.failed(e).await,
+        };
+        match decide_cleanup(self.spec, &rec, &self.id, &info.uuid) {
+            Cleanup::Release(why) => self.release(EventType::Normal, "Released", why).await,
+            Cleanup::Delete {
+                force,
+                verify_first,
+            } => {
+                if verify_first {
+                    let found = match cluster.get(&self.id).await {
+                        Ok(f) => f,
+                        Err(e) => return self.failed(e).await,
+                    };
+                    if !found.is_some_and(|ep| is_what_spec_creates(self.spec, &ep, info.version)) {
+                        let why = format!(
+                            "inference endpoint {:?} was never created by this resource; nothing was deleted",
+                            self.id
+                        );
+                        return self.release(EventType::Normal, "Released", why).await;
+                    }
+                }
+                self.delete(&cluster, force).await
+            }
+        }
+    }
+
+    /// The cluster to delete from; `None` after releasing, when the reference is gone and no
+    /// client for it remains (saying plainly what was left behind rather than blocking forever).
+    async fn cluster(&self, ie: &InferenceEndpoint) -> Result<Option<std::sync::Arc<Cluster>>> {
+        let ns = self.meta.namespace.clone().unwrap_or_default();
+        let target = match &self.spec.elasticsearch_ref {
+            None => self
+                .ctx
+                .clusters
+                .default_target()
+                .cloned()
+                .ok_or(TargetProblem::NoCluster),
+            Some(r) => {
+                resolve_ref(
+                    &self.ctx.client,
+                    &ns,
+                    r,
+                    self.ctx.settings.allow_cross_namespace_refs,
+                )
+                .await
+            }
+        };
+        match target {
+            Ok(t) => self
+                .ctx
+                .clusters
+                .get(&t)
+                .map(Some)
+                .map_err(|e| Error::Unavailable(e.to_string())),
+            Err(TargetProblem::Unreadable(e)) => Err(Error::Unavailable(e)),
+            // The reference is gone (often: the whole namespace is being deleted).
+            Err(problem) => match self.ctx.clusters.existing(&target_key(ie)) {
+                Some(c) => Ok(Some(c)),
+                None => {
+                    let why = format!(
+                        "inference endpoint {:?} could NOT be deleted from Elasticsearch: {problem}. Delete it there by hand (DELETE _inference/{}/{})",
+                        self.id, self.spec.task_type, self.id
+                    );
+                    warn!(inference_id = %self.id, "{why}");
+                    self.release(EventType::Warning, "NotDeleted", why).await?;
+                    Ok(None)
+                }
+            },
+        }
+    }
+
+    async fn delete(&self, cluster: &Cluster, force: bool) -> Result<Action> {
+        let task = self.spec.task_type.as_str();
+        match cluster.delete(task, &self.id, force).await {
+            Ok(gone) => {
+                let note = match gone {
+                    Deleted::Deleted => format!(
+                        "deleted inference endpoint {:?}{}",
+                        self.id,
+                        if force { " (forced)" } else { "" }
+                    ),
+                    Deleted::AlreadyGone => {
+                        format!("inference endpoint {:?} was already gone", self.id)
+                    }
+                };
+                info!(inference_id = %self.id, "{note}");
+                self.release(EventType::Normal, "Deleted", note).await
+            }
+            Err(Error::Es(e)) if e.status() == Some(409) => {
+                let message = format!(
+                    "Elasticsearch refuses to delete inference endpoint {:?} while it is in use: {}. Remove those references, set spec.forceDelete: true, or set spec.deletionPolicy: Retain",
+                    self.id,
+                    e.reason_text()
+                );
+                self.failed(Error::DeletionBlocked(message)).await
+            }
+            Err(e) => self.failed(e).await,
+        }
+    }
+
+    /// Remove the finalizer, say why, and forget the object.
+    async fn release(&self, type_: EventType, reason: &str, why: String) -> Result<Action> {
+        if type_ == EventType::Normal {
+            info!(inference_id = %self.id, "released: {why}");
+        }
+        let reference = self.reference();
+        publish(self.ctx, &reference, type_, reason, "Delete", why).await;
+        remove_finalizer(self.ctx, self.meta).await?;
+        self.ctx.forget(&self.uid);
+        self.ctx.metrics.set_endpoint_reason(
+            self.meta.namespace.as_deref().unwrap_or_default(),
+            self.meta.name.as_deref().unwrap_or_default(),
+            None,
+        );
+        Ok(Action::await_change())
+    }
+
+    /// Report why the deletion waits (status, and an Event when the reason is new), and retry.
+    async fn failed(&self, e: Error) -> Result<Action> {
+        if matches!(e, Error::NotLeader) {
+            return Err(e);
+        }
+        let outcome: Outcome = failure_outcome(&e);
+        let uid = &self.uid;
+        let record = Record::from_status(&self.stored, uid);
+        let next = build_status(
+            &self.stored,
+            &record,
+            &outcome,
+            self.meta,
+            None,
+            self.stored.model_deployment.clone(),
+        );
+        let mut rv = self.meta.resource_version.clone();
+        write_endpoint_status(self.ctx, self.meta, &mut rv, &self.stored, next).await?;
+        if self.stored.condition(READY).map(|c| c.reason.as_str()) != Some(outcome.reason.as_str())
+        {
+            let reference = self.reference();
+            publish(
+                self.ctx,
+                &reference,
+                EventType::Warning,
+                &outcome.reason,
+                "Delete",
+                outcome.message.clone(),
+            )
+            .await;
+        }
+        if outcome.reason == reason::DELETION_BLOCKED {
+            warn!(inference_id = %self.id, "{}", outcome.message);
+        }
+        Err(e)
+    }
+
+    fn reference(&self) -> k8s_openapi::api::core::v1::ObjectReference {
+        use kube::Resource;
+        Watched::Valid(InferenceEndpoint {
+            metadata: self.meta.clone(),
+            spec: self.spec.clone(),
+            status: None,
+        })
+        .object_ref(&())
+    }
+}

@@ -1,0 +1,335 @@
+//! The `run` command: connect, check what is installed, serve health and metrics, take part in
+//! leader election, run the controllers, and stop gracefully.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use kube::{
+    Api, Client,
+    api::{ListParams, PartialObjectMeta},
+    runtime::events::Reporter,
+};
+use secrecy::SecretString;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::{
+    cluster::{ClusterPool, ClusterSettings},
+    config::RunArgs,
+    connection::Target,
+    context::{Context, Settings},
+    controller,
+    crd::{ElasticsearchConnection, InferenceEndpoint},
+    es::{EsAuth, EsClient, check_url},
+    lease::{Elector, Fence, LeaseConfig},
+    metrics::Metrics,
+    server,
+};
+
+fn read_secret_file(path: &std::path::Path) -> Result<SecretString, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(SecretString::from(text.trim().to_string()))
+}
+
+/// The default cluster's credentials, from flags or files.
+fn default_auth(args: &RunArgs) -> Result<EsAuth, String> {
+    if let Some(key) = &args.elasticsearch_api_key {
+        return Ok(EsAuth::ApiKey(SecretString::from(key.clone())));
+    }
+    if let Some(path) = &args.elasticsearch_api_key_file {
+        return Ok(EsAuth::ApiKey(read_secret_file(path)?));
+    }
+    if let Some(username) = args.elasticsearch_username.clone() {
+        let password = match (
+            &args.elasticsearch_password,
+            &args.elasticsearch_password_file,
+        ) {
+            (Some(p), _) => SecretString::from(p.clone()),
+            (None, Some(path)) => read_secret_file(path)?,
+            (None, None) => {
+                return Err("--elasticsearch-username needs --elasticsearch-password or --elasticsearch-password-file".into());
+            }
+        };
+        return Ok(EsAuth::Basic { username, password });
+    }
+    if args.elasticsearch_url.is_some() {
+        warn!(
+            "no credentials for the default Elasticsearch: requests are sent without authentication"
+        );
+    }
+    Ok(EsAuth::None)
+}
+
+/// The default cluster, checked now: a bad URL or CA is a start-up error.
+fn default_target(args: &RunArgs, settings: &ClusterSettings) -> Result<Option<Target>, String> {
+    let Some(url) = args.elasticsearch_url.clone() else {
+        info!(
+            "no default Elasticsearch (--elasticsearch-url): every InferenceEndpoint needs spec.elasticsearchRef"
+        );
+        return Ok(None);
+    };
+    check_url(&url).map_err(|e| e.to_string())?;
+    let ca_pem = match &args.elasticsearch_ca_file {
+        Some(p) => Some(
+            std::fs::read(p).map_err(|e| format!("cannot read CA file {}: {e}", p.display()))?,
+        ),
+        None => None,
+    };
+    let target = Target {
+        key: "default".into(),
+        url,
+        auth: default_auth(args)?,
+        ca_pem,
+        insecure_skip_verify: false,
+    };
+    let pool = ClusterPool::new(None, settings.clone(), Fence::open(), None);
+    EsClient::new(&pool.es_config(&target), None, "default").map_err(|e| e.to_string())?;
+    Ok(Some(target))
+}
+
+/// Fail early and clearly when a CRD is missing or this identity may not list the resources.
+/// Lists metadata only, so that no object's content can make start-up fail.
+async fn check_installed(client: &Client, namespaces: &[String]) -> Result<(), String> {
+    let scopes: Vec<Option<&str>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.iter().map(|n| Some(n.as_str())).collect()
+    };
+    for ns in scopes {
+        let where_ = ns.map_or("all namespaces".to_string(), |n| format!("namespace {n}"));
+        let endpoints: Api<PartialObjectMeta<InferenceEndpoint>> = match ns {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        let connections: Api<PartialObjectMeta<ElasticsearchConnection>> = match ns {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        for (kind, result) in [
+            (
+                "InferenceEndpoints",
+                endpoints
+                    .list_metadata(&ListParams::default().limit(1))
+                    .await
+                    .map(|_| ()),
+            ),
+            (
+                "ElasticsearchConnections",
+                connections
+                    .list_metadata(&ListParams::default().limit(1))
+                    .await
+                    .map(|_| ()),
+            ),
+        ] {
+            match result {
+                Ok(()) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {
+                    return Err(format!(
+                        "cannot list {kind} in {where_}: the CRD is not installed (kubectl apply --server-side -f crds/, or the chart with crds.enabled=true)"
+                    ));
+                }
+                Err(kube::Error::Api(s)) if s.code == 403 => {
+                    return Err(format!(
+                        "cannot list {kind} in {where_}: this identity is not allowed to ({}); check the operator's RBAC",
+                        s.message
+                    ));
+                }
+                Err(e) => return Err(format!("cannot list {kind} in {where_}: {e}")),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn identity() -> String {
+    std::env::var("POD_NAME")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| format!("es-inference-operator-{}", std::process::id()))
+}
+
+pub async fn run(args: RunArgs) -> Result<(), String> {
+    if args.leader_election && args.shutdown_timeout >= args.leader_election_lease_duration {
+        return Err(format!(
+            "--shutdown-timeout ({:?}) must be shorter than --leader-election-lease-duration ({:?}): the drain after SIGTERM must fit inside the lease",
+            args.shutdown_timeout, args.leader_election_lease_duration
+        ));
+    }
+    let metrics = Arc::new(Metrics::new());
+    let cluster_settings = ClusterSettings {
+        request_timeout: args.elasticsearch_timeout,
+        max_concurrency: args.elasticsearch_max_concurrency,
+        max_response_bytes: args.elasticsearch_max_response_bytes,
+        refresh: args.resync_interval,
+        ..ClusterSettings::default()
+    };
+    let default = default_target(&args, &cluster_settings)?;
+    let client = Client::try_default().await.map_err(|e| {
+        format!("cannot configure the Kubernetes client (in-cluster or KUBECONFIG): {e}")
+    })?;
+    check_installed(&client, &args.namespace).await?;
+
+    let identity = identity();
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.metrics_addr))?;
+    info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving /healthz, /readyz and /metrics");
+    let app = server::router(server::ServerState {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    });
+    let mut server_stop = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = server_stop.wait_for(|s| *s).await;
+            })
+            .await;
+    });
+    let signal_tx = stop_tx.clone();
+    let signals = tokio::spawn(async move {
+        shutdown_signal().await;
+        info!("shutting down: no new reconciles; waiting for those in flight");
+        let _ = signal_tx.send(true);
+    });
+
+    // Leader election: a standby is ready (it serves metrics and waits), and writes nothing.
+    let (fence, elector) = if args.leader_election {
+        let namespace = args
+            .leader_election_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .filter(|s| !s.is_empty())
+            .ok_or("leader election needs --leader-election-namespace or POD_NAMESPACE")?;
+        let cfg = LeaseConfig::for_duration(
+            &namespace,
+            &args.leader_election_lease_name,
+            &identity,
+            args.leader_election_lease_duration,
+        );
+        let (elector, fence, leading) = Elector::new(client.clone(), cfg);
+        (fence, Some((elector, leading)))
+    } else {
+        metrics.set_leader(true);
+        (Fence::open(), None)
+    };
+    let pool = ClusterPool::new(
+        default,
+        cluster_settings,
+        fence.clone(),
+        Some(metrics.clone()),
+    );
+    let settings = Settings {
+        resync: args.resync_interval,
+        create_timeout: args.create_timeout,
+        allow_cross_namespace_refs: args.allow_cross_namespace_refs,
+        ..Settings::default()
+    };
+    let reporter = Reporter {
+        controller: "es-inference-operator".into(),
+        instance: Some(identity.clone()),
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        pool,
+        metrics.clone(),
+        settings,
+        reporter,
+        fence,
+    ));
+
+    let lost_leadership = Arc::new(AtomicBool::new(false));
+    let mut election = None;
+    if let Some((elector, mut leading)) = elector {
+        ready.store(true, Ordering::SeqCst);
+        let (elector_stop_tx, elector_stop_rx) = watch::channel(false);
+        let task = tokio::spawn(elector.run(elector_stop_rx));
+        info!(lease = %args.leader_election_lease_name, %identity, "waiting to become the leader");
+        let mut stop = stop_rx.clone();
+        let became_leader = tokio::select! {
+            r = leading.wait_for(|l| *l) => r.is_ok(),
+            _ = stop.wait_for(|s| *s) => false,
+        };
+        if !became_leader {
+            let _ = elector_stop_tx.send(true);
+            let _ = task.await;
+            signals.abort();
+            let _ = stop_tx.send(true);
+            let _ = server.await;
+            return Ok(());
+        }
+        metrics.set_leader(true);
+        // Leadership lost (renew deadline passed, or another holder): stop everything.
+        let loss_tx = stop_tx.clone();
+        let loss_metrics = metrics.clone();
+        let lost = lost_leadership.clone();
+        let watcher = tokio::spawn(async move {
+            if leading.wait_for(|l| !*l).await.is_ok() {
+                loss_metrics.set_leader(false);
+                lost.store(true, Ordering::SeqCst);
+                let _ = loss_tx.send(true);
+            }
+        });
+        election = Some((elector_stop_tx, task, watcher));
+    }
+
+    info!(elasticsearch = args.elasticsearch_url.as_deref().unwrap_or("<none>"), namespaces = ?args.namespace, "operator started");
+    let controllers = tokio::spawn(controller::run(
+        ctx,
+        args.namespace.clone(),
+        args.max_concurrent_reconciles,
+        stop_rx.clone(),
+        ready,
+    ));
+    let mut stop = stop_rx.clone();
+    let _ = stop.wait_for(|s| *s).await;
+    if tokio::time::timeout(args.shutdown_timeout, controllers)
+        .await
+        .is_err()
+    {
+        warn!(
+            "in-flight reconciles did not finish within {:?}",
+            args.shutdown_timeout
+        );
+    }
+    if let Some((elector_stop, task, watcher)) = election {
+        // Release only after the reconciles in flight have finished (or were cut off).
+        watcher.abort();
+        let _ = elector_stop.send(true);
+        let _ = task.await;
+        metrics.set_leader(false);
+    }
+    signals.abort();
+    let _ = server.await;
+    if lost_leadership.load(Ordering::SeqCst) {
+        return Err("lost leadership".into());
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

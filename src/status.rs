@@ -1,0 +1,241 @@
+//! Writing to Kubernetes on behalf of both controllers: status with server-side apply (only when
+//! it says something new), the finalizer, and Events on transitions.
+
+use std::fmt::Debug;
+
+use k8s_openapi::{
+    api::core::v1::ObjectReference,
+    apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time},
+    jiff::Timestamp,
+};
+use kube::{
+    Api, Resource,
+    api::{Patch, PatchParams},
+    runtime::events::{Event, EventType},
+};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tracing::warn;
+
+use crate::{
+    conditions::{Outcome, conditions_for, same_conditions},
+    context::Context,
+    crd::{FIELD_MANAGER, FINALIZER, InferenceEndpointStatus, ModelDeploymentStatus, Ownership},
+    error::{Error, Result},
+    guard::Watched,
+    plan::Record,
+};
+
+/// The Events API refuses notes over 1 KiB.
+pub const MAX_EVENT_NOTE: usize = 1024;
+
+/// Server-side apply of `status` to an object's status subresource.
+pub async fn apply_status<K>(api: &Api<K>, name: &str, status: serde_json::Value) -> Result<K>
+where
+    K: Resource<DynamicType = ()> + DeserializeOwned + Clone + Debug,
+{
+    let patch = json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    Ok(api
+        .patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?)
+}
+
+/// The status for `record` and `outcome` (pure but for the clock).
+pub fn build_status(
+    prev: &InferenceEndpointStatus,
+    record: &Record,
+    outcome: &Outcome,
+    meta: &ObjectMeta,
+    version: Option<String>,
+    model: Option<ModelDeploymentStatus>,
+) -> InferenceEndpointStatus {
+    let now = Time(Timestamp::now());
+    let generation = meta.generation;
+    InferenceEndpointStatus {
+        observed_generation: generation,
+        conditions: conditions_for(&prev.conditions, outcome, generation, &now),
+        inference_id: record.inference_id.clone(),
+        ownership: record.ownership,
+        owner_uid: record.ownership.and(meta.uid.clone()),
+        create_attempts: (record.ownership == Some(Ownership::Creating))
+            .then(|| i32::try_from(record.create_attempts).unwrap_or(i32::MAX)),
+        cluster_uuid: record.cluster_uuid.clone(),
+        elasticsearch_version: version.or_else(|| prev.elasticsearch_version.clone()),
+        secret_fingerprint: record.secret_fingerprint.clone(),
+        applied_config_hash: record.applied_config_hash.clone(),
+        replaced_for: record.replaced_for.clone(),
+        model_deployment: model,
+    }
+}
+
+/// Equal but for condition transition times.
+pub fn same_status(a: &InferenceEndpointStatus, b: &InferenceEndpointStatus) -> bool {
+    same_conditions(&a.conditions, &b.conditions)
+        && InferenceEndpointStatus {
+            conditions: Vec::new(),
+            ..a.clone()
+        } == InferenceEndpointStatus {
+            conditions: Vec::new(),
+            ..b.clone()
+        }
+}
+
+/// Write an InferenceEndpoint's status when it says something new. Returns the status in
+/// effect. `rv` is the object's resourceVersion before the write, and after it on return; the
+/// write is remembered, so that a pass on a cache that has not seen it yet starts from it.
+pub async fn write_endpoint_status(
+    ctx: &Context,
+    meta: &ObjectMeta,
+    rv: &mut Option<String>,
+    prev: &InferenceEndpointStatus,
+    next: InferenceEndpointStatus,
+) -> Result<InferenceEndpointStatus> {
+    if same_status(prev, &next) {
+        return Ok(prev.clone());
+    }
+    ctx.fence.check()?;
+    let ns = meta.namespace.as_deref().ok_or(Error::MissingNamespace)?;
+    let name = meta.name.as_deref().unwrap_or_default();
+    let api: Api<Watched> = Api::namespaced(ctx.client.clone(), ns);
+    let value = serde_json::to_value(&next).map_err(|e| Error::Unavailable(e.to_string()))?;
+    let updated = apply_status(&api, name, value).await?;
+    if let Some(uid) = meta.uid.as_deref() {
+        ctx.wrote_status(uid, rv.as_deref(), next.clone());
+    }
+    *rv = updated.meta().resource_version.clone();
+    Ok(next)
+}
+
+/// Add the finalizer (server-side apply of this one list item: other finalizers are untouched,
+/// no read-modify-write race). Returns whether it had to be added; `rv` as for status writes.
+pub async fn ensure_finalizer(
+    ctx: &Context,
+    meta: &ObjectMeta,
+    rv: &mut Option<String>,
+) -> Result<bool> {
+    if meta
+        .finalizers
+        .as_ref()
+        .is_some_and(|f| f.iter().any(|f| f == FINALIZER))
+        || meta.uid.as_deref().is_some_and(|uid| {
+            // The cache still shows the object before our own write added it.
+            ctx.is_stale(uid, meta.resource_version.as_deref())
+        })
+    {
+        return Ok(false);
+    }
+    ctx.fence.check()?;
+    let ns = meta.namespace.as_deref().ok_or(Error::MissingNamespace)?;
+    let name = meta.name.as_deref().unwrap_or_default();
+    let api: Api<Watched> = Api::namespaced(ctx.client.clone(), ns);
+    let patch = json!({
+        "apiVersion": Watched::api_version(&()),
+        "kind": Watched::kind(&()),
+        "metadata": {"name": name, "finalizers": [FINALIZER]},
+    });
+    let updated = api
+        .patch(
+            name,
+            &PatchParams::apply(FIELD_MANAGER),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    if let Some(uid) = meta.uid.as_deref() {
+        ctx.wrote_object(uid, rv.as_deref());
+    }
+    *rv = updated.meta().resource_version.clone();
+    Ok(true)
+}
+
+/// Remove the finalizer: a JSON patch that removes exactly our entry, guarded by a test of that
+/// entry; on a stale view it reads the object once more.
+pub async fn remove_finalizer(ctx: &Context, meta: &ObjectMeta) -> Result<()> {
+    ctx.fence.check()?;
+    let ns = meta.namespace.as_deref().ok_or(Error::MissingNamespace)?;
+    let name = meta.name.as_deref().unwrap_or_default();
+    let api: Api<Watched> = Api::namespaced(ctx.client.clone(), ns);
+    let mut finalizers = meta.finalizers.clone().unwrap_or_default();
+    for attempt in 0..2 {
+        let Some(i) = finalizers.iter().position(|f| f == FINALIZER) else {
+            return Ok(());
+        };
+        let patch: json_patch::Patch = serde_json::from_value(json!([
+            {"op": "test", "path": format!("/metadata/finalizers/{i}"), "value": FINALIZER},
+            {"op": "remove", "path": format!("/metadata/finalizers/{i}")},
+        ]))
+        .map_err(|e| Error::Unavailable(e.to_string()))?;
+        match api
+            .patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 422 && attempt == 0 => {
+                match api.get_opt(name).await? {
+                    Some(fresh) => finalizers = fresh.meta().finalizers.clone().unwrap_or_default(),
+                    None => return Ok(()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Publish an Event. Failures are logged, never fatal; notes are cut to what the API accepts.
+pub async fn publish(
+    ctx: &Context,
+    reference: &ObjectReference,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    if ctx.fence.check().is_err() {
+        return;
+    }
+    let ev = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(truncate(note, MAX_EVENT_NOTE)),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, reference).await {
+        warn!(error = %e, "could not publish event");
+    }
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary, marked with an ellipsis.
+pub fn truncate(text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_are_cut_on_a_character_boundary() {
+        assert_eq!(truncate("short".into(), 10), "short");
+        let long = "é".repeat(600); // 1200 bytes
+        let cut = truncate(long, MAX_EVENT_NOTE);
+        assert!(cut.len() <= MAX_EVENT_NOTE, "{}", cut.len());
+        assert!(cut.ends_with('…'));
+    }
+}
