@@ -324,85 +324,89 @@ pub async fn resolve_ref(
             resolve_connection(client, namespace, &r.name, &conn.spec).await
         }
         ElasticsearchRefKind::Elasticsearch => {
-            let es_ns = r.namespace.clone().unwrap_or_else(|| namespace.to_string());
-            if es_ns != namespace && !allow_cross_namespace {
-                return Err(TargetProblem::CrossNamespace { other: es_ns });
-            }
-            let gvk = GroupVersionKind::gvk("elasticsearch.k8s.elastic.co", "v1", "Elasticsearch");
-            let api: Api<DynamicObject> =
-                Api::namespaced_with(client.clone(), &es_ns, &ApiResource::from_gvk(&gvk));
-            let es = match api.get_opt(&r.name).await {
-                Ok(Some(es)) => es,
-                Ok(None) => {
-                    return Err(TargetProblem::NotFound {
-                        kind: "Elasticsearch (elasticsearch.k8s.elastic.co/v1)",
-                        namespace: es_ns,
-                        name: r.name.clone(),
-                    });
-                }
-                Err(kube::Error::Api(s)) if s.code == 404 => {
-                    return Err(TargetProblem::Reference(
-                        "kind: Elasticsearch needs ECK's CRD (elasticsearch.k8s.elastic.co/v1), which is not installed".into(),
-                    ));
-                }
-                Err(e) => {
-                    return Err(TargetProblem::Unreadable(format!(
-                        "cannot read Elasticsearch {es_ns}/{}: {e}",
-                        r.name
-                    )));
-                }
-            };
-            let url = eck_url(
-                &r.name,
-                &es_ns,
-                &serde_json::to_value(&es).unwrap_or_default(),
-            );
-            let auth = match (&r.api_key_secret_ref, r.use_elastic_user) {
-                (Some(k), _) => EsAuth::ApiKey(
-                    secret_key(client, namespace, k, "elasticsearchRef.apiKeySecretRef").await?,
-                ),
-                (None, Some(true)) => EsAuth::Basic {
-                    username: "elastic".into(),
-                    password: secret_value(
-                        client,
-                        &es_ns,
-                        &eck_elastic_user_secret(&r.name),
-                        "elastic",
-                        "ECK elastic user",
-                    )
-                    .await?,
-                },
-                _ => {
-                    return Err(TargetProblem::Reference(
-                        "elasticsearchRef of kind Elasticsearch needs apiKeySecretRef or useElasticUser: true".into(),
-                    ));
-                }
-            };
-            // Absent for publicly trusted certificates: then the public roots apply.
-            let ca_pem = if url.starts_with("https://") {
-                let api: Api<Secret> = Api::namespaced(client.clone(), &es_ns);
-                api.get_opt(&eck_ca_secret(&r.name))
-                    .await
-                    .map_err(|e| {
-                        TargetProblem::Unreadable(format!(
-                            "cannot read Secret {es_ns}/{}: {e}",
-                            eck_ca_secret(&r.name)
-                        ))
-                    })?
-                    .and_then(|s| s.data)
-                    .and_then(|d| d.get("ca.crt").map(|b| b.0.clone()))
-            } else {
-                None
-            };
-            Ok(Target {
-                key: format!("eck/{es_ns}/{}", r.name),
-                url,
-                auth,
-                ca_pem,
-                insecure_skip_verify: false,
-            })
+            resolve_eck(client, namespace, r, allow_cross_namespace).await
         }
     }
+}
+
+/// The ECK `Elasticsearch` object named by a reference, as JSON.
+async fn eck_object(client: &Client, es_ns: &str, name: &str) -> Result<Value, TargetProblem> {
+    let gvk = GroupVersionKind::gvk("elasticsearch.k8s.elastic.co", "v1", "Elasticsearch");
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), es_ns, &ApiResource::from_gvk(&gvk));
+    match api.get_opt(name).await {
+        Ok(Some(es)) => Ok(serde_json::to_value(&es).unwrap_or_default()),
+        Ok(None) => Err(TargetProblem::NotFound {
+            kind: "Elasticsearch (elasticsearch.k8s.elastic.co/v1)",
+            namespace: es_ns.to_string(),
+            name: name.to_string(),
+        }),
+        Err(kube::Error::Api(s)) if s.code == 404 => Err(TargetProblem::Reference(
+            "kind: Elasticsearch needs ECK's CRD (elasticsearch.k8s.elastic.co/v1), which is not installed".into(),
+        )),
+        Err(e) => Err(TargetProblem::Unreadable(format!(
+            "cannot read Elasticsearch {es_ns}/{name}: {e}"
+        ))),
+    }
+}
+
+/// Resolve a reference to an ECK `Elasticsearch` the way ECK's own associations do.
+async fn resolve_eck(
+    client: &Client,
+    namespace: &str,
+    r: &ElasticsearchRef,
+    allow_cross_namespace: bool,
+) -> Result<Target, TargetProblem> {
+    let es_ns = r.namespace.clone().unwrap_or_else(|| namespace.to_string());
+    if es_ns != namespace && !allow_cross_namespace {
+        return Err(TargetProblem::CrossNamespace { other: es_ns });
+    }
+    let es = eck_object(client, &es_ns, &r.name).await?;
+    let url = eck_url(&r.name, &es_ns, &es);
+    let auth = match (&r.api_key_secret_ref, r.use_elastic_user) {
+        (Some(k), _) => EsAuth::ApiKey(
+            secret_key(client, namespace, k, "elasticsearchRef.apiKeySecretRef").await?,
+        ),
+        (None, Some(true)) => EsAuth::Basic {
+            username: "elastic".into(),
+            password: secret_value(
+                client,
+                &es_ns,
+                &eck_elastic_user_secret(&r.name),
+                "elastic",
+                "ECK elastic user",
+            )
+            .await?,
+        },
+        _ => {
+            return Err(TargetProblem::Reference(
+                        "elasticsearchRef of kind Elasticsearch needs apiKeySecretRef or useElasticUser: true".into(),
+                    ));
+        }
+    };
+    // Absent for publicly trusted certificates: then the public roots apply.
+    let ca_pem = if url.starts_with("https://") {
+        let api: Api<Secret> = Api::namespaced(client.clone(), &es_ns);
+        api.get_opt(&eck_ca_secret(&r.name))
+            .await
+            .map_err(|e| {
+                TargetProblem::Unreadable(format!(
+                    "cannot read Secret {es_ns}/{}: {e}",
+                    eck_ca_secret(&r.name)
+                ))
+            })?
+            .and_then(|s| s.data)
+            .and_then(|d| d.get("ca.crt").map(|b| b.0.clone()))
+    } else {
+        None
+    };
+    Ok(Target {
+        key: format!("eck/{es_ns}/{}", r.name),
+        url,
+        auth,
+        ca_pem,
+        insecure_skip_verify: false,
+    })
 }
 
 #[cfg(test)]

@@ -63,77 +63,8 @@ async fn check(conn: Arc<ElasticsearchConnection>, ctx: &Context) -> Result<Acti
         endpoints: Some(users(ctx, &ns, &name)),
         ..prev.clone()
     };
-    let insecure = conn
-        .spec
-        .tls
-        .as_ref()
-        .and_then(|t| t.insecure_skip_verify)
-        .unwrap_or(false);
-    let (outcome, result) = match resolve_connection(&ctx.client, &ns, &name, &conn.spec).await {
-        Err(TargetProblem::Unreadable(e)) => return Err(Error::Unavailable(e)),
-        Err(problem) => (
-            Outcome::stalled(reason::INVALID_REFERENCE, problem.to_string()),
-            Ok(()),
-        ),
-        Ok(target) => match ctx.clusters.get(&target) {
-            Err(e) => (
-                Outcome::stalled(
-                    reason::CONNECTION_FAILED,
-                    format!("cannot build a client for {}: {e}", target.url),
-                ),
-                Ok(()),
-            ),
-            Ok(cluster) => match cluster.identity().await {
-                Ok(info) => {
-                    let stale = prev.last_successful_check.as_ref().is_none_or(|t| {
-                        Timestamp::now().duration_since(t.0).unsigned_abs() >= ctx.settings.resync
-                    });
-                    if stale || prev.observed_generation != conn.metadata.generation {
-                        next.last_successful_check = Some(Time(Timestamp::now()));
-                    }
-                    next.version = Some(info.version.to_string());
-                    next.cluster_name = Some(info.name.clone());
-                    next.cluster_uuid = Some(info.uuid.clone());
-                    (
-                        Outcome::ready(format!(
-                            "connected to Elasticsearch {} (cluster {:?}, uuid {})",
-                            info.version, info.name, info.uuid
-                        ))
-                        .with_reason(Some("Connected".into())),
-                        Ok(()),
-                    )
-                }
-                Err(e) => {
-                    let hint = e
-                        .es()
-                        .and_then(|es| es.hint())
-                        .map(|h| format!(". Likely cause: {h}"))
-                        .unwrap_or_default();
-                    let outcome =
-                        Outcome::progressing(reason::CONNECTION_FAILED, format!("{e}{hint}"));
-                    (outcome, Err(e))
-                }
-            },
-        },
-    };
-    let now = Time(Timestamp::now());
-    let mut conditions = conditions_for(&prev.conditions, &outcome, conn.metadata.generation, &now);
-    if insecure {
-        let since = prev
-            .condition(INSECURE)
-            .filter(|c| c.status == "True")
-            .map(|c| c.last_transition_time.clone())
-            .unwrap_or(now);
-        conditions.push(Condition {
-            type_: INSECURE.into(),
-            status: "True".into(),
-            reason: INSECURE.into(),
-            message: "TLS certificate verification is off for this connection: anyone on the path can read the credentials and impersonate the cluster. Give tls.ca instead".into(),
-            observed_generation: conn.metadata.generation,
-            last_transition_time: since,
-        });
-    }
-    next.conditions = conditions;
+    let (outcome, result) = probe(ctx, &conn, &prev, &mut next).await?;
+    next.conditions = conditions(&conn, &prev, &outcome);
     let changed = !same_conditions(&prev.conditions, &next.conditions)
         || ElasticsearchConnectionStatus {
             conditions: vec![],
@@ -147,8 +78,7 @@ async fn check(conn: Arc<ElasticsearchConnection>, ctx: &Context) -> Result<Acti
         let api: Api<ElasticsearchConnection> = Api::namespaced(ctx.client.clone(), &ns);
         let value = serde_json::to_value(&next).map_err(|e| Error::Unavailable(e.to_string()))?;
         apply_status(&api, &name, value).await?;
-        let previous = prev.condition(READY).map(|c| c.reason.clone());
-        if previous.as_deref() != Some(outcome.reason.as_str()) {
+        if prev.condition(READY).map(|c| c.reason.as_str()) != Some(outcome.reason.as_str()) {
             let type_ = if outcome.is_ready() {
                 EventType::Normal
             } else {
@@ -170,6 +100,97 @@ async fn check(conn: Arc<ElasticsearchConnection>, ctx: &Context) -> Result<Acti
         ctx.reset_connection_backoff(&format!("{ns}/{name}"));
     }
     result.map(|()| Action::requeue(ctx.settings.resync))
+}
+
+/// Resolve the connection and ask the cluster who it is; fills `next` with what it says.
+/// Returns the outcome for status and whether the check is retried with backoff.
+async fn probe(
+    ctx: &Context,
+    conn: &ElasticsearchConnection,
+    prev: &ElasticsearchConnectionStatus,
+    next: &mut ElasticsearchConnectionStatus,
+) -> Result<(Outcome, Result<()>)> {
+    let ns = conn.namespace().unwrap_or_default();
+    let name = conn.name_any();
+    let target = match resolve_connection(&ctx.client, &ns, &name, &conn.spec).await {
+        Err(TargetProblem::Unreadable(e)) => return Err(Error::Unavailable(e)),
+        Err(problem) => {
+            let o = Outcome::stalled(reason::INVALID_REFERENCE, problem.to_string());
+            return Ok((o, Ok(())));
+        }
+        Ok(t) => t,
+    };
+    let cluster = match ctx.clusters.get(&target) {
+        Ok(c) => c,
+        Err(e) => {
+            let o = Outcome::stalled(
+                reason::CONNECTION_FAILED,
+                format!("cannot build a client for {}: {e}", target.url),
+            );
+            return Ok((o, Ok(())));
+        }
+    };
+    match cluster.identity().await {
+        Ok(info) => {
+            let stale = prev.last_successful_check.as_ref().is_none_or(|t| {
+                Timestamp::now().duration_since(t.0).unsigned_abs() >= ctx.settings.resync
+            });
+            if stale || prev.observed_generation != conn.metadata.generation {
+                next.last_successful_check = Some(Time(Timestamp::now()));
+            }
+            next.version = Some(info.version.to_string());
+            next.cluster_name = Some(info.name.clone());
+            next.cluster_uuid = Some(info.uuid.clone());
+            let o = Outcome::ready(format!(
+                "connected to Elasticsearch {} (cluster {:?}, uuid {})",
+                info.version, info.name, info.uuid
+            ))
+            .with_reason(Some("Connected".into()));
+            Ok((o, Ok(())))
+        }
+        Err(e) => {
+            let hint = e
+                .es()
+                .and_then(|es| es.hint())
+                .map(|h| format!(". Likely cause: {h}"))
+                .unwrap_or_default();
+            let o = Outcome::progressing(reason::CONNECTION_FAILED, format!("{e}{hint}"));
+            Ok((o, Err(e)))
+        }
+    }
+}
+
+/// Ready for `outcome`, plus a warning condition while certificate checks are off.
+fn conditions(
+    conn: &ElasticsearchConnection,
+    prev: &ElasticsearchConnectionStatus,
+    outcome: &Outcome,
+) -> Vec<Condition> {
+    let now = Time(Timestamp::now());
+    let generation = conn.metadata.generation;
+    let mut conditions = conditions_for(&prev.conditions, outcome, generation, &now);
+    let insecure = conn
+        .spec
+        .tls
+        .as_ref()
+        .and_then(|t| t.insecure_skip_verify)
+        .unwrap_or(false);
+    if insecure {
+        let since = prev
+            .condition(INSECURE)
+            .filter(|c| c.status == "True")
+            .map(|c| c.last_transition_time.clone())
+            .unwrap_or(now);
+        conditions.push(Condition {
+            type_: INSECURE.into(),
+            status: "True".into(),
+            reason: INSECURE.into(),
+            message: "TLS certificate verification is off for this connection: anyone on the path can read the credentials and impersonate the cluster. Give tls.ca instead".into(),
+            observed_generation: generation,
+            last_transition_time: since,
+        });
+    }
+    conditions
 }
 
 pub fn error_policy(conn: Arc<ElasticsearchConnection>, err: &Error, ctx: Arc<Context>) -> Action {

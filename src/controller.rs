@@ -148,6 +148,97 @@ pub async fn run(
     futures::join!(futures::future::join_all(runs), resync);
 }
 
+/// The ElasticsearchConnection controller of a scope: their own status, re-checked when their
+/// Secrets or ConfigMaps change.
+fn connection_controller(apis: &Apis) -> Controller<ElasticsearchConnection> {
+    let controller = Controller::new(apis.connections.clone(), watch_config());
+    let store = controller.store();
+    controller
+        .with_config(kube::runtime::controller::Config::default().concurrency(2))
+        .watches(
+            apis.secrets.clone(),
+            watch_config(),
+            users_of(store.clone()),
+        )
+        .watches(apis.config_maps.clone(), watch_config(), users_of(store))
+}
+
+/// The InferenceEndpoint controller of a scope, re-reconciling a resource when a Secret,
+/// ConfigMap or connection it depends on changes (Secrets and ConfigMaps are watched by metadata
+/// only: the operator holds no data it does not need and reads what a resource references when
+/// it reconciles it), when another resource with the same inference id changes (the conflict
+/// rule: the next owner takes over at once), and when the resync sees its endpoint change.
+fn endpoint_controller(
+    ctx: &Context,
+    apis: Apis,
+    connections: Store<ElasticsearchConnection>,
+    scope: Option<String>,
+    concurrency: u16,
+) -> Controller<Watched> {
+    let controller = Controller::new(apis.endpoints.clone(), watch_config())
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
+    let store: Store<Watched> = controller.store();
+    ctx.add_store(store.clone());
+    let (s1, c1) = (store.clone(), connections.clone());
+    let (s2, c2) = (store.clone(), connections);
+    let (by_id, by_connection) = (store.clone(), store);
+    let triggers = futures::stream::unfold(ctx.triggers.subscribe(scope), |mut rx| async {
+        rx.recv().await.map(|r| (r, rx))
+    });
+    controller
+        .watches(apis.secrets, watch_config(), move |s| {
+            dependents(&s1, &c1, &s.namespace().unwrap_or_default(), &s.name_any())
+        })
+        .watches(apis.config_maps, watch_config(), move |m| {
+            dependents(&s2, &c2, &m.namespace().unwrap_or_default(), &m.name_any())
+        })
+        .watches(apis.endpoints, watch_config(), move |changed: Watched| {
+            same_inference_id(&by_id, &changed)
+        })
+        .watches(apis.connections, watch_config(), move |c| {
+            using_connection(&by_connection, &c)
+        })
+        .reconcile_on(triggers)
+}
+
+fn object_ref(ie: &crate::crd::InferenceEndpoint) -> ObjectRef<Watched> {
+    ObjectRef::new(&ie.name_any()).within(&ie.namespace().unwrap_or_default())
+}
+
+/// The other resources with the inference id of `changed`.
+fn same_inference_id(store: &Store<Watched>, changed: &Watched) -> Vec<ObjectRef<Watched>> {
+    let Some(changed) = changed.endpoint() else {
+        return Vec::new();
+    };
+    let id = changed.inference_id();
+    store
+        .state()
+        .iter()
+        .filter_map(|w| w.endpoint())
+        .filter(|ie| ie.metadata.uid != changed.metadata.uid && ie.inference_id() == id)
+        .map(object_ref)
+        .collect()
+}
+
+/// The resources that name the connection `c`.
+fn using_connection(
+    store: &Store<Watched>,
+    c: &ElasticsearchConnection,
+) -> Vec<ObjectRef<Watched>> {
+    store
+        .state()
+        .iter()
+        .filter_map(|w| w.endpoint())
+        .filter(|ie| ie.namespace() == c.namespace())
+        .filter(|ie| {
+            ie.spec.elasticsearch_ref.as_ref().is_some_and(|r| {
+                r.kind == ElasticsearchRefKind::ElasticsearchConnection && r.name == c.name_any()
+            })
+        })
+        .map(object_ref)
+        .collect()
+}
+
 async fn run_scope(
     ctx: Arc<Context>,
     scope: Option<String>,
@@ -157,89 +248,16 @@ async fn run_scope(
     synced: Arc<AtomicUsize>,
     total: usize,
 ) {
-    let client = ctx.client.clone();
-    let apis = Apis::new(&client, scope.as_deref());
-
-    // ElasticsearchConnections: their own status, re-checked when their Secrets change.
-    let conn_controller = Controller::new(apis.connections.clone(), watch_config());
+    let apis = Apis::new(&ctx.client, scope.as_deref());
+    let conn_controller = connection_controller(&apis);
     let conn_store = conn_controller.store();
-    let conn_controller = conn_controller
-        .with_config(kube::runtime::controller::Config::default().concurrency(2))
-        .watches(
-            apis.secrets.clone(),
-            watch_config(),
-            users_of(conn_store.clone()),
-        )
-        .watches(
-            apis.config_maps.clone(),
-            watch_config(),
-            users_of(conn_store.clone()),
-        );
-
-    // InferenceEndpoints, re-reconciled when a Secret, ConfigMap or connection they depend on
-    // changes (Secrets and ConfigMaps are watched by metadata only: the operator holds no data
-    // it does not need and reads what a resource references when it reconciles it), when
-    // another resource with the same inference id changes (the conflict rule), and when the
-    // resync sees their endpoint change in Elasticsearch.
-    let controller = Controller::new(apis.endpoints.clone(), watch_config())
-        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
-    let store: Store<Watched> = controller.store();
-    ctx.add_store(store.clone());
-    let (s1, c1) = (store.clone(), conn_store.clone());
-    let (s2, c2) = (store.clone(), conn_store.clone());
-    let by_inference_id = store.clone();
-    let by_connection = store.clone();
-    let triggers = futures::stream::unfold(ctx.triggers.subscribe(scope.clone()), |mut rx| async {
-        rx.recv().await.map(|r| (r, rx))
-    });
-    let controller = controller
-        .watches(apis.secrets, watch_config(), move |s| {
-            dependents(&s1, &c1, &s.namespace().unwrap_or_default(), &s.name_any())
-        })
-        .watches(apis.config_maps, watch_config(), move |m| {
-            dependents(&s2, &c2, &m.namespace().unwrap_or_default(), &m.name_any())
-        })
-        // When a resource changes or goes away, the others with the same inference id re-check
-        // the conflict rule at once (the next owner takes over without waiting).
-        .watches(apis.endpoints, watch_config(), move |changed: Watched| {
-            let Some(changed) = changed.endpoint() else {
-                return Vec::new();
-            };
-            let id = changed.inference_id();
-            by_inference_id
-                .state()
-                .iter()
-                .filter_map(|w| w.endpoint())
-                .filter(|ie| ie.metadata.uid != changed.metadata.uid && ie.inference_id() == id)
-                .map(|ie| {
-                    ObjectRef::new(&ie.name_any()).within(&ie.namespace().unwrap_or_default())
-                })
-                .collect::<Vec<_>>()
-        })
-        .watches(apis.connections, watch_config(), move |c| {
-            by_connection
-                .state()
-                .iter()
-                .filter_map(|w| w.endpoint())
-                .filter(|ie| ie.namespace() == c.namespace())
-                .filter(|ie| {
-                    ie.spec.elasticsearch_ref.as_ref().is_some_and(|r| {
-                        r.kind == ElasticsearchRefKind::ElasticsearchConnection
-                            && r.name == c.name_any()
-                    })
-                })
-                .map(|ie| {
-                    ObjectRef::new(&ie.name_any()).within(&ie.namespace().unwrap_or_default())
-                })
-                .collect::<Vec<_>>()
-        })
-        .reconcile_on(triggers);
-
-    let name = scope.clone().unwrap_or_else(|| "<all namespaces>".into());
-    let (ready_store, ready_conns) = (store.clone(), conn_store.clone());
+    let controller =
+        endpoint_controller(&ctx, apis, conn_store.clone(), scope.clone(), concurrency);
+    let name = scope.unwrap_or_else(|| "<all namespaces>".into());
+    let ready_store = controller.store();
     tokio::spawn(async move {
         if ready_store.wait_until_ready().await.is_ok()
-            && ready_conns.wait_until_ready().await.is_ok()
+            && conn_store.wait_until_ready().await.is_ok()
         {
             info!(namespace = %name, "watches synced");
             if synced.fetch_add(1, Ordering::SeqCst) + 1 == total {

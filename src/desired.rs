@@ -316,43 +316,7 @@ pub fn diff(
     if observed.task_type != spec.task_type.as_str() {
         out.push(immutable("task_type"));
     }
-    let builtin = is_builtin_model_service(&spec.service);
-    let adaptive = |m: &Map<String, Value>| {
-        m.get("adaptive_allocations")
-            .and_then(|a| a.get("enabled"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-    };
-    let adaptive_on =
-        builtin && (adaptive(&spec.service_settings) || adaptive(&observed.service_settings));
-    for (key, want) in &spec.service_settings {
-        // A key Elasticsearch does not return cannot be observed; comparing it would be a
-        // perpetual difference.
-        let Some(got) = observed.service_settings.get(key) else {
-            continue;
-        };
-        if builtin && key == "num_allocations" && adaptive_on {
-            continue;
-        }
-        if builtin
-            && key == "model_id"
-            && let (Some(w), Some(g)) = (want.as_str(), got.as_str())
-            && g.strip_prefix(w)
-                .is_some_and(|rest| rest.starts_with("_linux-"))
-        {
-            continue;
-        }
-        if !same_setting(key, want, got) {
-            let mutable = builtin
-                && (key == "num_allocations"
-                    || (key == "adaptive_allocations"
-                        && version.update_accepts_adaptive_allocations()));
-            out.push(FieldDiff {
-                field: format!("service_settings.{key}"),
-                mutable,
-            });
-        }
-    }
+    out.extend(diff_service_settings(spec, observed, version));
     if let Some(task) = &spec.task_settings {
         for (key, want) in task {
             let same = observed
@@ -394,6 +358,53 @@ pub fn same_setting(key: &str, want: &Value, got: &Value) -> bool {
         }
         _ => subset(want, got),
     }
+}
+
+/// The service settings the spec writes that differ from what Elasticsearch holds.
+fn diff_service_settings(
+    spec: &InferenceEndpointSpec,
+    observed: &EndpointConfig,
+    version: Version,
+) -> Vec<FieldDiff> {
+    let mut out = Vec::new();
+    let builtin = is_builtin_model_service(&spec.service);
+    let adaptive = |m: &Map<String, Value>| {
+        m.get("adaptive_allocations")
+            .and_then(|a| a.get("enabled"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    };
+    let adaptive_on =
+        builtin && (adaptive(&spec.service_settings) || adaptive(&observed.service_settings));
+    for (key, want) in &spec.service_settings {
+        // A key Elasticsearch does not return cannot be observed; comparing it would be a
+        // perpetual difference.
+        let Some(got) = observed.service_settings.get(key) else {
+            continue;
+        };
+        if builtin && key == "num_allocations" && adaptive_on {
+            continue;
+        }
+        if builtin
+            && key == "model_id"
+            && let (Some(w), Some(g)) = (want.as_str(), got.as_str())
+            && g.strip_prefix(w)
+                .is_some_and(|rest| rest.starts_with("_linux-"))
+        {
+            continue;
+        }
+        if !same_setting(key, want, got) {
+            let mutable = builtin
+                && (key == "num_allocations"
+                    || (key == "adaptive_allocations"
+                        && version.update_accepts_adaptive_allocations()));
+            out.push(FieldDiff {
+                field: format!("service_settings.{key}"),
+                mutable,
+            });
+        }
+    }
+    out
 }
 
 /// `want` ⊆ `got`: objects by key (keys missing from `got` are not observable and pass),

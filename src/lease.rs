@@ -110,7 +110,8 @@ impl LeaseConfig {
         identity: &str,
         lease_duration: Duration,
     ) -> Self {
-        let lease_duration = lease_duration.max(Duration::from_secs(2));
+        // The Lease stores whole seconds.
+        let lease_duration = lease_duration.max(Duration::from_secs(1));
         Self {
             namespace: namespace.to_string(),
             name: name.to_string(),
@@ -237,23 +238,7 @@ impl Elector {
             }
         };
         let Some(lease) = lease else {
-            let new = json!({
-                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                "metadata": {"name": self.cfg.name, "namespace": self.cfg.namespace},
-                "spec": {
-                    "holderIdentity": self.cfg.identity,
-                    "leaseDurationSeconds": self.lease_seconds(),
-                    "acquireTime": Self::now(), "renewTime": Self::now(),
-                    "leaseTransitions": 0,
-                },
-            });
-            if let Ok(lease) = serde_json::from_value::<Lease>(new)
-                && self
-                    .api
-                    .create(&PostParams::default(), &lease)
-                    .await
-                    .is_ok()
-            {
+            if self.create().await {
                 self.became_leader(sent);
             }
             return;
@@ -306,6 +291,28 @@ impl Elector {
         {
             *observed = None;
             self.became_leader(sent);
+        }
+    }
+
+    /// Create the Lease with this replica as holder; false when another replica was faster.
+    async fn create(&self) -> bool {
+        let new = json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": self.cfg.name, "namespace": self.cfg.namespace},
+            "spec": {
+                "holderIdentity": self.cfg.identity,
+                "leaseDurationSeconds": self.lease_seconds(),
+                "acquireTime": Self::now(), "renewTime": Self::now(),
+                "leaseTransitions": 0,
+            },
+        });
+        match serde_json::from_value::<Lease>(new) {
+            Ok(lease) => self
+                .api
+                .create(&PostParams::default(), &lease)
+                .await
+                .is_ok(),
+            Err(_) => false,
         }
     }
 

@@ -106,103 +106,124 @@ fn histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 14))
 }
 
+/// A metric made by `Metrics::make`, registered under `name`.
+fn reg<M: Make + prometheus_client::registry::Metric + Clone>(
+    r: &mut Registry,
+    name: &str,
+    help: &str,
+) -> M {
+    let m = M::make();
+    r.register(name, help, m.clone());
+    m
+}
+
+/// How each kind of metric the operator uses is built.
+trait Make {
+    fn make() -> Self;
+}
+
+impl Make for Counter {
+    fn make() -> Self {
+        Counter::default()
+    }
+}
+
+impl Make for Gauge {
+    fn make() -> Self {
+        Gauge::default()
+    }
+}
+
+impl<L: Clone + std::hash::Hash + Eq> Make for Family<L, Counter> {
+    fn make() -> Self {
+        Family::default()
+    }
+}
+
+impl<L: Clone + std::hash::Hash + Eq> Make for Family<L, Gauge> {
+    fn make() -> Self {
+        Family::default()
+    }
+}
+
+impl<L: Clone + std::hash::Hash + Eq> Make for Family<L, Histogram> {
+    fn make() -> Self {
+        Family::new_with_constructor(histogram)
+    }
+}
+
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("es_inference_operator");
-        registry.register(
+        let mut r = Registry::with_prefix("es_inference_operator");
+        r.register(
             "build",
             "Version of the operator",
             Info::new(BuildLabels {
                 version: env!("CARGO_PKG_VERSION").to_string(),
             }),
         );
-        let reconciles = Family::<ReconcileLabels, Counter>::default();
-        registry.register(
-            "reconciles",
-            "Reconcile passes run, by kind and result (ok, error)",
-            reconciles.clone(),
-        );
-        let reconcile_errors = Family::<ErrorLabels, Counter>::default();
-        registry.register(
-            "reconcile_errors",
-            "Reconcile passes that ended in an error, by kind and error class",
-            reconcile_errors.clone(),
-        );
-        let reconcile_duration = Family::<KindLabels, Histogram>::new_with_constructor(histogram);
-        registry.register(
-            "reconcile_duration_seconds",
-            "Duration of reconcile passes, by kind",
-            reconcile_duration.clone(),
-        );
-        let in_flight = Family::<KindLabels, Gauge>::default();
-        registry.register(
-            "reconciles_in_flight",
-            "Reconcile passes running now, by kind",
-            in_flight.clone(),
-        );
-        let es_requests = Family::<EsRequestLabels, Counter>::default();
-        registry.register(
-            "elasticsearch_requests",
-            "Requests sent to Elasticsearch, by cluster reference, route, method and status",
-            es_requests.clone(),
-        );
-        let es_request_duration =
-            Family::<EsLatencyLabels, Histogram>::new_with_constructor(histogram);
-        registry.register(
-            "elasticsearch_request_duration_seconds",
-            "Latency of Elasticsearch requests, by cluster reference and route",
-            es_request_duration.clone(),
-        );
-        let connection_up = Family::<ClusterLabels, Gauge>::default();
-        registry.register(
-            "elasticsearch_connection_up",
-            "1 while the operator can use the cluster, 0 while it backs off after a connection failure",
-            connection_up.clone(),
-        );
-        let endpoints_by_reason = Family::<ReasonLabels, Gauge>::default();
-        registry.register(
-            "endpoints",
-            "InferenceEndpoints by the reason of their Ready condition",
-            endpoints_by_reason.clone(),
-        );
-        let endpoint_ready = Family::<ObjectLabels, Gauge>::default();
-        registry.register(
-            "endpoint_ready",
-            "1 when the InferenceEndpoint is Ready, 0 otherwise",
-            endpoint_ready.clone(),
-        );
-        let drift_corrections = Counter::default();
-        registry.register(
-            "drift_corrections",
-            "Out-of-band changes corrected in Elasticsearch",
-            drift_corrections.clone(),
-        );
-        let secret_rotations = Counter::default();
-        registry.register(
-            "secret_rotations",
-            "Secret rotations applied to Elasticsearch",
-            secret_rotations.clone(),
-        );
-        let leader = Gauge::default();
-        registry.register(
-            "leader",
-            "1 while this replica may write (it holds the Lease, or leader election is off)",
-            leader.clone(),
-        );
         Self {
-            registry,
-            reconciles,
-            reconcile_errors,
-            reconcile_duration,
-            in_flight,
-            es_requests,
-            es_request_duration,
-            connection_up,
-            endpoints_by_reason,
-            endpoint_ready,
-            drift_corrections,
-            secret_rotations,
-            leader,
+            reconciles: reg(
+                &mut r,
+                "reconciles",
+                "Reconcile passes run, by kind and result (ok, error)",
+            ),
+            reconcile_errors: reg(
+                &mut r,
+                "reconcile_errors",
+                "Reconcile passes that ended in an error, by kind and error class",
+            ),
+            reconcile_duration: reg(
+                &mut r,
+                "reconcile_duration_seconds",
+                "Duration of reconcile passes, by kind",
+            ),
+            in_flight: reg(
+                &mut r,
+                "reconciles_in_flight",
+                "Reconcile passes running now, by kind",
+            ),
+            es_requests: reg(
+                &mut r,
+                "elasticsearch_requests",
+                "Requests sent to Elasticsearch, by cluster reference, route, method and status",
+            ),
+            es_request_duration: reg(
+                &mut r,
+                "elasticsearch_request_duration_seconds",
+                "Latency of Elasticsearch requests, by cluster reference and route",
+            ),
+            connection_up: reg(
+                &mut r,
+                "elasticsearch_connection_up",
+                "1 while the operator can use the cluster, 0 while it backs off after a connection failure",
+            ),
+            endpoints_by_reason: reg(
+                &mut r,
+                "endpoints",
+                "InferenceEndpoints by the reason of their Ready condition",
+            ),
+            endpoint_ready: reg(
+                &mut r,
+                "endpoint_ready",
+                "1 when the InferenceEndpoint is Ready, 0 otherwise",
+            ),
+            drift_corrections: reg(
+                &mut r,
+                "drift_corrections",
+                "Out-of-band changes corrected in Elasticsearch",
+            ),
+            secret_rotations: reg(
+                &mut r,
+                "secret_rotations",
+                "Secret rotations applied to Elasticsearch",
+            ),
+            leader: reg(
+                &mut r,
+                "leader",
+                "1 while this replica may write (it holds the Lease, or leader election is off)",
+            ),
+            registry: r,
             last_reason: Mutex::default(),
         }
     }

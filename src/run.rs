@@ -152,6 +152,137 @@ fn identity() -> String {
         .unwrap_or_else(|| format!("es-inference-operator-{}", std::process::id()))
 }
 
+/// Serve `/healthz`, `/readyz` and `/metrics` until `stop`.
+async fn serve(
+    args: &RunArgs,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.metrics_addr))?;
+    info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving /healthz, /readyz and /metrics");
+    let app = server::router(server::ServerState { metrics, ready });
+    Ok(tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+    }))
+}
+
+/// An elector not started yet, and the channel that will say when it leads.
+type Candidate = (Elector, watch::Receiver<bool>);
+
+/// The election, when enabled: the elector and its fence (always open without election).
+fn election(
+    args: &RunArgs,
+    client: &Client,
+    identity: &str,
+) -> Result<(Fence, Option<Candidate>), String> {
+    if !args.leader_election {
+        return Ok((Fence::open(), None));
+    }
+    let namespace = args
+        .leader_election_namespace
+        .clone()
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .filter(|s| !s.is_empty())
+        .ok_or("leader election needs --leader-election-namespace or POD_NAMESPACE")?;
+    let cfg = LeaseConfig::for_duration(
+        &namespace,
+        &args.leader_election_lease_name,
+        identity,
+        args.leader_election_lease_duration,
+    );
+    let (elector, fence, leading) = Elector::new(client.clone(), cfg);
+    Ok((fence, Some((elector, leading))))
+}
+
+/// A running election of the leading replica.
+struct Leading {
+    elector_stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    watcher: tokio::task::JoinHandle<()>,
+    lost: Arc<AtomicBool>,
+}
+
+impl Leading {
+    /// Wait to lead (or to be stopped first: `None`). While leading, a lost Lease stops
+    /// everything through `stop_tx`.
+    async fn wait(
+        elector: Elector,
+        mut leading: watch::Receiver<bool>,
+        stop_tx: &watch::Sender<bool>,
+        metrics: &Arc<Metrics>,
+    ) -> Option<Leading> {
+        let (elector_stop, elector_stop_rx) = watch::channel(false);
+        let task = tokio::spawn(elector.run(elector_stop_rx));
+        let mut stop = stop_tx.subscribe();
+        let became_leader = tokio::select! {
+            r = leading.wait_for(|l| *l) => r.is_ok(),
+            _ = stop.wait_for(|s| *s) => false,
+        };
+        if !became_leader {
+            let _ = elector_stop.send(true);
+            let _ = task.await;
+            return None;
+        }
+        metrics.set_leader(true);
+        let (loss_tx, loss_metrics) = (stop_tx.clone(), metrics.clone());
+        let lost = Arc::new(AtomicBool::new(false));
+        let flag = lost.clone();
+        let watcher = tokio::spawn(async move {
+            if leading.wait_for(|l| !*l).await.is_ok() {
+                loss_metrics.set_leader(false);
+                flag.store(true, Ordering::SeqCst);
+                let _ = loss_tx.send(true);
+            }
+        });
+        Some(Leading {
+            elector_stop,
+            task,
+            watcher,
+            lost,
+        })
+    }
+
+    /// Release the Lease (after the reconciles in flight ended). Returns whether it was lost
+    /// before.
+    async fn release(self, metrics: &Metrics) -> bool {
+        self.watcher.abort();
+        let _ = self.elector_stop.send(true);
+        let _ = self.task.await;
+        metrics.set_leader(false);
+        self.lost.load(Ordering::SeqCst)
+    }
+}
+
+fn context(
+    args: &RunArgs,
+    client: Client,
+    pool: ClusterPool,
+    metrics: Arc<Metrics>,
+    identity: &str,
+    fence: Fence,
+) -> Arc<Context> {
+    let settings = Settings {
+        resync: args.resync_interval,
+        create_timeout: args.create_timeout,
+        allow_cross_namespace_refs: args.allow_cross_namespace_refs,
+        ..Settings::default()
+    };
+    let reporter = Reporter {
+        controller: "es-inference-operator".into(),
+        instance: Some(identity.to_string()),
+    };
+    Arc::new(Context::new(
+        client, pool, metrics, settings, reporter, fence,
+    ))
+}
+
 pub async fn run(args: RunArgs) -> Result<(), String> {
     if args.leader_election && args.shutdown_timeout >= args.leader_election_lease_duration {
         return Err(format!(
@@ -172,113 +303,43 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
         format!("cannot configure the Kubernetes client (in-cluster or KUBECONFIG): {e}")
     })?;
     check_installed(&client, &args.namespace).await?;
-
     let identity = identity();
     let ready = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", args.metrics_addr))?;
-    info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving /healthz, /readyz and /metrics");
-    let app = server::router(server::ServerState {
-        metrics: metrics.clone(),
-        ready: ready.clone(),
-    });
-    let mut server_stop = stop_rx.clone();
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = server_stop.wait_for(|s| *s).await;
-            })
-            .await;
-    });
+    let server = serve(&args, metrics.clone(), ready.clone(), stop_rx.clone()).await?;
     let signal_tx = stop_tx.clone();
     let signals = tokio::spawn(async move {
         shutdown_signal().await;
         info!("shutting down: no new reconciles; waiting for those in flight");
         let _ = signal_tx.send(true);
     });
-
-    // Leader election: a standby is ready (it serves metrics and waits), and writes nothing.
-    let (fence, elector) = if args.leader_election {
-        let namespace = args
-            .leader_election_namespace
-            .clone()
-            .or_else(|| std::env::var("POD_NAMESPACE").ok())
-            .filter(|s| !s.is_empty())
-            .ok_or("leader election needs --leader-election-namespace or POD_NAMESPACE")?;
-        let cfg = LeaseConfig::for_duration(
-            &namespace,
-            &args.leader_election_lease_name,
-            &identity,
-            args.leader_election_lease_duration,
-        );
-        let (elector, fence, leading) = Elector::new(client.clone(), cfg);
-        (fence, Some((elector, leading)))
-    } else {
-        metrics.set_leader(true);
-        (Fence::open(), None)
-    };
+    let (fence, elector) = election(&args, &client, &identity)?;
     let pool = ClusterPool::new(
         default,
         cluster_settings,
         fence.clone(),
         Some(metrics.clone()),
     );
-    let settings = Settings {
-        resync: args.resync_interval,
-        create_timeout: args.create_timeout,
-        allow_cross_namespace_refs: args.allow_cross_namespace_refs,
-        ..Settings::default()
-    };
-    let reporter = Reporter {
-        controller: "es-inference-operator".into(),
-        instance: Some(identity.clone()),
-    };
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        pool,
-        metrics.clone(),
-        settings,
-        reporter,
-        fence,
-    ));
+    let ctx = context(&args, client, pool, metrics.clone(), &identity, fence);
 
-    let lost_leadership = Arc::new(AtomicBool::new(false));
-    let mut election = None;
-    if let Some((elector, mut leading)) = elector {
-        ready.store(true, Ordering::SeqCst);
-        let (elector_stop_tx, elector_stop_rx) = watch::channel(false);
-        let task = tokio::spawn(elector.run(elector_stop_rx));
-        info!(lease = %args.leader_election_lease_name, %identity, "waiting to become the leader");
-        let mut stop = stop_rx.clone();
-        let became_leader = tokio::select! {
-            r = leading.wait_for(|l| *l) => r.is_ok(),
-            _ = stop.wait_for(|s| *s) => false,
-        };
-        if !became_leader {
-            let _ = elector_stop_tx.send(true);
-            let _ = task.await;
-            signals.abort();
-            let _ = stop_tx.send(true);
-            let _ = server.await;
-            return Ok(());
+    let leading = match elector {
+        None => {
+            metrics.set_leader(true);
+            None
         }
-        metrics.set_leader(true);
-        // Leadership lost (renew deadline passed, or another holder): stop everything.
-        let loss_tx = stop_tx.clone();
-        let loss_metrics = metrics.clone();
-        let lost = lost_leadership.clone();
-        let watcher = tokio::spawn(async move {
-            if leading.wait_for(|l| !*l).await.is_ok() {
-                loss_metrics.set_leader(false);
-                lost.store(true, Ordering::SeqCst);
-                let _ = loss_tx.send(true);
-            }
-        });
-        election = Some((elector_stop_tx, task, watcher));
-    }
-
+        Some((elector, leading)) => {
+            // A standby is ready: it serves metrics, waits for the Lease, and writes nothing.
+            ready.store(true, Ordering::SeqCst);
+            info!(lease = %args.leader_election_lease_name, %identity, "waiting to become the leader");
+            let Some(l) = Leading::wait(elector, leading, &stop_tx, &metrics).await else {
+                signals.abort();
+                let _ = stop_tx.send(true);
+                let _ = server.await;
+                return Ok(());
+            };
+            Some(l)
+        }
+    };
     info!(elasticsearch = args.elasticsearch_url.as_deref().unwrap_or("<none>"), namespaces = ?args.namespace, "operator started");
     let controllers = tokio::spawn(controller::run(
         ctx,
@@ -298,16 +359,13 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
             args.shutdown_timeout
         );
     }
-    if let Some((elector_stop, task, watcher)) = election {
-        // Release only after the reconciles in flight have finished (or were cut off).
-        watcher.abort();
-        let _ = elector_stop.send(true);
-        let _ = task.await;
-        metrics.set_leader(false);
-    }
+    let lost = match leading {
+        Some(l) => l.release(&metrics).await,
+        None => false,
+    };
     signals.abort();
     let _ = server.await;
-    if lost_leadership.load(Ordering::SeqCst) {
+    if lost {
         return Err("lost leadership".into());
     }
     Ok(())

@@ -27,7 +27,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
-type Obj = Map<String, Value>;
+pub type Obj = Map<String, Value>;
 
 /// How the stand-in presents itself.
 #[derive(Clone, Debug)]
@@ -87,6 +87,9 @@ pub enum Fault {
     Latency(Duration),
     /// Close the connection without a response (the client sees a transport error).
     DropConnection,
+    /// Handle the request completely (a create is stored), then close the connection without
+    /// the response: an answer lost on the way back.
+    LoseAnswer,
 }
 
 /// A running stand-in; the server lives on a tokio task until this is dropped.
@@ -394,6 +397,23 @@ impl EsStandin {
             .map(|d| deployment_state(d).to_string())
     }
 
+    /// Every create from now on stores its configuration changed by `hook` (e.g. a model alias
+    /// resolved to another id), as an Elasticsearch that normalises a setting would.
+    pub fn set_store_hook(&self, hook: fn(&mut Obj)) {
+        self.lock().store_hook = Some(hook);
+    }
+
+    /// While on, every connection is cut off without an answer, `GET /` included: an outage.
+    pub fn set_unreachable(&self, on: bool) {
+        self.lock().unreachable = on;
+    }
+
+    /// Answer `GET /` with this `cluster_uuid` (e.g. `_na_`, as while the cluster state is not
+    /// recovered); `None` restores the configured one.
+    pub fn set_cluster_uuid(&self, uuid: Option<&str>) {
+        self.lock().uuid_override = uuid.map(str::to_string);
+    }
+
     pub fn set_provider_rejects(&self, api_key_value: &str) {
         self.lock().rejected.insert(api_key_value.into());
     }
@@ -465,6 +485,13 @@ struct Inner {
     indexes: BTreeMap<String, BTreeSet<String>>,
     deployments: BTreeMap<String, Deployment>,
     model_plan: ModelPlan,
+    /// Every request, `GET /` included, is cut off (the cluster is unreachable).
+    unreachable: bool,
+    /// `cluster_uuid` answered by `GET /` instead of the configured one (e.g. `_na_`).
+    uuid_override: Option<String>,
+    /// Applied to the stored configuration of every create (Elasticsearch storing a setting in
+    /// another form than it was sent).
+    store_hook: Option<fn(&mut Obj)>,
 }
 
 /// How trained-model deployments of `elasticsearch`/`elser` endpoints behave (§2.2 step 13,
@@ -638,8 +665,13 @@ impl Shared {
 
     fn root(&self) -> Response {
         let (cfg, build) = (&self.cfg, "0000000000000000000000000000000000000000");
+        let uuid = self
+            .lock()
+            .uuid_override
+            .clone()
+            .unwrap_or_else(|| cfg.cluster_uuid.clone());
         let body = json!({
-            "name": "es-standin-0", "cluster_name": cfg.cluster_name, "cluster_uuid": cfg.cluster_uuid,
+            "name": "es-standin-0", "cluster_name": cfg.cluster_name, "cluster_uuid": uuid,
             "version": {"number": cfg.version, "build_flavor": "default", "build_type": "docker",
                 "build_hash": build, "build_date": "2025-01-01T00:00:00.000Z", "build_snapshot": false,
                 "lucene_version": "10.0.0", "minimum_wire_compatibility_version": "7.17.0",
@@ -698,8 +730,11 @@ impl Shared {
         }
         // 3.–9. task type, service, settings, secrets, chunking; defaults (§2.4)
         let strict = self.lock().echo_unknown;
-        let stored = build_endpoint(v, url_task, id, parse_object(raw)?, strict)?;
+        let mut stored = build_endpoint(v, url_task, id, parse_object(raw)?, strict)?;
         let mut inner = self.lock();
+        if let Some(hook) = inner.store_hook {
+            hook(&mut stored.config);
+        }
         // 11. validation call to the provider; 12. duplicates only detected when storing
         provider_check(&inner.rejected, v, id, &stored)?;
         if inner.endpoints.contains_key(id) {
@@ -1029,6 +1064,10 @@ async fn handle(
     let fault = {
         let mut inner = shared.lock();
         inner.requests.push(recorded);
+        if inner.unreachable {
+            drop(inner);
+            std::panic::resume_unwind(Box::new("simulated outage"));
+        }
         let applies =
             |(only, _): &(Option<Method>, Fault)| only.as_ref().is_none_or(|m| *m == method);
         let position = inner.faults.iter().position(applies).filter(|_| !is_root);
@@ -1045,8 +1084,9 @@ async fn handle(
             return fault_response(429, Some(retry_after_secs));
         }
         Some(Fault::Latency(delay)) => Some(delay),
-        None => None,
+        Some(Fault::LoseAnswer) | None => None,
     };
+    let lose_answer = fault == Some(Fault::LoseAnswer);
     // Like Elasticsearch, finish the work even when the client stops waiting for it.
     let in_flight = InFlight::new(shared.clone());
     let work = async move {
@@ -1058,6 +1098,7 @@ async fn handle(
         response
     };
     match tokio::spawn(work).await {
+        Ok(_) if lose_answer => std::panic::resume_unwind(Box::new("simulated lost answer")),
         Ok(response) => response,
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
@@ -1557,6 +1598,12 @@ fn take_secrets(kind: SecretKind, ss: &mut Obj) -> Result<Obj, EsError> {
 
 /// §2.4 defaults that a real create materialises.
 fn apply_defaults(svc: &Service, task: &str, ss: &mut Obj) {
+    // Enum settings are parsed case-insensitively and stored in Elasticsearch's own spelling.
+    for key in ["similarity", "element_type", "embedding_type"] {
+        if let Some(Value::String(v)) = ss.get_mut(key) {
+            *v = v.to_ascii_lowercase();
+        }
+    }
     if let Some((_, rpm)) = svc.rpm.iter().find(|(t, _)| *t == task || *t == "*") {
         let rate_limit = json!({ "requests_per_minute": rpm });
         ss.entry("rate_limit").or_insert(rate_limit);

@@ -345,6 +345,26 @@ impl FakeKube {
         kube::Client::new(service, default_namespace)
     }
 
+    /// A `kube::Client` backed by this fake that cannot reach it while `cut` is true: every
+    /// request fails as a connection error would (the API server is unreachable).
+    pub fn client_with_switch(&self, cut: Arc<std::sync::atomic::AtomicBool>) -> kube::Client {
+        let inner = Arc::clone(&self.inner);
+        let service = tower::service_fn(move |req: Request<Body>| {
+            let inner = Arc::clone(&inner);
+            let cut = cut.load(std::sync::atomic::Ordering::SeqCst);
+            async move {
+                if cut {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionRefused,
+                        "the API server is unreachable",
+                    ));
+                }
+                Ok(serve(inner, req).await)
+            }
+        });
+        kube::Client::new(service, "default")
+    }
+
     /// Serve one more resource type (replaces a definition with the same group/version/plural).
     pub fn register(&self, def: ResourceDef) {
         let mut inner = self.lock();

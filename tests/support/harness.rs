@@ -30,7 +30,7 @@ pub const NS: &str = "search";
 
 pub struct Harness {
     pub kube: FakeKube,
-    pub es: EsStandin,
+    pub es: Arc<EsStandin>,
     pub ctx: Arc<Context>,
     pub metrics: Arc<Metrics>,
     peers: Mutex<reflector::store::Writer<Watched>>,
@@ -47,8 +47,30 @@ impl Harness {
     }
 
     pub async fn with(cfg: StandinConfig, settings: Settings, es_timeout: Duration) -> Self {
-        let api_key = cfg.api_key.clone();
-        let es = EsStandin::start(cfg).await;
+        let es = Arc::new(EsStandin::start(cfg).await);
+        Self::on(
+            es,
+            settings,
+            ClusterSettings {
+                request_timeout: es_timeout,
+                ..ClusterSettings::default()
+            },
+        )
+    }
+
+    /// An operator (its own Kubernetes fake and memory) on an Elasticsearch stand-in that may
+    /// be shared with another harness: two operator installs on one cluster.
+    pub fn on(es: Arc<EsStandin>, settings: Settings, cluster: ClusterSettings) -> Self {
+        Self::on_with_fence(es, settings, cluster, Fence::open())
+    }
+
+    pub fn on_with_fence(
+        es: Arc<EsStandin>,
+        settings: Settings,
+        cluster: ClusterSettings,
+        fence: Fence,
+    ) -> Self {
+        let api_key = es.config().api_key.clone();
         let kube = FakeKube::new();
         let metrics = Arc::new(Metrics::new());
         let default = Target {
@@ -63,12 +85,11 @@ impl Harness {
         let pool = ClusterPool::new(
             Some(default),
             ClusterSettings {
-                request_timeout: es_timeout,
                 max_concurrency: 4,
                 refresh: settings.resync,
-                ..ClusterSettings::default()
+                ..cluster
             },
-            Fence::open(),
+            fence.clone(),
             Some(metrics.clone()),
         );
         let reporter = Reporter {
@@ -90,7 +111,7 @@ impl Harness {
             metrics.clone(),
             settings,
             reporter,
-            Fence::open(),
+            fence,
         );
         ctx.add_store(peers);
         Self {
@@ -214,6 +235,13 @@ impl Harness {
             .unwrap_or_else(|| panic!("no InferenceEndpoint {name}"))
     }
 
+    /// Whether the object exists (decodable or not).
+    pub fn exists(&self, name: &str) -> bool {
+        self.kube
+            .get("es-inference.dev/v1alpha1", "InferenceEndpoint", NS, name)
+            .is_some()
+    }
+
     pub fn get(&self, name: &str) -> Option<InferenceEndpoint> {
         self.kube.get_typed::<InferenceEndpoint>(NS, name)
     }
@@ -256,6 +284,9 @@ impl Harness {
     pub async fn settle_within(&self, name: &str, deadline: Duration) {
         let end = tokio::time::Instant::now() + deadline;
         loop {
+            if !self.exists(name) {
+                return;
+            }
             let before = self.kube.writes_excluding_events();
             let r = self.reconcile(name).await;
             let wrote = self.kube.writes_excluding_events() != before;
