@@ -5,7 +5,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
     time::Duration,
 };
@@ -16,9 +16,9 @@ use kube::{
     Api, Client, ResourceExt,
     api::PartialObjectMeta,
     runtime::{
-        Controller,
-        reflector::{ObjectRef, Store},
-        watcher,
+        Controller, WatchStreamExt,
+        reflector::{self, ObjectRef, Store, reflector},
+        watcher::{self, watcher},
     },
 };
 use rand::Rng;
@@ -84,6 +84,76 @@ fn watch_config() -> watcher::Config {
     watcher::Config::default().any_semantic()
 }
 
+/// Readiness of the operator: every main watch has listed its objects once.
+///
+/// Tracked from the watch streams themselves: kube's `Store::wait_until_ready` keeps a single
+/// waker, so a second task waiting on it beside the controller's own runner is never woken (and
+/// polling it would steal the runner's wakeup instead).
+#[derive(Clone)]
+struct Readiness {
+    flags: Arc<std::sync::Mutex<Vec<Arc<AtomicBool>>>>,
+    ready: Arc<AtomicBool>,
+}
+
+impl Readiness {
+    fn new(ready: Arc<AtomicBool>) -> Self {
+        Self {
+            flags: Arc::default(),
+            ready,
+        }
+    }
+
+    /// A flag for one more watch; readiness waits for all of them.
+    fn flag(&self) -> Arc<AtomicBool> {
+        let f = Arc::new(AtomicBool::new(false));
+        self.flags
+            .lock()
+            .expect("readiness lock poisoned")
+            .push(f.clone());
+        f
+    }
+
+    fn synced(&self, flag: &AtomicBool, what: &str) {
+        if flag.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        info!(watch = what, "watch synced");
+        let all = self
+            .flags
+            .lock()
+            .expect("readiness lock poisoned")
+            .iter()
+            .all(|f| f.load(Ordering::SeqCst));
+        if all {
+            self.ready.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// A controller for `api` whose watch reports to `readiness` once it has listed everything.
+fn controller_for<K>(api: Api<K>, readiness: &Readiness, what: String) -> Controller<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let flag = readiness.flag();
+    let readiness = readiness.clone();
+    let stream = reflector(writer, watcher(api, watch_config()).default_backoff())
+        .inspect(move |event| {
+            if let Ok(watcher::Event::InitDone) = event {
+                readiness.synced(&flag, &what);
+            }
+        })
+        .applied_objects();
+    Controller::for_stream(stream, reader)
+}
+
 /// The InferenceEndpoints in `endpoints` that depend on the Secret or ConfigMap `ns/name`
 /// (through secretSettings or their cluster reference).
 fn dependents(
@@ -131,17 +201,14 @@ pub async fn run(
     } else {
         namespaces.into_iter().map(Some).collect()
     };
-    let synced = Arc::new(AtomicUsize::new(0));
-    let total = scopes.len();
+    let readiness = Readiness::new(ready);
     let runs = scopes.into_iter().map(|scope| {
         run_scope(
             ctx.clone(),
             scope,
             concurrency,
             shutdown.clone(),
-            ready.clone(),
-            synced.clone(),
-            total,
+            readiness.clone(),
         )
     });
     let resync = resync_loop(ctx.clone(), shutdown.clone());
@@ -150,8 +217,16 @@ pub async fn run(
 
 /// The ElasticsearchConnection controller of a scope: their own status, re-checked when their
 /// Secrets or ConfigMaps change.
-fn connection_controller(apis: &Apis) -> Controller<ElasticsearchConnection> {
-    let controller = Controller::new(apis.connections.clone(), watch_config());
+fn connection_controller(
+    apis: &Apis,
+    readiness: &Readiness,
+    scope: &str,
+) -> Controller<ElasticsearchConnection> {
+    let controller = controller_for(
+        apis.connections.clone(),
+        readiness,
+        format!("ElasticsearchConnections in {scope}"),
+    );
     let store = controller.store();
     controller
         .with_config(kube::runtime::controller::Config::default().concurrency(2))
@@ -173,9 +248,14 @@ fn endpoint_controller(
     apis: Apis,
     connections: Store<ElasticsearchConnection>,
     scope: Option<String>,
+    readiness: &Readiness,
     concurrency: u16,
 ) -> Controller<Watched> {
-    let controller = Controller::new(apis.endpoints.clone(), watch_config())
+    let what = format!(
+        "InferenceEndpoints in {}",
+        scope.as_deref().unwrap_or("all namespaces")
+    );
+    let controller = controller_for(apis.endpoints.clone(), readiness, what)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
     let store: Store<Watched> = controller.store();
     ctx.add_store(store.clone());
@@ -244,27 +324,13 @@ async fn run_scope(
     scope: Option<String>,
     concurrency: u16,
     shutdown: watch::Receiver<bool>,
-    ready: Arc<AtomicBool>,
-    synced: Arc<AtomicUsize>,
-    total: usize,
+    readiness: Readiness,
 ) {
     let apis = Apis::new(&ctx.client, scope.as_deref());
-    let conn_controller = connection_controller(&apis);
+    let name = scope.clone().unwrap_or_else(|| "all namespaces".into());
+    let conn_controller = connection_controller(&apis, &readiness, &name);
     let conn_store = conn_controller.store();
-    let controller =
-        endpoint_controller(&ctx, apis, conn_store.clone(), scope.clone(), concurrency);
-    let name = scope.unwrap_or_else(|| "<all namespaces>".into());
-    let ready_store = controller.store();
-    tokio::spawn(async move {
-        if ready_store.wait_until_ready().await.is_ok()
-            && conn_store.wait_until_ready().await.is_ok()
-        {
-            info!(namespace = %name, "watches synced");
-            if synced.fetch_add(1, Ordering::SeqCst) + 1 == total {
-                ready.store(true, Ordering::SeqCst);
-            }
-        }
-    });
+    let controller = endpoint_controller(&ctx, apis, conn_store, scope, &readiness, concurrency);
     let stop = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };

@@ -36,8 +36,6 @@ use super::{ElasticsearchRef, conditions_schema, free_form_object, service_setti
         .message("chunkingSettings apply only to the text_embedding, sparse_embedding and embedding task types"),
     validation = Rule::new("has(self.elasticsearchRef) == has(oldSelf.elasticsearchRef) && (!has(self.elasticsearchRef) || self.elasticsearchRef == oldSelf.elasticsearchRef)")
         .message("elasticsearchRef is immutable: moving an endpoint to another cluster is a new InferenceEndpoint"),
-    validation = Rule::new("!has(self.secretSettings) || !has(self.serviceSettings) || self.secretSettings.all(k, !(k in self.serviceSettings))")
-        .message("a secretSettings key must not also be set in serviceSettings: the secret would replace it on every request"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct InferenceEndpointSpec {
