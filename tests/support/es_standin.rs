@@ -112,7 +112,12 @@ impl EsStandin {
 
     /// Like [`EsStandin::start`], returning bind errors.
     pub async fn try_start(cfg: StandinConfig) -> std::io::Result<EsStandin> {
-        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        Self::start_on(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), cfg).await
+    }
+
+    /// Listen on `addr` (loopback, or the pod network's gateway so that Pods reach it).
+    pub async fn start_on(addr: SocketAddr, cfg: StandinConfig) -> std::io::Result<EsStandin> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(cfg));
         let app = Router::new().fallback(handle).with_state(shared.clone());
@@ -397,6 +402,11 @@ impl EsStandin {
             .map(|d| deployment_state(d).to_string())
     }
 
+    /// Every request (but `GET /`) takes at least this long, as a remote cluster would.
+    pub fn set_latency(&self, latency: Duration) {
+        self.lock().latency = latency;
+    }
+
     /// Every create from now on stores its configuration changed by `hook` (e.g. a model alias
     /// resolved to another id), as an Elasticsearch that normalises a setting would.
     pub fn set_store_hook(&self, hook: fn(&mut Obj)) {
@@ -492,6 +502,8 @@ struct Inner {
     /// Applied to the stored configuration of every create (Elasticsearch storing a setting in
     /// another form than it was sent).
     store_hook: Option<fn(&mut Obj)>,
+    /// Added to every request but `GET /`.
+    latency: Duration,
 }
 
 /// How trained-model deployments of `elasticsearch`/`elser` endpoints behave (§2.2 step 13,
@@ -591,6 +603,42 @@ impl Shared {
         json_response(StatusCode::OK, &body)
     }
 
+    /// `PUT _ingest/pipeline/<id>`: only what references endpoints is kept: the `model_id` of
+    /// its `inference` processors (§8).
+    fn put_pipeline(&self, id: &str, body: &Bytes) -> Result<Response, EsError> {
+        let v: Value = serde_json::from_slice(body)
+            .map_err(|e| EsError::bad(format!("failed to parse pipeline: {e}")))?;
+        let models: Vec<String> = v["processors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.pointer("/inference/model_id").and_then(Value::as_str))
+            .map(str::to_string)
+            .collect();
+        let mut inner = self.lock();
+        for set in inner.pipelines.values_mut() {
+            set.remove(id);
+        }
+        for m in models {
+            inner.pipelines.entry(m).or_default().insert(id.to_string());
+        }
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({"acknowledged": true}),
+        ))
+    }
+
+    fn delete_pipeline(&self, id: &str) -> Result<Response, EsError> {
+        let mut inner = self.lock();
+        for set in inner.pipelines.values_mut() {
+            set.remove(id);
+        }
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({"acknowledged": true}),
+        ))
+    }
+
     /// Generic ES security (§4, §10): 401 with `WWW-Authenticate` challenges.
     fn check_auth(&self, auth: Option<&str>, uri: &Uri) -> Result<(), EsError> {
         let (api_key, basic) = (&self.cfg.api_key, &self.cfg.basic_auth);
@@ -638,6 +686,8 @@ impl Shared {
         let update = put && self.ver.at_least(8, 17); // §1.2: _update exists from 8.17
         match segs.as_slice() {
             [] if get || method == Method::HEAD => req.check_params(&[]).map(|_| self.root()),
+            ["_ingest", "pipeline", id] if put => self.put_pipeline(id, body),
+            ["_ingest", "pipeline", id] if delete => self.delete_pipeline(id),
             ["_inference"] | ["_inference", "_all" | "*"] if get => self.list(&req, None),
             ["_inference", id] if get => self.get(&req, None, id),
             ["_inference", task, "_all" | "*"] if get => {
@@ -1061,19 +1111,21 @@ async fn handle(
         body: recorded_body(&body),
         authorization: auth.map(str::to_owned),
     };
-    let fault = {
+    let (fault, base_latency) = {
         let mut inner = shared.lock();
         inner.requests.push(recorded);
         if inner.unreachable {
             drop(inner);
             std::panic::resume_unwind(Box::new("simulated outage"));
         }
+        let base_latency = (!is_root).then_some(inner.latency).filter(|d| !d.is_zero());
         let applies =
             |(only, _): &(Option<Method>, Fault)| only.as_ref().is_none_or(|m| *m == method);
         let position = inner.faults.iter().position(applies).filter(|_| !is_root);
-        position
+        let fault = position
             .and_then(|i| inner.faults.remove(i))
-            .map(|(_, fault)| fault)
+            .map(|(_, fault)| fault);
+        (fault, base_latency)
     }; // the lock is released before anything below can unwind
     let delay = match fault {
         // Unwinding out of the handler aborts hyper's connection task, so the socket closes
@@ -1083,8 +1135,8 @@ async fn handle(
         Some(Fault::TooManyRequests { retry_after_secs }) => {
             return fault_response(429, Some(retry_after_secs));
         }
-        Some(Fault::Latency(delay)) => Some(delay),
-        Some(Fault::LoseAnswer) | None => None,
+        Some(Fault::Latency(delay)) => Some(delay + base_latency.unwrap_or_default()),
+        Some(Fault::LoseAnswer) | None => base_latency,
     };
     let lose_answer = fault == Some(Fault::LoseAnswer);
     // Like Elasticsearch, finish the work even when the client stops waiting for it.

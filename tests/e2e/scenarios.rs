@@ -1,240 +1,22 @@
-//! End-to-end: the real `es-inference-operator run` binary against a real Kubernetes API server
-//! (and a real Elasticsearch, or the repository's stand-in on 127.0.0.1). Configured only by
-//! environment variables (see README, "End-to-end tests"); prints SKIPPED without them.
-//! Waits on conditions with deadlines; never sleeps.
+//! The scenarios of the first releases: CRD rules, the lifecycle, leader election, least
+//! privilege, built-in models, connections and conflicts.
 
-mod support;
+use crate::common::*;
+use std::{process::Command, time::Duration};
 
-type TestFn = fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
-
-/// A minimal runner in libtest's output format: each test runs on its own runtime, a panic is a
-/// failure, and the process exits non-zero when any test failed.
-fn main() {
-    let tests: [(&str, TestFn); 7] = [
-        ("conflict_takeover_against_a_real_api_server", || {
-            Box::pin(conflict_takeover_against_a_real_api_server())
-        }),
-        ("connection_against_a_real_api_server", || {
-            Box::pin(connection_against_a_real_api_server())
-        }),
-        ("model_endpoint_against_a_real_api_server", || {
-            Box::pin(model_endpoint_against_a_real_api_server())
-        }),
-        ("least_privilege_identity_against_a_real_api_server", || {
-            Box::pin(least_privilege_identity_against_a_real_api_server())
-        }),
-        ("leader_election_against_a_real_api_server", || {
-            Box::pin(leader_election_against_a_real_api_server())
-        }),
-        ("crd_rules_on_a_real_api_server", || {
-            Box::pin(crd_rules_on_a_real_api_server())
-        }),
-        ("lifecycle_against_a_real_api_server", || {
-            Box::pin(lifecycle_against_a_real_api_server())
-        }),
-    ];
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let selected: Vec<_> = tests
-        .iter()
-        .filter(|(n, _)| filter.as_deref().is_none_or(|f| n.contains(f)))
-        .collect();
-    println!("\nrunning {} tests", selected.len());
-    let (mut passed, mut failed, mut ignored) = (0, 0, 0);
-    for (name, test) in selected {
-        SKIPPED.store(false, std::sync::atomic::Ordering::SeqCst);
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(test())));
-        drop(rt);
-        if result.is_ok() && SKIPPED.load(std::sync::atomic::Ordering::SeqCst) {
-            ignored += 1;
-            println!("test {name} ... ignored");
-        } else if result.is_ok() {
-            passed += 1;
-            println!("test {name} ... ok");
-        } else {
-            failed += 1;
-            println!("test {name} ... FAILED");
-        }
-    }
-    let verdict = if failed == 0 { "ok" } else { "FAILED" };
-    println!(
-        "\ntest result: {verdict}. {passed} passed; {failed} failed; {ignored} ignored; 0 measured; 0 filtered out\n"
-    );
-    if failed > 0 {
-        std::process::exit(101);
-    }
-}
-
-use std::{
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
-
+use crate::support::es_standin::{EsStandin, StandinConfig};
 use es_inference_operator::crd::InferenceEndpoint;
 use k8s_openapi::{
-    api::{
-        coordination::v1::Lease,
-        core::v1::{Namespace, Secret},
-    },
+    api::{coordination::v1::Lease, core::v1::Secret},
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
-    Api, Client, Config, ResourceExt,
+    Api, ResourceExt,
     api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams},
-    config::{KubeConfigOptions, Kubeconfig},
-    runtime::wait::{await_condition, conditions},
 };
 use serde_json::{Value, json};
-use support::es_standin::{EsStandin, StandinConfig};
 
-const DEADLINE: Duration = Duration::from_secs(90);
-
-struct Env {
-    kubeconfig: String,
-    es_url: Option<String>,
-}
-
-impl Env {
-    fn get() -> Option<Env> {
-        let kubeconfig = std::env::var("E2E_KUBECONFIG")
-            .ok()
-            .filter(|s| !s.is_empty());
-        let es_url = std::env::var("E2E_ELASTICSEARCH_URL")
-            .ok()
-            .filter(|s| !s.is_empty());
-        match kubeconfig {
-            Some(kubeconfig) => Some(Env { kubeconfig, es_url }),
-            None => {
-                skipped(
-                    "end-to-end tests need E2E_KUBECONFIG (and E2E_ELASTICSEARCH_URL, or `standin`); see README",
-                );
-                None
-            }
-        }
-    }
-}
-
-/// This target runs without libtest (`harness = false` in Cargo.toml), so a skip is printed
-/// plainly instead of being captured.
-fn skipped(why: &str) {
-    println!("SKIPPED: {why}");
-    SKIPPED.store(true, std::sync::atomic::Ordering::SeqCst);
-}
-
-/// Set by `skipped`: the runner reports the test as ignored, not as passed.
-static SKIPPED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-async fn client(env: &Env) -> Client {
-    let kc = Kubeconfig::read_from(&env.kubeconfig).expect("read E2E_KUBECONFIG");
-    let cfg = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .expect("kubeconfig");
-    Client::try_from(cfg).expect("client")
-}
-
-async fn install_crd(client: &Client) {
-    install_one_crd(client, "elasticsearchconnections.es-inference.dev").await;
-    install_one_crd(client, "inferenceendpoints.es-inference.dev").await;
-}
-
-async fn install_one_crd(client: &Client, name: &str) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let text = std::fs::read_to_string(format!("{}/crds/{name}.yaml", env!("CARGO_MANIFEST_DIR")))
-        .expect("crd file");
-    let crd: CustomResourceDefinition = serde_saphyr::from_str(&text).expect("crd yaml");
-    crds.patch(
-        name,
-        &PatchParams::apply("e2e").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .expect("apply CRD (server-side): the API server must accept its schema and CEL rules");
-    tokio::time::timeout(
-        DEADLINE,
-        await_condition(crds, name, conditions::is_crd_established()),
-    )
-    .await
-    .expect("CRD established in time")
-    .expect("watch");
-}
-
-struct TempNamespace {
-    api: Api<Namespace>,
-    name: String,
-}
-
-impl TempNamespace {
-    async fn new(client: &Client, prefix: &str) -> Self {
-        let api: Api<Namespace> = Api::all(client.clone());
-        let name = format!("{prefix}-{:x}", rand_suffix());
-        api.create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": name}})).expect("ns"),
-        )
-        .await
-        .expect("create namespace");
-        Self { api, name }
-    }
-}
-
-impl Drop for TempNamespace {
-    fn drop(&mut self) {
-        let api = self.api.clone();
-        let name = self.name.clone();
-        // Best effort; the namespace may be left terminating on an API server without controllers.
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                let _ = api.delete(&name, &DeleteParams::default()).await;
-            });
-        }
-    }
-}
-
-fn rand_suffix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64 & 0xffff_ffff)
-        .unwrap_or(0)
-}
-
-/// The same object, untyped: the API server, not serde, must judge invalid specs.
-fn raw_ie(name: &str, ns: &str, spec: Value) -> DynamicObject {
-    serde_json::from_value(json!({
-        "apiVersion": "es-inference.dev/v1alpha1", "kind": "InferenceEndpoint",
-        "metadata": {"name": name, "namespace": ns}, "spec": spec,
-    }))
-    .expect("object")
-}
-
-fn ie(name: &str, ns: &str, spec: Value) -> InferenceEndpoint {
-    serde_json::from_value(json!({
-        "apiVersion": "es-inference.dev/v1alpha1", "kind": "InferenceEndpoint",
-        "metadata": {"name": name, "namespace": ns}, "spec": spec,
-    }))
-    .expect("InferenceEndpoint")
-}
-
-fn anthropic_spec(id: &str) -> Value {
-    json!({
-        "inferenceId": id, "taskType": "completion", "service": "anthropic",
-        "serviceSettings": {"model_id": "claude-sonnet-4-5"},
-        "secretSettings": {"api_key": {"secretKeyRef": {"name": "anthropic", "key": "api-key"}}},
-        "taskSettings": {"max_tokens": 256}
-    })
-}
-
-fn api_error(e: kube::Error) -> (u16, String) {
-    match e {
-        kube::Error::Api(s) => (s.code, s.message),
-        other => panic!("expected an API error, got {other}"),
-    }
-}
-
-async fn crd_rules_on_a_real_api_server() {
+pub(crate) async fn crd_rules_on_a_real_api_server() {
     let Some(env) = Env::get() else { return };
     let client = client(&env).await;
     install_crd(&client).await;
@@ -377,239 +159,9 @@ async fn crd_rules_on_a_real_api_server() {
         .expect("delete");
 }
 
-enum Es {
-    Standin(EsStandin),
-    Real {
-        url: String,
-        http: reqwest::Client,
-        auth: Option<String>,
-    },
-}
-
-impl Es {
-    async fn new(env: &Env) -> Option<Es> {
-        match env.es_url.as_deref() {
-            None => None,
-            Some("standin") => Some(Es::Standin(
-                EsStandin::start(StandinConfig::default()).await,
-            )),
-            Some(url) => {
-                let auth = std::env::var("E2E_ELASTICSEARCH_API_KEY")
-                    .ok()
-                    .map(|k| format!("ApiKey {k}"))
-                    .or_else(|| {
-                        let u = std::env::var("E2E_ELASTICSEARCH_USERNAME").ok()?;
-                        let p = std::env::var("E2E_ELASTICSEARCH_PASSWORD").ok()?;
-                        use base64::Engine;
-                        Some(format!(
-                            "Basic {}",
-                            base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
-                        ))
-                    });
-                Some(Es::Real {
-                    url: url.trim_end_matches('/').into(),
-                    http: reqwest::Client::builder().build().ok()?,
-                    auth,
-                })
-            }
-        }
-    }
-
-    fn url(&self) -> String {
-        match self {
-            Es::Standin(s) => s.url(),
-            Es::Real { url, .. } => url.clone(),
-        }
-    }
-
-    async fn raw(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let Es::Real { url, http, auth } = self else {
-            unreachable!("raw requests are for a real cluster")
-        };
-        let mut req = http.request(method, format!("{url}{path}"));
-        if let Some(a) = auth {
-            req = req.header("Authorization", a);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.expect("Elasticsearch reachable");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn endpoint(&self, id: &str) -> Option<Value> {
-        match self {
-            Es::Standin(s) => s.endpoint(id),
-            Es::Real { .. } => {
-                let (status, body) = self
-                    .raw(reqwest::Method::GET, &format!("/_inference/{id}"), None)
-                    .await;
-                (status == 200).then(|| body["endpoints"][0].clone())
-            }
-        }
-    }
-
-    async fn reference(&self, id: &str, on: bool) {
-        match self {
-            Es::Standin(s) if on => s.add_pipeline_reference(id, "e2e-pipeline"),
-            Es::Standin(s) => s.clear_references(id),
-            Es::Real { .. } if on => {
-                let body = json!({"processors": [{"inference": {"model_id": id, "input_output": {"input_field": "a", "output_field": "b"}}}]});
-                let (status, resp) = self
-                    .raw(
-                        reqwest::Method::PUT,
-                        "/_ingest/pipeline/e2e-pipeline",
-                        Some(body),
-                    )
-                    .await;
-                assert_eq!(status, 200, "{resp}");
-            }
-            Es::Real { .. } => {
-                self.raw(
-                    reqwest::Method::DELETE,
-                    "/_ingest/pipeline/e2e-pipeline",
-                    None,
-                )
-                .await;
-            }
-        }
-    }
-
-    async fn delete(&self, id: &str) {
-        match self {
-            Es::Standin(s) => {
-                s.remove_endpoint(id);
-            }
-            Es::Real { .. } => {
-                self.raw(
-                    reqwest::Method::DELETE,
-                    &format!("/_inference/{id}?force=true"),
-                    None,
-                )
-                .await;
-            }
-        }
-    }
-}
-
-/// The operator process; killed on drop. Its output goes to a file that is checked for secrets.
-struct Operator {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Operator {
-    fn start_with(
-        kubeconfig: &str,
-        es: &Es,
-        namespace: &str,
-        identity: &str,
-        extra: &[&str],
-    ) -> Operator {
-        let log = std::env::temp_dir().join(format!(
-            "es-inference-operator-e2e-{namespace}-{identity}.log"
-        ));
-        let out = std::fs::File::create(&log).expect("log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_es-inference-operator"));
-        cmd.arg("run")
-            .args(["--elasticsearch-url", &es.url()])
-            .args(["--namespace", namespace])
-            .args(["--metrics-addr", "127.0.0.1:0"])
-            .args(if extra.contains(&"--resync-interval") {
-                &[][..]
-            } else {
-                &["--resync-interval", "20s"][..]
-            })
-            .args(extra)
-            .env("KUBECONFIG", kubeconfig)
-            .env("POD_NAME", identity)
-            .env("RUST_LOG", "debug")
-            .stdout(Stdio::from(out.try_clone().expect("clone")))
-            .stderr(Stdio::from(out));
-        for (from, to) in [
-            ("E2E_ELASTICSEARCH_API_KEY", "ELASTICSEARCH_API_KEY"),
-            ("E2E_ELASTICSEARCH_USERNAME", "ELASTICSEARCH_USERNAME"),
-            ("E2E_ELASTICSEARCH_PASSWORD", "ELASTICSEARCH_PASSWORD"),
-            ("E2E_ELASTICSEARCH_CA_FILE", "ELASTICSEARCH_CA_FILE"),
-        ] {
-            if let Ok(v) = std::env::var(from)
-                && matches!(es, Es::Real { .. })
-            {
-                cmd.env(to, v);
-            }
-        }
-        Operator {
-            child: cmd.spawn().expect("start the operator binary"),
-            log,
-        }
-    }
-
-    fn terminate(&mut self) {
-        // SIGTERM, as the kubelet sends it; std only offers SIGKILL.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn ready_reason(obj: Option<&InferenceEndpoint>) -> Option<(String, String)> {
-    let c = obj?.status.as_ref()?.condition("Ready")?;
-    Some((c.status.clone(), c.reason.clone()))
-}
-
-async fn wait(
-    api: &Api<InferenceEndpoint>,
-    name: &str,
-    what: &str,
-    cond: impl Fn(Option<&InferenceEndpoint>) -> bool,
-) {
-    let r = tokio::time::timeout(
-        DEADLINE,
-        await_condition(api.clone(), name, move |o: Option<&InferenceEndpoint>| {
-            cond(o)
-        }),
-    )
-    .await;
-    let last = api.get_opt(name).await.ok().flatten();
-    assert!(
-        r.is_ok(),
-        "timed out waiting for {what}; last seen: {:?}",
-        last.map(|o| o.status)
-    );
-}
-
-async fn wait_es(es: &Es, id: &str, what: &str, cond: impl Fn(Option<&Value>) -> bool) {
-    let end = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        let ep = es.endpoint(id).await;
-        if cond(ep.as_ref()) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < end,
-            "timed out waiting for {what}"
-        );
-        // Polling Elasticsearch: nothing to watch there.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 const LIFECYCLE_ID: &str = "e2e-claude";
 
-async fn lifecycle_against_a_real_api_server() {
+pub(crate) async fn lifecycle_against_a_real_api_server() {
     let Some(env) = Env::get() else { return };
     let Some(es) = Es::new(&env).await else {
         skipped("the lifecycle test needs E2E_ELASTICSEARCH_URL (a URL, or `standin`)");
@@ -628,7 +180,22 @@ async fn lifecycle(env: &Env, es: &Es, operator_kubeconfig: &str, prefix: &str) 
     let client = client(env).await;
     install_crd(&client).await;
     let ns = TempNamespace::new(&client, prefix).await;
+    let started = tokio::time::Instant::now();
     let operator = Operator::start_with(operator_kubeconfig, es, &ns.name, "single", &[]);
+    // Ready once its watches have listed: within seconds, before any object exists.
+    let end = started + Duration::from_secs(30);
+    while operator.readyz().await != Some(200) {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "/readyz never answered 200: {}",
+            operator.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "    /readyz answered 200 {:?} after start",
+        started.elapsed()
+    );
     let api: Api<InferenceEndpoint> = Api::namespaced(client.clone(), &ns.name);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
     let secret = |v: &str| {
@@ -760,38 +327,7 @@ async fn lifecycle(env: &Env, es: &Es, operator_kubeconfig: &str, prefix: &str) 
     drop(operator);
 }
 
-async fn lease_holder(leases: &Api<Lease>) -> Option<String> {
-    leases
-        .get_opt("es-inference-operator")
-        .await
-        .ok()
-        .flatten()?
-        .spec?
-        .holder_identity
-        .filter(|h| !h.is_empty())
-}
-
-async fn wait_holder(
-    leases: &Api<Lease>,
-    what: &str,
-    cond: impl Fn(Option<&str>) -> bool,
-) -> Option<String> {
-    let end = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        let holder = lease_holder(leases).await;
-        if cond(holder.as_deref()) {
-            return holder;
-        }
-        assert!(
-            tokio::time::Instant::now() < end,
-            "timed out waiting for {what}; holder {holder:?}"
-        );
-        // Lease renewals are not events we can watch cheaply: poll with a deadline.
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-async fn leader_election_against_a_real_api_server() {
+pub(crate) async fn leader_election_against_a_real_api_server() {
     let Some(env) = Env::get() else { return };
     let Some(es) = Es::new(&env).await else {
         skipped("the leader election test needs E2E_ELASTICSEARCH_URL (a URL, or `standin`)");
@@ -808,6 +344,8 @@ async fn leader_election_against_a_real_api_server() {
         ns.name.as_str(),
         "--leader-election-lease-duration",
         "4s",
+        "--shutdown-timeout",
+        "2s",
     ];
     let mut a = Operator::start_with(&env.kubeconfig, &es, &ns.name, "replica-a", &args);
     let first = wait_holder(&leases, "a leader", |h| h.is_some())
@@ -819,6 +357,15 @@ async fn leader_election_against_a_real_api_server() {
     } else {
         (&mut b, &mut a)
     };
+    // A standby is ready too (so a two-replica rollout completes), and writes nothing.
+    let end = tokio::time::Instant::now() + DEADLINE;
+    while standby.readyz().await != Some(200) {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "the standby never turned ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Only the leader reconciles.
     let api: Api<InferenceEndpoint> = Api::namespaced(client.clone(), &ns.name);
@@ -886,193 +433,7 @@ async fn leader_election_against_a_real_api_server() {
     }
 }
 
-const OPERATOR_NS: &str = "es-inference-system";
-const OPERATOR_SA: &str = "es-inference-operator";
-
-/// Apply the identity parts of the plain manifests (rendered from the chart): namespace,
-/// ServiceAccount and RBAC. The Deployment itself is not needed: the binary runs here.
-async fn install_identity(client: &Client) {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let mut text = std::fs::read_to_string(format!("{root}/deploy/namespace.yaml"))
-        .expect("deploy/namespace.yaml");
-    text.push_str("\n---\n");
-    text.push_str(
-        &std::fs::read_to_string(format!("{root}/deploy/es-inference-operator.yaml"))
-            .expect("deploy/"),
-    );
-    let required = [
-        "Namespace",
-        "ServiceAccount",
-        "ClusterRole",
-        "ClusterRoleBinding",
-    ];
-    apply_identity(client, &text, &required).await;
-}
-
-/// Server-side apply the namespace, ServiceAccount and RBAC documents of `text`; `required`
-/// kinds must be among them.
-async fn apply_identity(client: &Client, text: &str, required: &[&str]) {
-    let docs: Vec<Value> = serde_saphyr::from_multiple(text).expect("manifests");
-    let ssa = PatchParams::apply("e2e").force();
-    let mut applied = Vec::new();
-    for doc in docs.into_iter().filter(|d| !d.is_null()) {
-        let kind = doc["kind"].as_str().unwrap_or_default().to_string();
-        let name = doc["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let ns = doc["metadata"]["namespace"].as_str().map(str::to_string);
-        macro_rules! apply {
-            ($t:ty, $api:expr) => {{
-                let obj: $t = serde_json::from_value(doc.clone()).expect(&kind);
-                $api.patch(&name, &ssa, &Patch::Apply(&obj))
-                    .await
-                    .unwrap_or_else(|e| panic!("apply {kind} {name}: {e}"));
-            }};
-        }
-        use k8s_openapi::api::{
-            core::v1::ServiceAccount,
-            rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
-        };
-        match kind.as_str() {
-            "Namespace" => apply!(Namespace, Api::<Namespace>::all(client.clone())),
-            "ServiceAccount" => apply!(
-                ServiceAccount,
-                Api::<ServiceAccount>::namespaced(
-                    client.clone(),
-                    ns.as_deref().unwrap_or(OPERATOR_NS)
-                )
-            ),
-            "ClusterRole" => apply!(ClusterRole, Api::<ClusterRole>::all(client.clone())),
-            "ClusterRoleBinding" => apply!(
-                ClusterRoleBinding,
-                Api::<ClusterRoleBinding>::all(client.clone())
-            ),
-            "Role" => apply!(
-                Role,
-                Api::<Role>::namespaced(client.clone(), ns.as_deref().unwrap_or(OPERATOR_NS))
-            ),
-            "RoleBinding" => apply!(
-                RoleBinding,
-                Api::<RoleBinding>::namespaced(
-                    client.clone(),
-                    ns.as_deref().unwrap_or(OPERATOR_NS)
-                )
-            ),
-            _ => continue,
-        }
-        applied.push(kind);
-    }
-    for want in required {
-        assert!(
-            applied.iter().any(|k| k == want),
-            "the manifests have no {want}"
-        );
-    }
-}
-
-/// A kubeconfig for the operator's ServiceAccount (a TokenRequest, like `kubectl create token`).
-async fn service_account_kubeconfig(env: &Env, client: &Client) -> std::path::PathBuf {
-    use k8s_openapi::api::{
-        authentication::v1::{TokenRequest, TokenRequestSpec},
-        core::v1::ServiceAccount,
-    };
-    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), OPERATOR_NS);
-    let req = TokenRequest {
-        spec: TokenRequestSpec {
-            expiration_seconds: Some(3600),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let token = sas
-        .create_token_request(OPERATOR_SA, &PostParams::default(), &req)
-        .await
-        .expect("token request")
-        .status
-        .expect("token status")
-        .token;
-    let admin = Kubeconfig::read_from(&env.kubeconfig).expect("kubeconfig");
-    let cluster = admin
-        .clusters
-        .first()
-        .and_then(|c| c.cluster.clone())
-        .expect("cluster");
-    let kubeconfig = json!({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "e2e", "cluster": {
-            "server": cluster.server,
-            "certificate-authority-data": cluster.certificate_authority_data,
-            "certificate-authority": cluster.certificate_authority,
-        }}],
-        "users": [{"name": "operator", "user": {"token": token}}],
-        "contexts": [{"name": "operator", "context": {"cluster": "e2e", "user": "operator"}}],
-        "current-context": "operator",
-    });
-    let path = std::env::temp_dir().join(format!(
-        "es-inference-operator-e2e-sa-{}.kubeconfig",
-        rand_suffix()
-    ));
-    std::fs::write(&path, serde_json::to_string(&kubeconfig).expect("json"))
-        .expect("write kubeconfig");
-    path
-}
-
-/// `kubectl auth can-i` for the operator's ServiceAccount, through a SubjectAccessReview.
-async fn can_i(
-    client: &Client,
-    verb: &str,
-    group: &str,
-    resource: &str,
-    namespace: Option<&str>,
-) -> bool {
-    can_sa(client, OPERATOR_SA, verb, group, resource, namespace).await
-}
-
-async fn can_sa(
-    client: &Client,
-    sa: &str,
-    verb: &str,
-    group: &str,
-    resource: &str,
-    namespace: Option<&str>,
-) -> bool {
-    use k8s_openapi::api::authorization::v1::{
-        ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
-    };
-    let (resource, subresource) = match resource.split_once('/') {
-        Some((r, s)) => (r.to_string(), Some(s.to_string())),
-        None => (resource.to_string(), None),
-    };
-    let review = SubjectAccessReview {
-        spec: SubjectAccessReviewSpec {
-            user: Some(format!("system:serviceaccount:{OPERATOR_NS}:{sa}")),
-            groups: Some(vec![
-                "system:serviceaccounts".into(),
-                format!("system:serviceaccounts:{OPERATOR_NS}"),
-                "system:authenticated".into(),
-            ]),
-            resource_attributes: Some(ResourceAttributes {
-                verb: Some(verb.into()),
-                group: Some(group.into()),
-                resource: Some(resource),
-                subresource,
-                namespace: namespace.map(str::to_string),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let api: Api<SubjectAccessReview> = Api::all(client.clone());
-    api.create(&PostParams::default(), &review)
-        .await
-        .expect("SubjectAccessReview")
-        .status
-        .is_some_and(|s| s.allowed)
-}
-
-async fn least_privilege_identity_against_a_real_api_server() {
+pub(crate) async fn least_privilege_identity_against_a_real_api_server() {
     let Some(env) = Env::get() else { return };
     let Some(es) = Es::new(&env).await else {
         skipped("the least-privilege test needs E2E_ELASTICSEARCH_URL (a URL, or `standin`)");
@@ -1237,7 +598,7 @@ async fn least_privilege_identity_against_a_real_api_server() {
     );
 }
 
-async fn model_endpoint_against_a_real_api_server() {
+pub(crate) async fn model_endpoint_against_a_real_api_server() {
     let Some(env) = Env::get() else { return };
     let Some(es) = Es::new(&env).await else {
         skipped("the model endpoint test needs E2E_ELASTICSEARCH_URL (a URL, or `standin`)");
@@ -1298,7 +659,7 @@ async fn model_endpoint_against_a_real_api_server() {
 /// An endpoint on a cluster named by an ElasticsearchConnection: with the stand-in, a second
 /// cluster over TLS with its own CA and an API key; with a real Elasticsearch, the same cluster
 /// reached through a connection built from the E2E_* credentials.
-async fn connection_against_a_real_api_server() {
+pub(crate) async fn connection_against_a_real_api_server() {
     let Some(env) = Env::get() else { return };
     let Some(es) = Es::new(&env).await else {
         skipped("the connection test needs E2E_ELASTICSEARCH_URL (a URL, or `standin`)");
@@ -1441,7 +802,7 @@ async fn connection_against_a_real_api_server() {
 /// Two resources with one inference id: the older owns it, the other reports Conflict and
 /// takes over as soon as the owner is gone (the operator runs with a 10-minute resync, so
 /// only the watch can explain a quick takeover).
-async fn conflict_takeover_against_a_real_api_server() {
+pub(crate) async fn conflict_takeover_against_a_real_api_server() {
     let Some(env) = Env::get() else { return };
     let Some(es) = Es::new(&env).await else {
         skipped("the conflict test needs E2E_ELASTICSEARCH_URL (a URL, or `standin`)");

@@ -1,0 +1,78 @@
+//! End-to-end: the real `es-inference-operator run` binary against a real Kubernetes API server
+//! (and a real Elasticsearch, or the repository's stand-in on 127.0.0.1). Configured only by
+//! environment variables (see README, "End-to-end tests"); prints SKIPPED without them.
+//! Waits on conditions with deadlines; never sleeps.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod common;
+mod scenarios;
+
+use scenarios::*;
+
+type TestFn = fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+
+/// A minimal runner in libtest's output format: each test runs on its own runtime, a panic is a
+/// failure, and the process exits non-zero when any test failed.
+fn main() {
+    let tests: [(&str, TestFn); 7] = [
+        ("conflict_takeover_against_a_real_api_server", || {
+            Box::pin(conflict_takeover_against_a_real_api_server())
+        }),
+        ("connection_against_a_real_api_server", || {
+            Box::pin(connection_against_a_real_api_server())
+        }),
+        ("model_endpoint_against_a_real_api_server", || {
+            Box::pin(model_endpoint_against_a_real_api_server())
+        }),
+        ("least_privilege_identity_against_a_real_api_server", || {
+            Box::pin(least_privilege_identity_against_a_real_api_server())
+        }),
+        ("leader_election_against_a_real_api_server", || {
+            Box::pin(leader_election_against_a_real_api_server())
+        }),
+        ("crd_rules_on_a_real_api_server", || {
+            Box::pin(crd_rules_on_a_real_api_server())
+        }),
+        ("lifecycle_against_a_real_api_server", || {
+            Box::pin(lifecycle_against_a_real_api_server())
+        }),
+    ];
+    // The suite's own HTTP clients (reqwest with rustls) need a crypto provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let selected: Vec<_> = tests
+        .iter()
+        .filter(|(n, _)| filter.as_deref().is_none_or(|f| n.contains(f)))
+        .collect();
+    println!("\nrunning {} tests", selected.len());
+    let (mut passed, mut failed, mut ignored) = (0, 0, 0);
+    for (name, test) in selected {
+        common::SKIPPED.store(false, std::sync::atomic::Ordering::SeqCst);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(test())));
+        drop(rt);
+        if result.is_ok() && common::SKIPPED.load(std::sync::atomic::Ordering::SeqCst) {
+            ignored += 1;
+            println!("test {name} ... ignored");
+        } else if result.is_ok() {
+            passed += 1;
+            println!("test {name} ... ok");
+        } else {
+            failed += 1;
+            println!("test {name} ... FAILED");
+        }
+    }
+    let verdict = if failed == 0 { "ok" } else { "FAILED" };
+    println!(
+        "\ntest result: {verdict}. {passed} passed; {failed} failed; {ignored} ignored; 0 measured; 0 filtered out\n"
+    );
+    if failed > 0 {
+        std::process::exit(101);
+    }
+}
