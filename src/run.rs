@@ -21,8 +21,9 @@ use crate::{
     connection::Target,
     context::{Context, Settings},
     controller,
-    crd::{ElasticsearchConnection, InferenceEndpoint},
+    crd::ElasticsearchConnection,
     es::{EsAuth, EsClient, check_url},
+    guard::Watched,
     lease::{Elector, Fence, LeaseConfig},
     metrics::Metrics,
     server,
@@ -91,7 +92,9 @@ fn default_target(args: &RunArgs, settings: &ClusterSettings) -> Result<Option<T
 }
 
 /// Fail early and clearly when a CRD is missing or this identity may not list the resources.
-/// Lists metadata only, so that no object's content can make start-up fail.
+/// Endpoints are read with the operator's own lenient decoder (their managedFields mirror
+/// whatever the spec holds, so even a metadata-only list can be too deep for serde), so that no
+/// object's content can make start-up fail.
 async fn check_installed(client: &Client, namespaces: &[String]) -> Result<(), String> {
     let scopes: Vec<Option<&str>> = if namespaces.is_empty() {
         vec![None]
@@ -100,7 +103,7 @@ async fn check_installed(client: &Client, namespaces: &[String]) -> Result<(), S
     };
     for ns in scopes {
         let where_ = ns.map_or("all namespaces".to_string(), |n| format!("namespace {n}"));
-        let endpoints: Api<PartialObjectMeta<InferenceEndpoint>> = match ns {
+        let endpoints: Api<Watched> = match ns {
             Some(ns) => Api::namespaced(client.clone(), ns),
             None => Api::all(client.clone()),
         };
@@ -112,7 +115,7 @@ async fn check_installed(client: &Client, namespaces: &[String]) -> Result<(), S
             (
                 "InferenceEndpoints",
                 endpoints
-                    .list_metadata(&ListParams::default().limit(1))
+                    .list(&ListParams::default().limit(1))
                     .await
                     .map(|_| ()),
             ),

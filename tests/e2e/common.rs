@@ -302,6 +302,33 @@ impl Es {
         }
     }
 
+    /// Create an Anthropic completion endpoint directly in Elasticsearch (someone else's).
+    pub(crate) async fn create_foreign(&self, id: &str, model: &str, key: &str) {
+        let body = json!({
+            "service": "anthropic",
+            "service_settings": {"model_id": model, "api_key": key},
+            "task_settings": {"max_tokens": 256}
+        });
+        match self {
+            Es::Standin(s) => {
+                let mut b = body;
+                b["inference_id"] = json!(id);
+                b["task_type"] = json!("completion");
+                s.insert_endpoint(b);
+            }
+            Es::Real { .. } => {
+                let (status, resp) = self
+                    .raw(
+                        reqwest::Method::PUT,
+                        &format!("/_inference/completion/{id}"),
+                        Some(body),
+                    )
+                    .await;
+                assert_eq!(status, 200, "{resp}");
+            }
+        }
+    }
+
     pub(crate) async fn delete(&self, id: &str) {
         match self {
             Es::Standin(s) => {

@@ -7,8 +7,10 @@
 mod support;
 
 mod common;
+mod faults;
 mod scenarios;
 
+use faults::*;
 use scenarios::*;
 
 type TestFn = fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
@@ -16,7 +18,38 @@ type TestFn = fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
 /// A minimal runner in libtest's output format: each test runs on its own runtime, a panic is a
 /// failure, and the process exits non-zero when any test failed.
 fn main() {
-    let tests: [(&str, TestFn); 7] = [
+    let tests: [(&str, TestFn); 16] = [
+        (
+            "outage_with_pending_changes_against_a_real_api_server",
+            || Box::pin(outage_with_pending_changes_against_a_real_api_server()),
+        ),
+        ("five_503s_against_a_real_api_server", || {
+            Box::pin(five_503s_against_a_real_api_server())
+        }),
+        (
+            "refused_create_then_foreign_endpoint_against_a_real_api_server",
+            || Box::pin(refused_create_then_foreign_endpoint_against_a_real_api_server()),
+        ),
+        ("copied_status_against_a_real_api_server", || {
+            Box::pin(copied_status_against_a_real_api_server())
+        }),
+        (
+            "undecodable_object_across_a_restart_against_a_real_api_server",
+            || Box::pin(undecodable_object_across_a_restart_against_a_real_api_server()),
+        ),
+        ("recreate_without_loops_against_a_real_api_server", || {
+            Box::pin(recreate_without_loops_against_a_real_api_server())
+        }),
+        ("unrecovered_cluster_against_a_real_api_server", || {
+            Box::pin(unrecovered_cluster_against_a_real_api_server())
+        }),
+        ("lost_answer_and_sigkill_against_a_real_api_server", || {
+            Box::pin(lost_answer_and_sigkill_against_a_real_api_server())
+        }),
+        (
+            "lease_loss_while_api_server_unreachable_against_a_real_api_server",
+            || Box::pin(lease_loss_while_api_server_unreachable_against_a_real_api_server()),
+        ),
         ("conflict_takeover_against_a_real_api_server", || {
             Box::pin(conflict_takeover_against_a_real_api_server())
         }),

@@ -30,12 +30,14 @@ pub enum ProxyFault {
     LoseAnswer,
 }
 
-/// One request as the proxy saw it, with the status it answered (`None`: no answer).
+/// One request as the proxy saw it, with the status it answered (`None`: no answer), and
+/// whether it reached Elasticsearch.
 #[derive(Clone, Debug)]
 pub struct Logged {
     pub method: String,
     pub path: String,
     pub status: Option<u16>,
+    pub forwarded: bool,
 }
 
 #[derive(Default)]
@@ -113,19 +115,19 @@ impl EsProxy {
         self.lock().log.clone()
     }
 
-    /// Creates (`PUT /_inference/<task>/<id>`) of `id` that reached the proxy.
+    /// Creates (`PUT /_inference/<task>/<id>`) of `id` that reached Elasticsearch.
     pub fn creates(&self, id: &str) -> usize {
         self.log()
             .iter()
-            .filter(|l| l.method == "PUT" && l.path.ends_with(&format!("/{id}")))
+            .filter(|l| l.forwarded && l.method == "PUT" && l.path.ends_with(&format!("/{id}")))
             .count()
     }
 
-    /// Writes (PUT, POST, DELETE) that reached the proxy.
+    /// Writes (PUT, POST, DELETE) that reached Elasticsearch.
     pub fn writes(&self) -> Vec<String> {
         self.log()
             .iter()
-            .filter(|l| matches!(l.method.as_str(), "PUT" | "POST" | "DELETE"))
+            .filter(|l| l.forwarded && matches!(l.method.as_str(), "PUT" | "POST" | "DELETE"))
             .map(|l| format!("{} {}", l.method, l.path))
             .collect()
     }
@@ -150,11 +152,12 @@ fn es_error(status: u16, kind: &str, reason: &str) -> Response {
         .into_response()
 }
 
-fn record(state: &ProxyState, method: &Method, uri: &Uri, status: Option<u16>) {
+fn record(state: &ProxyState, method: &Method, uri: &Uri, status: Option<u16>, forwarded: bool) {
     state.inner.lock().expect("proxy lock").log.push(Logged {
         method: method.to_string(),
         path: uri.path().to_string(),
         status,
+        forwarded,
     });
 }
 
@@ -177,17 +180,17 @@ async fn handle(
         (inner.cut, fault, inner.uuid.clone())
     };
     if cut {
-        record(&state, &method, &uri, None);
+        record(&state, &method, &uri, None, false);
         // Unwinding out of the handler aborts the connection: no answer at all.
         std::panic::resume_unwind(Box::new("proxy: cut"));
     }
     match fault {
         Some(ProxyFault::Status(code)) => {
-            record(&state, &method, &uri, Some(code));
+            record(&state, &method, &uri, Some(code), false);
             return es_error(code, "status_exception", "injected by the e2e proxy");
         }
         Some(ProxyFault::Refuse(kind, reason)) => {
-            record(&state, &method, &uri, Some(400));
+            record(&state, &method, &uri, Some(400), false);
             return es_error(400, kind, reason);
         }
         _ => {}
@@ -205,13 +208,19 @@ async fn handle(
     let resp = match req.send().await {
         Ok(r) => r,
         Err(_) => {
-            record(&state, &method, &uri, None);
+            record(&state, &method, &uri, None, false);
             std::panic::resume_unwind(Box::new("proxy: upstream unreachable"));
         }
     };
     let status = resp.status().as_u16();
     let bytes = resp.bytes().await.unwrap_or_default();
-    record(&state, &method, &uri, (fault.is_none()).then_some(status));
+    record(
+        &state,
+        &method,
+        &uri,
+        fault.is_none().then_some(status),
+        true,
+    );
     if fault == Some(ProxyFault::LoseAnswer) {
         std::panic::resume_unwind(Box::new("proxy: answer lost"));
     }
