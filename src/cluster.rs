@@ -419,10 +419,92 @@ fn build_snapshot(list: Vec<RawEndpoint>) -> Snapshot {
     }
 }
 
+/// Where the default cluster's credentials come from, when they are a file (a mounted Secret):
+/// read again when the file changes, so a rotated Secret reaches the operator without a restart.
+#[derive(Clone, Debug)]
+pub enum CredentialFile {
+    ApiKey(std::path::PathBuf),
+    Password {
+        username: String,
+        path: std::path::PathBuf,
+    },
+}
+
+impl CredentialFile {
+    fn path(&self) -> &std::path::Path {
+        match self {
+            CredentialFile::ApiKey(p) | CredentialFile::Password { path: p, .. } => p,
+        }
+    }
+
+    fn stamp(&self) -> Option<(std::time::SystemTime, u64)> {
+        let m = std::fs::metadata(self.path()).ok()?;
+        Some((m.modified().ok()?, m.len()))
+    }
+
+    fn read(&self) -> Option<crate::es::EsAuth> {
+        let text = std::fs::read_to_string(self.path()).ok()?;
+        let value = secrecy::SecretString::from(text.trim().to_string());
+        Some(match self {
+            CredentialFile::ApiKey(_) => crate::es::EsAuth::ApiKey(value),
+            CredentialFile::Password { username, .. } => crate::es::EsAuth::Basic {
+                username: username.clone(),
+                password: value,
+            },
+        })
+    }
+}
+
+/// The operator's default cluster, with credentials that may come from a file.
+pub struct DefaultTarget {
+    target: Mutex<Target>,
+    file: Option<CredentialFile>,
+    seen: Mutex<(Instant, Option<(std::time::SystemTime, u64)>)>,
+}
+
+impl DefaultTarget {
+    pub fn new(target: Target, file: Option<CredentialFile>) -> Self {
+        let stamp = file.as_ref().and_then(CredentialFile::stamp);
+        Self {
+            target: Mutex::new(target),
+            file,
+            seen: Mutex::new((Instant::now(), stamp)),
+        }
+    }
+
+    /// The target with the credentials as the file holds them now (checked at most every
+    /// second; read again only when its modification time or size changed).
+    pub fn current(&self) -> Target {
+        if let Some(file) = &self.file {
+            let mut seen = self.seen.lock().expect("default target lock poisoned");
+            if seen.0.elapsed() >= Duration::from_secs(1) {
+                seen.0 = Instant::now();
+                let stamp = file.stamp();
+                if stamp != seen.1
+                    && let Some(auth) = file.read()
+                {
+                    seen.1 = stamp;
+                    info!(
+                        "the operator's Elasticsearch credentials file changed: using the new credentials"
+                    );
+                    self.target
+                        .lock()
+                        .expect("default target lock poisoned")
+                        .auth = auth;
+                }
+            }
+        }
+        self.target
+            .lock()
+            .expect("default target lock poisoned")
+            .clone()
+    }
+}
+
 /// One `Cluster` per cluster reference, rebuilt when the reference's URL, credentials or CA
 /// change, and dropped when no resource used it for a while.
 pub struct ClusterPool {
-    default: Option<Target>,
+    default: Option<DefaultTarget>,
     settings: ClusterSettings,
     fence: Fence,
     metrics: Option<Arc<Metrics>>,
@@ -431,7 +513,7 @@ pub struct ClusterPool {
 
 impl ClusterPool {
     pub fn new(
-        default: Option<Target>,
+        default: Option<DefaultTarget>,
         settings: ClusterSettings,
         fence: Fence,
         metrics: Option<Arc<Metrics>>,
@@ -445,9 +527,9 @@ impl ClusterPool {
         }
     }
 
-    /// The operator's default cluster, if it has one.
-    pub fn default_target(&self) -> Option<&Target> {
-        self.default.as_ref()
+    /// The operator's default cluster, if it has one, with its current credentials.
+    pub fn default_target(&self) -> Option<Target> {
+        self.default.as_ref().map(DefaultTarget::current)
     }
 
     pub fn settings(&self) -> &ClusterSettings {

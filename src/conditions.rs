@@ -10,6 +10,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
+/// True while the resource is paused (es-inference.dev/paused: "true").
+pub const PAUSED: &str = "Paused";
+/// True while the endpoint's EIS model is deprecated or near or past its end of life.
+pub const MODEL_DEPRECATED: &str = "ModelDeprecated";
 
 /// Reasons of the Ready condition. The README's troubleshooting table lists each one.
 pub mod reason {
@@ -34,6 +38,12 @@ pub mod reason {
     pub const MODEL_DEPLOYMENT_FAILED: &str = "ModelDeploymentFailed";
     pub const DIFFERS_AFTER_REPLACEMENT: &str = "DiffersAfterReplacement";
     pub const INVALID_OBJECT: &str = "InvalidObject";
+    pub const POLICY_VIOLATION: &str = "PolicyViolation";
+    pub const OBSERVED: &str = "Observed";
+    pub const NOT_FOUND: &str = "NotFound";
+    pub const PAUSED: &str = "Paused";
+    pub const MODEL_END_OF_LIFE: &str = "ModelEndOfLife";
+    pub const INSECURE_CONNECTION: &str = "InsecureConnection";
 }
 
 /// How an outcome weighs for kstatus.

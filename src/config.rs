@@ -29,6 +29,39 @@ pub enum Command {
     /// Print, offline, the Elasticsearch requests the operator would send for a manifest
     /// (secret values shown as <redacted>).
     Render(RenderArgs),
+    /// Write InferenceEndpoint manifests (adopt: true) and Secret stubs for the endpoints an
+    /// Elasticsearch cluster already has: the way in from Kibana, Terraform or scripts.
+    Import(Box<ImportArgs>),
+}
+
+/// Flags of `import`.
+#[derive(Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub es: EsConnectionArgs,
+    /// Timeout of one Elasticsearch request.
+    #[arg(long, env = "ELASTICSEARCH_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub elasticsearch_timeout: Duration,
+    /// Namespace of the manifests.
+    #[arg(long, short = 'n', default_value = "default")]
+    pub namespace: String,
+    /// Only endpoints whose id matches one of these globs (`*` and `?`), e.g. `team-a-*`.
+    #[arg(long = "id")]
+    pub ids: Vec<String>,
+    /// Write one file per endpoint (`<name>.yaml`, its Secret stub included) into this directory
+    /// instead of standard output.
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+}
+
+/// `--default-deletion-policy`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum DeletionDefault {
+    #[default]
+    #[value(name = "Delete")]
+    Delete,
+    #[value(name = "Retain")]
+    Retain,
 }
 
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]
@@ -38,16 +71,14 @@ pub enum LogFormat {
     Json,
 }
 
-/// Flags of `run`. Not `Debug`: it holds credentials.
+/// How to reach an Elasticsearch cluster (`run`'s default cluster, `import`'s source). Not
+/// `Debug`: it holds credentials.
 #[derive(Args)]
-pub struct RunArgs {
+pub struct EsConnectionArgs {
     /// URL of the default Elasticsearch cluster, for InferenceEndpoints without
     /// spec.elasticsearchRef. Optional when every resource names its cluster.
     #[arg(long, env = "ELASTICSEARCH_URL")]
     pub elasticsearch_url: Option<String>,
-    /// Allow spec.elasticsearchRef to ECK clusters in other namespaces.
-    #[arg(long, env = "ALLOW_CROSS_NAMESPACE_REFS", default_value_t = false, action = clap::ArgAction::Set)]
-    pub allow_cross_namespace_refs: bool,
     /// Encoded API key, sent as `Authorization: ApiKey <key>`. Prefer the _FILE form.
     #[arg(long, env = "ELASTICSEARCH_API_KEY", hide_env_values = true, conflicts_with_all = ["elasticsearch_api_key_file", "elasticsearch_username"])]
     pub elasticsearch_api_key: Option<String>,
@@ -80,6 +111,45 @@ pub struct RunArgs {
     /// PEM file of the CA(s) that signed Elasticsearch's certificate (default: the Mozilla roots).
     #[arg(long, env = "ELASTICSEARCH_CA_FILE")]
     pub elasticsearch_ca_file: Option<PathBuf>,
+}
+
+/// Flags of `run`. Not `Debug`: it holds credentials.
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub es: EsConnectionArgs,
+    /// Allow spec.elasticsearchRef to ECK clusters in other namespaces.
+    #[arg(long, env = "ALLOW_CROSS_NAMESPACE_REFS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_cross_namespace_refs: bool,
+    /// Allow useElasticUser (the ECK superuser) for ECK clusters in other namespaces.
+    #[arg(long, env = "ALLOW_CROSS_NAMESPACE_ELASTIC_USER", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_cross_namespace_elastic_user: bool,
+    /// Allow http:// URLs on ElasticsearchConnections and ECK clusters with TLS disabled
+    /// (credentials then cross the network unencrypted).
+    #[arg(long, env = "ALLOW_PLAINTEXT_ELASTICSEARCH", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_plaintext_elasticsearch: bool,
+    /// Allow tls.insecureSkipVerify on ElasticsearchConnections.
+    #[arg(long, env = "ALLOW_INSECURE_SKIP_VERIFY", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_insecure_skip_verify: bool,
+    /// Deletion policy of resources that set none and whose namespace sets none (annotation
+    /// es-inference.dev/deletion-policy).
+    #[arg(long, env = "DEFAULT_DELETION_POLICY", value_enum, default_value_t = DeletionDefault::Delete)]
+    pub default_deletion_policy: DeletionDefault,
+    /// Default cluster: inference ids must start with this (`{namespace}` is replaced by the
+    /// resource's namespace, e.g. `{namespace}-`).
+    #[arg(long, env = "INFERENCE_ID_PREFIX")]
+    pub inference_id_prefix: Option<String>,
+    /// Default cluster: namespaces (label selector `key=value,...`) whose resources may set
+    /// adopt: true. Unset: all.
+    #[arg(long, env = "ADOPT_NAMESPACE_SELECTOR")]
+    pub adopt_namespace_selector: Option<String>,
+    /// Default cluster: namespaces whose resources may set forceDelete: true. Unset: all.
+    #[arg(long, env = "FORCE_DELETE_NAMESPACE_SELECTOR")]
+    pub force_delete_namespace_selector: Option<String>,
+    /// Default cluster: namespaces whose resources may set replacementPolicy: Recreate.
+    /// Unset: all.
+    #[arg(long, env = "RECREATE_NAMESPACE_SELECTOR")]
+    pub recreate_namespace_selector: Option<String>,
     /// Timeout of one Elasticsearch request.
     #[arg(long, env = "ELASTICSEARCH_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub elasticsearch_timeout: Duration,

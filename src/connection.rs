@@ -29,6 +29,24 @@ pub struct Target {
     pub auth: EsAuth,
     pub ca_pem: Option<Vec<u8>>,
     pub insecure_skip_verify: bool,
+    /// The tenancy rules of the cluster (a connection's `spec.policy`, or the operator's for
+    /// the default cluster).
+    pub policy: Option<crate::crd::TenancyPolicy>,
+    /// The namespace of the connection, for connections (its own namespace may use it).
+    pub home_namespace: Option<String>,
+}
+
+/// What the operator allows references to do (flags; the defaults are the safe choice).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReferenceRules {
+    /// `elasticsearchRef` to ECK clusters in other namespaces.
+    pub cross_namespace_eck: bool,
+    /// `useElasticUser` with an ECK cluster in another namespace (its superuser).
+    pub cross_namespace_elastic_user: bool,
+    /// `http://` URLs (connections, and ECK clusters with TLS disabled).
+    pub plaintext: bool,
+    /// `tls.insecureSkipVerify` on connections.
+    pub insecure_skip_verify: bool,
 }
 
 impl Target {
@@ -79,9 +97,27 @@ pub enum TargetProblem {
     CrossNamespace { other: String },
     #[error("{0}")]
     Reference(String),
+    #[error(
+        "{what}: the operator refuses it unless it runs with {flag} (chart value {value}), so that no namespace can turn off the protection of credentials on its own"
+    )]
+    Insecure {
+        what: String,
+        flag: &'static str,
+        value: &'static str,
+    },
     /// The Kubernetes API could not be read: transient.
     #[error("{0}")]
     Unreadable(String),
+}
+
+impl TargetProblem {
+    /// The Ready reason a resource with this problem gets.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TargetProblem::Insecure { .. } => crate::conditions::reason::INSECURE_CONNECTION,
+            _ => crate::conditions::reason::INVALID_REFERENCE,
+        }
+    }
 }
 
 /// The pooling/conflict identity of where `ie`'s endpoint lives (pure).
@@ -90,12 +126,26 @@ pub fn target_key(ie: &InferenceEndpoint) -> String {
     match &ie.spec.elasticsearch_ref {
         None => "default".into(),
         Some(r) => match r.kind {
-            ElasticsearchRefKind::ElasticsearchConnection => format!("conn/{ns}/{}", r.name),
-            ElasticsearchRefKind::Elasticsearch => {
-                format!("eck/{}/{}", r.namespace.as_deref().unwrap_or(&ns), r.name)
+            ElasticsearchRefKind::ElasticsearchConnection => {
+                format!("conn/{}/{}", r.namespace.as_deref().unwrap_or(&ns), r.name)
             }
+            ElasticsearchRefKind::Elasticsearch => eck_key(&ns, r),
         },
     }
+}
+
+/// The key of an ECK reference made from `namespace`: one client per credential source, so that
+/// two namespaces with their own API keys for one ECK cluster never share a client.
+fn eck_key(namespace: &str, r: &ElasticsearchRef) -> String {
+    let creds = match &r.api_key_secret_ref {
+        Some(k) => format!("apikey:{namespace}/{}/{}", k.name, k.key),
+        None => "elastic".into(),
+    };
+    format!(
+        "eck/{}/{}#{creds}",
+        r.namespace.as_deref().unwrap_or(namespace),
+        r.name
+    )
 }
 
 /// ECK's HTTP URL for an `Elasticsearch` object, the way ECK's own associations build it: the
@@ -264,7 +314,14 @@ pub async fn resolve_connection(
     namespace: &str,
     name: &str,
     spec: &ElasticsearchConnectionSpec,
+    rules: &ReferenceRules,
 ) -> Result<Target, TargetProblem> {
+    let insecure_skip_verify = spec
+        .tls
+        .as_ref()
+        .and_then(|t| t.insecure_skip_verify)
+        .unwrap_or(false);
+    check_transport(&spec.url, insecure_skip_verify, rules)?;
     let auth = match &spec.auth {
         None => EsAuth::None,
         Some(a) => match (&a.api_key_secret_ref, &a.basic) {
@@ -289,12 +346,35 @@ pub async fn resolve_connection(
         url: spec.url.clone(),
         auth,
         ca_pem: connection_ca(client, namespace, spec).await?,
-        insecure_skip_verify: spec
-            .tls
-            .as_ref()
-            .and_then(|t| t.insecure_skip_verify)
-            .unwrap_or(false),
+        insecure_skip_verify,
+        policy: Some(spec.policy.clone().unwrap_or_default()),
+        home_namespace: Some(namespace.to_string()),
     })
+}
+
+/// Plaintext and unverified TLS only where the operator allows them.
+pub fn check_transport(
+    url: &str,
+    insecure_skip_verify: bool,
+    rules: &ReferenceRules,
+) -> Result<(), TargetProblem> {
+    if url.starts_with("http://") && !rules.plaintext {
+        return Err(TargetProblem::Insecure {
+            what: format!(
+                "the cluster is reached over plaintext HTTP ({url}): credentials and secret settings would cross the network unencrypted"
+            ),
+            flag: "--allow-plaintext-elasticsearch",
+            value: "security.allowPlaintextElasticsearch",
+        });
+    }
+    if insecure_skip_verify && !rules.insecure_skip_verify {
+        return Err(TargetProblem::Insecure {
+            what: "tls.insecureSkipVerify turns off certificate checks".into(),
+            flag: "--allow-insecure-skip-verify",
+            value: "security.allowInsecureSkipVerify",
+        });
+    }
+    Ok(())
 }
 
 /// Resolve a resource's `elasticsearchRef` (not the default cluster: the caller handles `None`).
@@ -302,7 +382,7 @@ pub async fn resolve_ref(
     client: &Client,
     namespace: &str,
     r: &ElasticsearchRef,
-    allow_cross_namespace: bool,
+    rules: &ReferenceRules,
 ) -> Result<Target, TargetProblem> {
     match r.kind {
         ElasticsearchRefKind::ElasticsearchConnection => {
@@ -321,11 +401,9 @@ pub async fn resolve_ref(
                     namespace: namespace.to_string(),
                     name: r.name.clone(),
                 })?;
-            resolve_connection(client, namespace, &r.name, &conn.spec).await
+            resolve_connection(client, namespace, &r.name, &conn.spec, rules).await
         }
-        ElasticsearchRefKind::Elasticsearch => {
-            resolve_eck(client, namespace, r, allow_cross_namespace).await
-        }
+        ElasticsearchRefKind::Elasticsearch => resolve_eck(client, namespace, r, rules).await,
     }
 }
 
@@ -355,14 +433,25 @@ async fn resolve_eck(
     client: &Client,
     namespace: &str,
     r: &ElasticsearchRef,
-    allow_cross_namespace: bool,
+    rules: &ReferenceRules,
 ) -> Result<Target, TargetProblem> {
     let es_ns = r.namespace.clone().unwrap_or_else(|| namespace.to_string());
-    if es_ns != namespace && !allow_cross_namespace {
+    if es_ns != namespace && !rules.cross_namespace_eck {
         return Err(TargetProblem::CrossNamespace { other: es_ns });
+    }
+    if es_ns != namespace && r.use_elastic_user == Some(true) && !rules.cross_namespace_elastic_user
+    {
+        return Err(TargetProblem::Insecure {
+            what: format!(
+                "useElasticUser would give namespace {namespace:?} the superuser of the cluster in namespace {es_ns:?}; use an API key (apiKeySecretRef) instead"
+            ),
+            flag: "--allow-cross-namespace-elastic-user",
+            value: "security.allowCrossNamespaceElasticUser",
+        });
     }
     let es = eck_object(client, &es_ns, &r.name).await?;
     let url = eck_url(&r.name, &es_ns, &es);
+    check_transport(&url, false, rules)?;
     let auth = match (&r.api_key_secret_ref, r.use_elastic_user) {
         (Some(k), _) => EsAuth::ApiKey(
             secret_key(client, namespace, k, "elasticsearchRef.apiKeySecretRef").await?,
@@ -401,11 +490,13 @@ async fn resolve_eck(
         None
     };
     Ok(Target {
-        key: format!("eck/{es_ns}/{}", r.name),
+        key: eck_key(namespace, r),
         url,
         auth,
         ca_pem,
         insecure_skip_verify: false,
+        policy: None,
+        home_namespace: None,
     })
 }
 
@@ -447,9 +538,17 @@ mod tests {
             "conn/a/prod"
         );
         let eck = json!({"kind": "Elasticsearch", "name": "qs", "useElasticUser": true});
-        assert_eq!(target_key(&ie("a", Some(eck))), "eck/a/qs");
+        assert_eq!(target_key(&ie("a", Some(eck))), "eck/a/qs#elastic");
         let other = json!({"kind": "Elasticsearch", "name": "qs", "namespace": "elastic", "useElasticUser": true});
-        assert_eq!(target_key(&ie("a", Some(other))), "eck/elastic/qs");
+        assert_eq!(target_key(&ie("a", Some(other))), "eck/elastic/qs#elastic");
+        // Two namespaces reaching one ECK cluster with their own API keys never share a
+        // pooled client (and so never each other's credentials).
+        let keyed = json!({"kind": "Elasticsearch", "name": "qs", "namespace": "elastic",
+            "apiKeySecretRef": {"name": "k", "key": "api-key"}});
+        let a = target_key(&ie("a", Some(keyed.clone())));
+        let b = target_key(&ie("b", Some(keyed)));
+        assert_eq!(a, "eck/elastic/qs#apikey:a/k/api-key");
+        assert_ne!(a, b);
     }
 
     #[test]
@@ -484,6 +583,8 @@ mod tests {
             auth: EsAuth::ApiKey(SecretString::from("one")),
             ca_pem: None,
             insecure_skip_verify: false,
+            policy: None,
+            home_namespace: None,
         };
         let a = t.fingerprint();
         let mut rotated = t.clone();

@@ -24,6 +24,7 @@ use crate::{
 };
 
 pub const INSECURE: &str = "InsecureSkipVerify";
+pub const PLAINTEXT: &str = "Plaintext";
 
 /// How many InferenceEndpoints in `namespace` refer to the connection `name`.
 pub fn users(ctx: &Context, namespace: &str, name: &str) -> i32 {
@@ -78,6 +79,7 @@ async fn check(conn: Arc<ElasticsearchConnection>, ctx: &Context) -> Result<Acti
         let api: Api<ElasticsearchConnection> = Api::namespaced(ctx.client.clone(), &ns);
         let value = serde_json::to_value(&next).map_err(|e| Error::Unavailable(e.to_string()))?;
         apply_status(&api, &name, value).await?;
+        ctx.metrics.kubernetes_write("status");
         if prev.condition(READY).map(|c| c.reason.as_str()) != Some(outcome.reason.as_str()) {
             let type_ = if outcome.is_ready() {
                 EventType::Normal
@@ -112,14 +114,15 @@ async fn probe(
 ) -> Result<(Outcome, Result<()>)> {
     let ns = conn.namespace().unwrap_or_default();
     let name = conn.name_any();
-    let target = match resolve_connection(&ctx.client, &ns, &name, &conn.spec).await {
-        Err(TargetProblem::Unreadable(e)) => return Err(Error::Unavailable(e)),
-        Err(problem) => {
-            let o = Outcome::stalled(reason::INVALID_REFERENCE, problem.to_string());
-            return Ok((o, Ok(())));
-        }
-        Ok(t) => t,
-    };
+    let target =
+        match resolve_connection(&ctx.client, &ns, &name, &conn.spec, &ctx.settings.rules).await {
+            Err(TargetProblem::Unreadable(e)) => return Err(Error::Unavailable(e)),
+            Err(problem) => {
+                let o = Outcome::stalled(problem.reason(), problem.to_string());
+                return Ok((o, Ok(())));
+            }
+            Ok(t) => t,
+        };
     let cluster = match ctx.clusters.get(&target) {
         Ok(c) => c,
         Err(e) => {
@@ -175,20 +178,32 @@ fn conditions(
         .as_ref()
         .and_then(|t| t.insecure_skip_verify)
         .unwrap_or(false);
-    if insecure {
+    let mut warn = |type_: &str, message: &str| {
         let since = prev
-            .condition(INSECURE)
+            .condition(type_)
             .filter(|c| c.status == "True")
             .map(|c| c.last_transition_time.clone())
-            .unwrap_or(now);
+            .unwrap_or_else(|| now.clone());
         conditions.push(Condition {
-            type_: INSECURE.into(),
+            type_: type_.into(),
             status: "True".into(),
-            reason: INSECURE.into(),
-            message: "TLS certificate verification is off for this connection: anyone on the path can read the credentials and impersonate the cluster. Give tls.ca instead".into(),
+            reason: type_.into(),
+            message: message.into(),
             observed_generation: generation,
             last_transition_time: since,
         });
+    };
+    if insecure {
+        warn(
+            INSECURE,
+            "TLS certificate verification is off for this connection: anyone on the path can read the credentials and impersonate the cluster. Give tls.ca instead",
+        );
+    }
+    if conn.spec.url.starts_with("http://") {
+        warn(
+            PLAINTEXT,
+            "this connection uses plaintext HTTP: credentials and secret settings cross the network unencrypted. Use https://",
+        );
     }
     conditions
 }

@@ -20,10 +20,12 @@ use tokio::sync::mpsc;
 
 use crate::{
     cluster::ClusterPool,
-    crd::{InferenceEndpoint, InferenceEndpointStatus},
+    connection::ReferenceRules,
+    crd::{DeletionPolicy, InferenceEndpoint, InferenceEndpointStatus},
     guard::Watched,
     lease::Fence,
     metrics::Metrics,
+    policy::NamespaceInfo,
 };
 
 /// Tunables of the reconcilers.
@@ -37,8 +39,10 @@ pub struct Settings {
     pub backoff_max: Duration,
     /// `timeout` sent with create where the cluster accepts it.
     pub create_timeout: Duration,
-    /// Allow elasticsearchRef to ECK clusters in other namespaces.
-    pub allow_cross_namespace_refs: bool,
+    /// What references may do (cross-namespace ECK, plaintext, unverified TLS).
+    pub rules: ReferenceRules,
+    /// The deletion policy of resources that set none (and whose namespace sets none).
+    pub default_deletion_policy: DeletionPolicy,
 }
 
 impl Default for Settings {
@@ -48,7 +52,8 @@ impl Default for Settings {
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(60),
             create_timeout: Duration::from_secs(60),
-            allow_cross_namespace_refs: false,
+            rules: ReferenceRules::default(),
+            default_deletion_policy: DeletionPolicy::Delete,
         }
     }
 }
@@ -70,6 +75,8 @@ pub struct ObjectMemory {
     /// Where the object's endpoint is and what it looked like when last decided on: the
     /// periodic resync triggers the object only when that changes.
     pub watch: Option<EndpointWatch>,
+    /// MAC (under the process key) of the secret values Elasticsearch holds.
+    values_mac: Option<[u8; 16]>,
 }
 
 /// The endpoint an object depends on, as last seen.
@@ -132,6 +139,11 @@ pub struct Context {
     stores: Mutex<Vec<Store<Watched>>>,
     /// Per-connection backoff of the ElasticsearchConnection controller.
     connection_failures: Mutex<HashMap<String, u32>>,
+    /// A random key of this process, for MACs of secret values kept in memory only.
+    process_key: [u8; 32],
+    /// Namespaces' labels and annotations, read when needed and kept a short while.
+    namespaces: Mutex<HashMap<String, (Instant, Option<NamespaceInfo>)>>,
+    namespace_forbidden_logged: std::sync::atomic::AtomicBool,
 }
 
 impl Context {
@@ -155,6 +167,71 @@ impl Context {
             memory: Mutex::default(),
             stores: Mutex::default(),
             connection_failures: Mutex::default(),
+            process_key: rand::random(),
+            namespaces: Mutex::default(),
+            namespace_forbidden_logged: Default::default(),
+        }
+    }
+
+    /// The labels and annotations of `namespace` (for tenancy selectors and the deletion
+    /// default), read at most every 30 s. `None` when they cannot be read (no permission): the
+    /// caller applies its defaults.
+    pub async fn namespace_info(&self, namespace: &str) -> Option<NamespaceInfo> {
+        const TTL: Duration = Duration::from_secs(30);
+        if let Some((at, info)) = self
+            .namespaces
+            .lock()
+            .expect("namespaces lock poisoned")
+            .get(namespace)
+            && at.elapsed() < TTL
+        {
+            return info.clone();
+        }
+        let api: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+            kube::Api::all(self.client.clone());
+        let info = match api.get_metadata_opt(namespace).await {
+            Ok(Some(ns)) => Some(NamespaceInfo {
+                labels: ns.metadata.labels.unwrap_or_default(),
+                annotations: ns.metadata.annotations.unwrap_or_default(),
+            }),
+            Ok(None) => Some(NamespaceInfo::default()),
+            // Not granted (a namespaced install may leave it out): a deployment choice, not a
+            // fault. Namespaces then have no labels or annotations as far as rules go.
+            Err(kube::Error::Api(s)) if s.code == 403 => {
+                if !self
+                    .namespace_forbidden_logged
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    tracing::warn!(
+                        "cannot read Namespaces (forbidden): their labels and the es-inference.dev/deletion-policy annotation are ignored; grant get on namespaces to use them"
+                    );
+                }
+                Some(NamespaceInfo::default())
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, %namespace, "cannot read the namespace");
+                None
+            }
+        };
+        self.namespaces
+            .lock()
+            .expect("namespaces lock poisoned")
+            .insert(namespace.to_string(), (Instant::now(), info.clone()));
+        info
+    }
+
+    /// This process's random key (never leaves memory).
+    pub fn process_key(&self) -> &[u8] {
+        &self.process_key
+    }
+
+    pub fn values_mac_of(&self, uid: &str) -> Option<[u8; 16]> {
+        self.peek_memory(uid, |m| m.values_mac).flatten()
+    }
+
+    pub fn set_values_mac(&self, uid: &str, mac: Option<[u8; 16]>) {
+        if mac.is_some() {
+            self.with_memory(uid, |m| m.values_mac = mac);
         }
     }
 

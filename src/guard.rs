@@ -21,7 +21,7 @@ use serde_json::value::RawValue;
 
 use crate::crd::{
     DeletionPolicy, ElasticsearchRef, InferenceEndpoint, InferenceEndpointSpec,
-    InferenceEndpointStatus, TaskType,
+    InferenceEndpointStatus, ManagementPolicy, TaskType,
 };
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -53,7 +53,9 @@ pub struct Identity {
     pub task_type: TaskType,
     pub service: String,
     #[serde(default)]
-    pub deletion_policy: DeletionPolicy,
+    pub deletion_policy: Option<DeletionPolicy>,
+    #[serde(default)]
+    pub management_policy: ManagementPolicy,
     #[serde(default)]
     pub force_delete: bool,
     #[serde(default)]
@@ -73,6 +75,7 @@ impl Identity {
             chunking_settings: None,
             create_timeout: None,
             deletion_policy: self.deletion_policy,
+            management_policy: self.management_policy,
             force_delete: self.force_delete,
             adopt: false,
             drift_policy: Default::default(),
@@ -286,7 +289,7 @@ mod tests {
         // What cleanup needs is still there.
         let id = bad.identity.as_ref().expect("identity");
         assert_eq!(id.inference_id.as_deref(), Some("id-deep"));
-        assert_eq!(id.deletion_policy, DeletionPolicy::Retain);
+        assert_eq!(id.deletion_policy, Some(DeletionPolicy::Retain));
         assert!(bad.status.is_some());
     }
 

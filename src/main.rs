@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use es_inference_operator::{
     config::{Cli, Command},
-    crd, render, run, telemetry,
+    crd, import, render, run, telemetry,
 };
 use tracing::error;
 
@@ -34,6 +34,28 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Import(args) => {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(import::run(&args)) {
+                Ok(out) => {
+                    print!("{out}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run(args) => {
             telemetry::init(args.log_format);
             let rt = match tokio::runtime::Builder::new_multi_thread()

@@ -69,6 +69,11 @@ pub struct ClusterLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteLabels {
+    pub write: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
 }
@@ -92,6 +97,7 @@ pub struct Metrics {
     drift_corrections: Counter,
     secret_rotations: Counter,
     leader: Gauge,
+    kubernetes_writes: Family<WriteLabels, Counter>,
     /// The Ready reason of every object, so the gauges count each object once.
     last_reason: Mutex<HashMap<(String, String), String>>,
 }
@@ -218,6 +224,11 @@ impl Metrics {
                 "secret_rotations",
                 "Secret rotations applied to Elasticsearch",
             ),
+            kubernetes_writes: reg(
+                &mut r,
+                "kubernetes_writes",
+                "Writes to the Kubernetes API (status, finalizer, event)",
+            ),
             leader: reg(
                 &mut r,
                 "leader",
@@ -294,6 +305,15 @@ impl Metrics {
 
     pub fn secret_rotated(&self) {
         self.secret_rotations.inc();
+    }
+
+    /// Count one write to the Kubernetes API (`status`, `finalizer`, `event`).
+    pub fn kubernetes_write(&self, write: &str) {
+        self.kubernetes_writes
+            .get_or_create(&WriteLabels {
+                write: write.to_string(),
+            })
+            .inc();
     }
 
     pub fn set_leader(&self, leading: bool) {

@@ -9,6 +9,9 @@ pub enum Scope {
     Watched,
     /// The operator's own namespace (leader election).
     OwnNamespace,
+    /// Cluster-scoped resources: always cluster-wide, also when the operator watches only some
+    /// namespaces.
+    Cluster,
 }
 
 /// One RBAC rule: an API group, a resource (or `resource/subresource`) and verbs.
@@ -18,6 +21,8 @@ pub struct Rule {
     pub resource: &'static str,
     pub verbs: &'static [&'static str],
     pub scope: Scope,
+    /// Only the operator's own object (`resourceNames`: the Lease it is configured with).
+    pub own_object_only: bool,
 }
 
 /// Every permission the operator needs.
@@ -29,6 +34,7 @@ pub const RULES: &[Rule] = &[
         resource: "inferenceendpoints",
         verbs: &["list", "watch", "patch"],
         scope: Scope::Watched,
+        own_object_only: false,
     },
     // Status is written with server-side apply.
     Rule {
@@ -36,6 +42,7 @@ pub const RULES: &[Rule] = &[
         resource: "inferenceendpoints/status",
         verbs: &["patch"],
         scope: Scope::Watched,
+        own_object_only: false,
     },
     // Secrets are watched by metadata only and read (get) when a resource references them.
     // Never written.
@@ -44,6 +51,7 @@ pub const RULES: &[Rule] = &[
         resource: "secrets",
         verbs: &["get", "list", "watch"],
         scope: Scope::Watched,
+        own_object_only: false,
     },
     // ElasticsearchConnections are watched, read when a resource references one, and get a
     // status.
@@ -52,12 +60,14 @@ pub const RULES: &[Rule] = &[
         resource: "elasticsearchconnections",
         verbs: &["get", "list", "watch"],
         scope: Scope::Watched,
+        own_object_only: false,
     },
     Rule {
         api_group: "es-inference.dev",
         resource: "elasticsearchconnections/status",
         verbs: &["patch"],
         scope: Scope::Watched,
+        own_object_only: false,
     },
     // A connection's CA may come from a ConfigMap: watched by metadata only, read when used.
     Rule {
@@ -65,6 +75,7 @@ pub const RULES: &[Rule] = &[
         resource: "configmaps",
         verbs: &["get", "list", "watch"],
         scope: Scope::Watched,
+        own_object_only: false,
     },
     // elasticsearchRef of kind Elasticsearch reads the ECK cluster's spec (TLS settings).
     Rule {
@@ -72,6 +83,7 @@ pub const RULES: &[Rule] = &[
         resource: "elasticsearches",
         verbs: &["get"],
         scope: Scope::Watched,
+        own_object_only: false,
     },
     // Events are created, and patched when they repeat (kube's Recorder).
     Rule {
@@ -79,13 +91,32 @@ pub const RULES: &[Rule] = &[
         resource: "events",
         verbs: &["create", "patch"],
         scope: Scope::Watched,
+        own_object_only: false,
     },
-    // Leader election (kube-lease-manager): read, create and renew one Lease.
+    // A resource's namespace: its labels (the tenancy selectors of a connection's policy) and
+    // its es-inference.dev/deletion-policy annotation. Metadata only; cached for 30 s.
+    Rule {
+        api_group: "",
+        resource: "namespaces",
+        verbs: &["get"],
+        scope: Scope::Cluster,
+        own_object_only: false,
+    },
+    // Leader election: read and renew the one Lease the operator is configured with...
     Rule {
         api_group: "coordination.k8s.io",
         resource: "leases",
-        verbs: &["get", "create", "patch"],
+        verbs: &["get", "patch"],
         scope: Scope::OwnNamespace,
+        own_object_only: true,
+    },
+    // ...and create it the first time (create cannot be limited to a name).
+    Rule {
+        api_group: "coordination.k8s.io",
+        resource: "leases",
+        verbs: &["create"],
+        scope: Scope::OwnNamespace,
+        own_object_only: false,
     },
 ];
 

@@ -16,17 +16,18 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::{
-    cluster::{ClusterPool, ClusterSettings},
-    config::RunArgs,
-    connection::Target,
+    cluster::{ClusterPool, ClusterSettings, CredentialFile, DefaultTarget},
+    config::{DeletionDefault, EsConnectionArgs, RunArgs},
+    connection::{ReferenceRules, Target},
     context::{Context, Settings},
     controller,
+    crd::DeletionPolicy,
     crd::ElasticsearchConnection,
     es::{EsAuth, EsClient, check_url},
     guard::Watched,
     lease::{Elector, Fence, LeaseConfig},
     metrics::Metrics,
-    server,
+    policy, server,
 };
 
 fn read_secret_file(path: &std::path::Path) -> Result<SecretString, String> {
@@ -35,8 +36,8 @@ fn read_secret_file(path: &std::path::Path) -> Result<SecretString, String> {
     Ok(SecretString::from(text.trim().to_string()))
 }
 
-/// The default cluster's credentials, from flags or files.
-fn default_auth(args: &RunArgs) -> Result<EsAuth, String> {
+/// The credentials of the cluster given by flags or files.
+pub fn es_auth(args: &EsConnectionArgs) -> Result<EsAuth, String> {
     if let Some(key) = &args.elasticsearch_api_key {
         return Ok(EsAuth::ApiKey(SecretString::from(key.clone())));
     }
@@ -64,31 +65,88 @@ fn default_auth(args: &RunArgs) -> Result<EsAuth, String> {
     Ok(EsAuth::None)
 }
 
+/// The CA bundle given by `--elasticsearch-ca-file`.
+pub fn es_ca(args: &EsConnectionArgs) -> Result<Option<Vec<u8>>, String> {
+    match &args.elasticsearch_ca_file {
+        Some(p) => std::fs::read(p)
+            .map(Some)
+            .map_err(|e| format!("cannot read CA file {}: {e}", p.display())),
+        None => Ok(None),
+    }
+}
+
 /// The default cluster, checked now: a bad URL or CA is a start-up error.
-fn default_target(args: &RunArgs, settings: &ClusterSettings) -> Result<Option<Target>, String> {
-    let Some(url) = args.elasticsearch_url.clone() else {
+fn default_target(
+    args: &RunArgs,
+    settings: &ClusterSettings,
+) -> Result<Option<DefaultTarget>, String> {
+    let Some(url) = args.es.elasticsearch_url.clone() else {
         info!(
             "no default Elasticsearch (--elasticsearch-url): every InferenceEndpoint needs spec.elasticsearchRef"
         );
         return Ok(None);
     };
     check_url(&url).map_err(|e| e.to_string())?;
-    let ca_pem = match &args.elasticsearch_ca_file {
-        Some(p) => Some(
-            std::fs::read(p).map_err(|e| format!("cannot read CA file {}: {e}", p.display()))?,
-        ),
-        None => None,
-    };
+    let ca_pem = es_ca(&args.es)?;
+    if url.starts_with("http://") {
+        warn!(
+            "the default Elasticsearch is reached over plaintext HTTP: credentials and secret settings cross the network unencrypted"
+        );
+    }
     let target = Target {
         key: "default".into(),
         url,
-        auth: default_auth(args)?,
+        auth: es_auth(&args.es)?,
         ca_pem,
         insecure_skip_verify: false,
+        policy: default_policy(args)?,
+        home_namespace: None,
     };
     let pool = ClusterPool::new(None, settings.clone(), Fence::open(), None);
     EsClient::new(&pool.es_config(&target), None, "default").map_err(|e| e.to_string())?;
-    Ok(Some(target))
+    // Credentials from a mounted Secret are read again when the file changes.
+    let file = match (
+        &args.es.elasticsearch_api_key_file,
+        &args.es.elasticsearch_username,
+    ) {
+        (Some(p), _) => Some(CredentialFile::ApiKey(p.clone())),
+        (None, Some(u)) if args.es.elasticsearch_password.is_none() => args
+            .es
+            .elasticsearch_password_file
+            .clone()
+            .map(|path| CredentialFile::Password {
+                username: u.clone(),
+                path,
+            }),
+        _ => None,
+    };
+    Ok(Some(DefaultTarget::new(target, file)))
+}
+
+/// The tenancy policy of the default cluster, from the flags (`None` when no flag is given).
+fn default_policy(args: &RunArgs) -> Result<Option<crate::crd::TenancyPolicy>, String> {
+    let selector = |flag: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(|s| policy::parse_selector(s).map_err(|e| format!("{flag}: {e}")))
+            .transpose()
+    };
+    let p = crate::crd::TenancyPolicy {
+        inference_id_prefix: args.inference_id_prefix.clone().filter(|p| !p.is_empty()),
+        namespace_selector: None,
+        adopt_namespace_selector: selector(
+            "--adopt-namespace-selector",
+            &args.adopt_namespace_selector,
+        )?,
+        force_delete_namespace_selector: selector(
+            "--force-delete-namespace-selector",
+            &args.force_delete_namespace_selector,
+        )?,
+        recreate_namespace_selector: selector(
+            "--recreate-namespace-selector",
+            &args.recreate_namespace_selector,
+        )?,
+    };
+    Ok((p != crate::crd::TenancyPolicy::default()).then_some(p))
 }
 
 /// Fail early and clearly when a CRD is missing or this identity may not list the resources.
@@ -274,7 +332,16 @@ fn context(
     let settings = Settings {
         resync: args.resync_interval,
         create_timeout: args.create_timeout,
-        allow_cross_namespace_refs: args.allow_cross_namespace_refs,
+        rules: ReferenceRules {
+            cross_namespace_eck: args.allow_cross_namespace_refs,
+            cross_namespace_elastic_user: args.allow_cross_namespace_elastic_user,
+            plaintext: args.allow_plaintext_elasticsearch,
+            insecure_skip_verify: args.allow_insecure_skip_verify,
+        },
+        default_deletion_policy: match args.default_deletion_policy {
+            DeletionDefault::Delete => DeletionPolicy::Delete,
+            DeletionDefault::Retain => DeletionPolicy::Retain,
+        },
         ..Settings::default()
     };
     let reporter = Reporter {
@@ -343,7 +410,7 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
             Some(l)
         }
     };
-    info!(elasticsearch = args.elasticsearch_url.as_deref().unwrap_or("<none>"), namespaces = ?args.namespace, "operator started");
+    info!(elasticsearch = args.es.elasticsearch_url.as_deref().unwrap_or("<none>"), namespaces = ?args.namespace, "operator started");
     let controllers = tokio::spawn(controller::run(
         ctx,
         args.namespace.clone(),

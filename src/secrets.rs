@@ -1,5 +1,10 @@
-//! PURE: resolve `secretSettings` from Secrets, fingerprint the values, and map a changed Secret
-//! to the resources that use it.
+//! PURE: resolve `secretSettings` from Secrets, say which versions of them are in use, and map a
+//! changed Secret to the resources that use it.
+//!
+//! What reaches status about secrets is only *which versions* of the referenced Secrets were
+//! sent (`name@resourceVersion`): public metadata, nothing derived from a value. Whether the
+//! values themselves changed is decided in memory, with a MAC keyed by a random key of the
+//! operator process that never leaves it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -126,10 +131,51 @@ pub fn resolve(
     Ok(SecretValues { values })
 }
 
-/// A salted, truncated HMAC-SHA256 of the values: changes when any value changes, and cannot be
-/// reversed or compared across resources (the salt is the resource's uid). `None` when the spec
-/// has no secrets.
-pub fn fingerprint(salt: &str, values: &SecretValues) -> Option<String> {
+/// Which versions of the referenced Secrets the values come from: `name@resourceVersion`,
+/// sorted, comma-separated. `None` when the spec has no secrets.
+pub fn versions(
+    spec: &InferenceEndpointSpec,
+    secrets: &BTreeMap<String, Option<Secret>>,
+) -> Option<String> {
+    let names = referenced_secrets(spec);
+    if names.is_empty() {
+        return None;
+    }
+    let parts: Vec<String> = names
+        .iter()
+        .map(|n| {
+            let rv = secrets
+                .get(n)
+                .and_then(|s| s.as_ref())
+                .and_then(|s| s.metadata.resource_version.clone())
+                .unwrap_or_default();
+            format!("{n}@{rv}")
+        })
+        .collect();
+    Some(parts.join(","))
+}
+
+/// A MAC of the values under `key` (the operator process's own random key): tells, in memory,
+/// whether values changed when a Secret's version moved. Never written anywhere.
+pub fn values_mac(key: &[u8], values: &SecretValues) -> [u8; 16] {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts keys of any length");
+    for (k, v) in &values.values {
+        mac.update(&(k.len() as u64).to_be_bytes());
+        mac.update(k.as_bytes());
+        let v = v.expose_secret();
+        mac.update(&(v.len() as u64).to_be_bytes());
+        mac.update(v.as_bytes());
+    }
+    let out = mac.finalize().into_bytes();
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&out[..16]);
+    first
+}
+
+/// The fingerprint releases up to 0.1 wrote to status (an HMAC keyed by the object's UID, which
+/// anyone who can read the object knows). Only read, once per object, to migrate to `versions`
+/// without re-sending every secret; never written again.
+pub fn legacy_fingerprint(salt: &str, values: &SecretValues) -> Option<String> {
     if values.values.is_empty() {
         return None;
     }
@@ -240,16 +286,40 @@ mod tests {
     }
 
     #[test]
-    fn fingerprint_changes_with_values_and_salt_and_hides_them() {
+    fn legacy_fingerprint_is_stable_for_migration() {
         let mut v = SecretValues::default();
         v.values.insert("api_key".into(), SecretString::from("one"));
-        let a = fingerprint("uid-1", &v).expect("some");
+        let a = legacy_fingerprint("uid-1", &v).expect("some");
         assert_eq!(a.len(), 16);
-        assert_eq!(Some(a.clone()), fingerprint("uid-1", &v));
-        assert_ne!(Some(a.clone()), fingerprint("uid-2", &v));
+        assert_eq!(Some(a.clone()), legacy_fingerprint("uid-1", &v));
+        assert_ne!(Some(a.clone()), legacy_fingerprint("uid-2", &v));
         v.values.insert("api_key".into(), SecretString::from("two"));
-        assert_ne!(Some(a), fingerprint("uid-1", &v));
-        assert_eq!(fingerprint("uid", &SecretValues::default()), None);
+        assert_ne!(Some(a), legacy_fingerprint("uid-1", &v));
+        assert_eq!(legacy_fingerprint("uid", &SecretValues::default()), None);
+    }
+
+    #[test]
+    fn versions_name_secrets_and_versions_only() {
+        let s = spec(BEDROCK);
+        let mut secret = secret(&[("id", b"AKIA-VALUE"), ("secret", b"s3cr3t-VALUE")]);
+        if let Some(s) = secret.as_mut() {
+            s.metadata.resource_version = Some("42".into());
+        }
+        let fetched = BTreeMap::from([("aws".to_string(), secret)]);
+        assert_eq!(versions(&s, &fetched).as_deref(), Some("aws@42"));
+        let none = spec("taskType: completion\nservice: elastic\n");
+        assert_eq!(versions(&none, &BTreeMap::new()), None);
+    }
+
+    #[test]
+    fn the_values_mac_depends_on_the_process_key_and_the_values() {
+        let mut v = SecretValues::default();
+        v.values.insert("api_key".into(), SecretString::from("one"));
+        let a = values_mac(b"key-a", &v);
+        assert_eq!(a, values_mac(b"key-a", &v));
+        assert_ne!(a, values_mac(b"key-b", &v));
+        v.values.insert("api_key".into(), SecretString::from("two"));
+        assert_ne!(a, values_mac(b"key-a", &v));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::fmt::Debug;
 
 use k8s_openapi::{
     api::core::v1::ObjectReference,
-    apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time},
+    apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time},
     jiff::Timestamp,
 };
 use kube::{
@@ -20,7 +20,10 @@ use tracing::warn;
 use crate::{
     conditions::{Outcome, conditions_for, same_conditions},
     context::Context,
-    crd::{FIELD_MANAGER, FINALIZER, InferenceEndpointStatus, ModelDeploymentStatus, Ownership},
+    crd::{
+        DeletionPolicy, FIELD_MANAGER, FINALIZER, InferenceEndpointStatus, ModelDeploymentStatus,
+        ModelLifecycle, Ownership,
+    },
     error::{Error, Result},
     guard::Watched,
     plan::Record,
@@ -48,31 +51,97 @@ where
         .await?)
 }
 
+/// What status says besides the record and the outcome.
+#[derive(Clone, Debug, Default)]
+pub struct Extras {
+    pub version: Option<String>,
+    pub model: Option<ModelDeploymentStatus>,
+    /// The deletion policy in effect.
+    pub deletion_policy: Option<DeletionPolicy>,
+    /// The reconcile request handled (annotation value).
+    pub last_handled_reconcile_at: Option<String>,
+    pub model_lifecycle: Option<ModelLifecycle>,
+    /// More conditions (Paused, ModelDeprecated), each kept with its transition time.
+    pub conditions: Vec<Condition>,
+}
+
+impl Extras {
+    /// What `prev` already says (for writes that change only the outcome).
+    pub fn from(prev: &InferenceEndpointStatus) -> Self {
+        Self {
+            version: prev.elasticsearch_version.clone(),
+            model: prev.model_deployment.clone(),
+            deletion_policy: prev.deletion_policy,
+            last_handled_reconcile_at: prev.last_handled_reconcile_at.clone(),
+            model_lifecycle: prev.model_lifecycle.clone(),
+            conditions: prev
+                .conditions
+                .iter()
+                .filter(|c| {
+                    c.type_ == crate::conditions::PAUSED
+                        || c.type_ == crate::conditions::MODEL_DEPRECATED
+                })
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+/// A condition of `type_` that is True, keeping its transition time from `prev`.
+pub fn true_condition(
+    prev: &InferenceEndpointStatus,
+    type_: &str,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+) -> Condition {
+    let since = prev
+        .condition(type_)
+        .filter(|c| c.status == "True")
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| Time(Timestamp::now()));
+    Condition {
+        type_: type_.to_string(),
+        status: "True".into(),
+        reason: reason.to_string(),
+        message,
+        observed_generation: generation,
+        last_transition_time: since,
+    }
+}
+
 /// The status for `record` and `outcome` (pure but for the clock).
 pub fn build_status(
     prev: &InferenceEndpointStatus,
     record: &Record,
     outcome: &Outcome,
     meta: &ObjectMeta,
-    version: Option<String>,
-    model: Option<ModelDeploymentStatus>,
+    extras: Extras,
 ) -> InferenceEndpointStatus {
     let now = Time(Timestamp::now());
     let generation = meta.generation;
+    let mut conditions = conditions_for(&prev.conditions, outcome, generation, &now);
+    conditions.extend(extras.conditions);
     InferenceEndpointStatus {
         observed_generation: generation,
-        conditions: conditions_for(&prev.conditions, outcome, generation, &now),
+        conditions,
         inference_id: record.inference_id.clone(),
         ownership: record.ownership,
         owner_uid: record.ownership.and(meta.uid.clone()),
         create_attempts: (record.ownership == Some(Ownership::Creating))
             .then(|| i32::try_from(record.create_attempts).unwrap_or(i32::MAX)),
         cluster_uuid: record.cluster_uuid.clone(),
-        elasticsearch_version: version.or_else(|| prev.elasticsearch_version.clone()),
-        secret_fingerprint: record.secret_fingerprint.clone(),
+        elasticsearch_version: extras
+            .version
+            .or_else(|| prev.elasticsearch_version.clone()),
+        secret_versions: record.secrets_applied.clone(),
+        secret_fingerprint: None,
         applied_config_hash: record.applied_config_hash.clone(),
         replaced_for: record.replaced_for.clone(),
-        model_deployment: model,
+        model_deployment: extras.model,
+        deletion_policy: extras.deletion_policy,
+        last_handled_reconcile_at: extras.last_handled_reconcile_at,
+        model_lifecycle: extras.model_lifecycle,
     }
 }
 
@@ -107,6 +176,7 @@ pub async fn write_endpoint_status(
     let api: Api<Watched> = Api::namespaced(ctx.client.clone(), ns);
     let value = serde_json::to_value(&next).map_err(|e| Error::Unavailable(e.to_string()))?;
     let updated = apply_status(&api, name, value).await?;
+    ctx.metrics.kubernetes_write("status");
     if let Some(uid) = meta.uid.as_deref() {
         ctx.wrote_status(uid, rv.as_deref(), next.clone());
     }
@@ -172,10 +242,11 @@ pub async fn remove_finalizer(ctx: &Context, meta: &ObjectMeta) -> Result<()> {
             {"op": "remove", "path": format!("/metadata/finalizers/{i}")},
         ]))
         .map_err(|e| Error::Unavailable(e.to_string()))?;
-        match api
+        let result = api
             .patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
-            .await
-        {
+            .await;
+        ctx.metrics.kubernetes_write("finalizer");
+        match result {
             Ok(_) => return Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
             Err(kube::Error::Api(s)) if s.code == 422 && attempt == 0 => {
@@ -209,6 +280,7 @@ pub async fn publish(
         action: action.into(),
         secondary: None,
     };
+    ctx.metrics.kubernetes_write("event");
     if let Err(e) = ctx.recorder.publish(&ev, reference).await {
         warn!(error = %e, "could not publish event");
     }

@@ -440,10 +440,6 @@ fn rules(role: &Value) -> Vec<(String, String, Vec<String>)> {
             let resources = r["resources"].as_array().expect("resources");
             assert_eq!(groups.len(), 1, "one apiGroup per rule: {r}");
             assert_eq!(resources.len(), 1, "one resource per rule: {r}");
-            assert!(
-                r.get("resourceNames").is_none(),
-                "no resourceNames expected: {r}"
-            );
             let verbs = r["verbs"]
                 .as_array()
                 .expect("verbs")
@@ -481,6 +477,36 @@ fn watched_rules() -> Vec<(String, String, Vec<String>)> {
 
 fn lease_rules() -> Vec<(String, String, Vec<String>)> {
     rules_of(es_inference_operator::rbac::Scope::OwnNamespace)
+}
+
+fn cluster_rules() -> Vec<(String, String, Vec<String>)> {
+    rules_of(es_inference_operator::rbac::Scope::Cluster)
+}
+
+/// Which rules of a role are limited to named objects (`resourceNames`), in order: exactly
+/// those `src/rbac.rs` marks as the operator's own object.
+fn named_rules(role: &Value) -> Vec<bool> {
+    role["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .map(|r| r.get("resourceNames").is_some())
+        .collect()
+}
+
+/// The ClusterRole that grants namespace metadata, in every mode.
+fn assert_namespace_reader(docs: &[Value]) {
+    let name = format!("{}-namespaces", fullname());
+    let cr = kind(docs, "ClusterRole")
+        .into_iter()
+        .find(|c| c["metadata"]["name"] == name.as_str())
+        .expect("namespaces ClusterRole");
+    assert_eq!(rules(cr), cluster_rules());
+    let binding = kind(docs, "ClusterRoleBinding")
+        .into_iter()
+        .find(|c| c["metadata"]["name"] == name.as_str())
+        .expect("namespaces ClusterRoleBinding");
+    assert_binds_operator(binding, "ClusterRole", &name);
 }
 
 fn fullname() -> &'static str {
@@ -976,10 +1002,17 @@ fn security_contexts_are_restricted(tools: &Tools) {
 
 fn rbac_is_cluster_wide_by_default(tools: &Tools) {
     let docs = render(tools, &values(api_key()));
-    let cr = one(&docs, "ClusterRole");
-    assert_eq!(cr["metadata"]["name"], fullname());
+    let cr = kind(&docs, "ClusterRole")
+        .into_iter()
+        .find(|c| c["metadata"]["name"] == fullname())
+        .expect("ClusterRole");
     assert_eq!(rules(cr), watched_rules());
-    assert_binds_operator(one(&docs, "ClusterRoleBinding"), "ClusterRole", fullname());
+    let binding = kind(&docs, "ClusterRoleBinding")
+        .into_iter()
+        .find(|c| c["metadata"]["name"] == fullname())
+        .expect("ClusterRoleBinding");
+    assert_binds_operator(binding, "ClusterRole", fullname());
+    assert_namespace_reader(&docs);
     assert!(kind(&docs, "Role").is_empty() && kind(&docs, "RoleBinding").is_empty());
     assert_eq!(env_value(&docs, "WATCH_NAMESPACE"), None);
     // rbac.create=false: none at all.
@@ -997,14 +1030,14 @@ fn rbac_is_cluster_wide_by_default(tools: &Tools) {
 
 fn rbac_is_per_namespace_with_watch_namespaces(tools: &Tools) {
     let docs = render(tools, &values(json!({ "watchNamespaces": ["a", "b"] })));
-    assert!(
-        kind(&docs, "ClusterRole").is_empty(),
-        "no cluster-wide grant"
+    // Nothing cluster-wide but the namespace metadata (cluster-scoped by nature).
+    assert_eq!(
+        kind(&docs, "ClusterRole").len(),
+        1,
+        "no other cluster-wide grant"
     );
-    assert!(
-        kind(&docs, "ClusterRoleBinding").is_empty(),
-        "no cluster-wide grant"
-    );
+    assert_eq!(kind(&docs, "ClusterRoleBinding").len(), 1);
+    assert_namespace_reader(&docs);
     let roles = kind(&docs, "Role");
     let namespaces: BTreeSet<&str> = roles
         .iter()
@@ -1061,6 +1094,17 @@ fn lease_role_only_with_leader_election(tools: &Tools) {
                 "the Lease is in the release namespace"
             );
             assert_eq!(rules(role), lease_rules());
+            let own: Vec<bool> = es_inference_operator::rbac::RULES
+                .iter()
+                .filter(|r| r.scope == es_inference_operator::rbac::Scope::OwnNamespace)
+                .map(|r| r.own_object_only)
+                .collect();
+            assert_eq!(named_rules(role), own, "resourceNames where rbac.rs says");
+            for rule in role["rules"].as_array().expect("rules") {
+                if let Some(names) = rule.get("resourceNames") {
+                    assert_eq!(names, &json!(["es-inference-operator"]), "the Lease's name");
+                }
+            }
             let binding = kind(&docs, "RoleBinding")
                 .into_iter()
                 .find(|b| b["metadata"]["name"] == lease_role.as_str())
@@ -1128,6 +1172,11 @@ fn no_secret_write_verbs_anywhere(tools: &Tools) {
                 assert!(
                     watched_rules().contains(&(group.clone(), resource.clone(), verbs.clone()))
                         || lease_rules().contains(&(
+                            group.clone(),
+                            resource.clone(),
+                            verbs.clone()
+                        ))
+                        || cluster_rules().contains(&(
                             group.clone(),
                             resource.clone(),
                             verbs.clone()
@@ -1486,10 +1535,9 @@ fn optional_objects(tools: &Tools) {
     );
     assert!(kind(&docs, "ServiceAccount").is_empty());
     assert_eq!(pod_spec(&docs)["serviceAccountName"], "existing");
-    assert_eq!(
-        one(&docs, "ClusterRoleBinding")["subjects"][0]["name"],
-        "existing"
-    );
+    for binding in kind(&docs, "ClusterRoleBinding") {
+        assert_eq!(binding["subjects"][0]["name"], "existing");
+    }
 }
 
 fn network_policy(tools: &Tools) {

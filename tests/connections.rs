@@ -6,7 +6,6 @@ mod support;
 
 use std::time::Duration;
 
-use es_inference_operator::context::Settings;
 use serde_json::{Value, json};
 use support::{
     es_standin::{EsStandin, Fault, StandinConfig},
@@ -291,16 +290,45 @@ async fn a_changed_cluster_behind_a_connection_gets_the_endpoint_again() {
 }
 
 #[tokio::test]
-async fn insecure_skip_verify_works_and_is_reported() {
+async fn insecure_skip_verify_is_refused_unless_the_operator_allows_it() {
     let (h, b, _) = two_clusters().await;
-    h.connection(
-        "b",
-        json!({
-            "url": b.url(),
-            "auth": {"apiKeySecretRef": {"name": "es-b", "key": "api-key"}},
-            "tls": {"insecureSkipVerify": true}
-        }),
+    let unverified = json!({
+        "url": b.url(),
+        "auth": {"apiKeySecretRef": {"name": "es-b", "key": "api-key"}},
+        "tls": {"insecureSkipVerify": true}
+    });
+    h.connection("b", unverified.clone());
+    h.endpoint("on-b", anthropic("x", Some(json!({"name": "b"}))));
+    h.settle("on-b").await.expect("reconciles");
+    let (status, reason, message) = h.ready("on-b");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "InsecureConnection")
     );
+    assert!(
+        message.contains("--allow-insecure-skip-verify"),
+        "{message}"
+    );
+    assert!(b.endpoint("x").is_none(), "nothing was sent");
+    assert_eq!(
+        b.requests().len(),
+        0,
+        "not even a request: the key never left"
+    );
+    h.reconcile_connection("b").await.expect("check");
+    let st = h.get_connection("b").status.expect("status");
+    assert_eq!(
+        st.condition("Ready").expect("ready").reason,
+        "InsecureConnection"
+    );
+
+    // The operator permits it: it works, with a warning condition on the connection.
+    let mut settings = Harness::settings();
+    settings.rules.insecure_skip_verify = true;
+    let h = Harness::with(StandinConfig::default(), settings, Duration::from_secs(5)).await;
+    h.secret("anthropic", &[("api-key", KEY)]);
+    h.secret("es-b", &[("api-key", CONN_KEY)]);
+    h.connection("b", unverified);
     h.endpoint("on-b", anthropic("x", Some(json!({"name": "b"}))));
     h.settle("on-b").await.expect("reconciles");
     assert_eq!(h.ready("on-b").1, "InSync");
@@ -314,10 +342,52 @@ async fn insecure_skip_verify_works_and_is_reported() {
 }
 
 #[tokio::test]
+async fn plaintext_is_refused_by_default() {
+    // The operator's real defaults, not the harness's (which allow the stand-in's http://).
+    let h = Harness::with(
+        StandinConfig::default(),
+        Default::default(),
+        Duration::from_secs(5),
+    )
+    .await;
+    h.secret("anthropic", &[("api-key", KEY)]);
+    let plain = EsStandin::start(StandinConfig::default()).await;
+    h.connection("plain", json!({"url": plain.url()}));
+    h.endpoint("p", anthropic("p", Some(json!({"name": "plain"}))));
+    h.settle("p").await.expect("reconciles");
+    let (status, reason, message) = h.ready("p");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "InsecureConnection")
+    );
+    assert!(
+        message.contains("--allow-plaintext-elasticsearch"),
+        "{message}"
+    );
+    assert!(
+        message.contains("security.allowPlaintextElasticsearch"),
+        "{message}"
+    );
+    assert_eq!(plain.requests().len(), 0, "no request crossed the network");
+    // Allowed: a warning condition on the connection says so.
+    let mut settings = Harness::settings();
+    settings.rules.plaintext = true;
+    let h = Harness::with(StandinConfig::default(), settings, Duration::from_secs(5)).await;
+    h.secret("anthropic", &[("api-key", KEY)]);
+    h.connection("plain", json!({"url": plain.url()}));
+    h.endpoint("p", anthropic("p", Some(json!({"name": "plain"}))));
+    h.settle("p").await.expect("reconciles");
+    assert_eq!(h.ready("p").1, "InSync");
+    h.reconcile_connection("plain").await.expect("check");
+    let st = h.get_connection("plain").status.expect("status");
+    assert_eq!(st.condition("Plaintext").expect("warning").status, "True");
+}
+
+#[tokio::test]
 async fn an_unreachable_cluster_backs_off_for_every_resource_that_uses_it() {
     let h = Harness::with(
         StandinConfig::default(),
-        Settings::default(),
+        Harness::settings(),
         Duration::from_secs(2),
     )
     .await;

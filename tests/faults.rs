@@ -7,9 +7,7 @@ mod support;
 
 use std::{sync::Arc, time::Duration};
 
-use es_inference_operator::{
-    cluster::ClusterSettings, context::Settings, error::Error, lease::Fence,
-};
+use es_inference_operator::{cluster::ClusterSettings, error::Error, lease::Fence};
 use serde_json::{Value, json};
 use support::{
     es_standin::{EsStandin, Fault, Obj, StandinConfig},
@@ -239,7 +237,7 @@ async fn two_operators_on_one_cluster_never_both_own_an_endpoint() {
     let a = Harness::new().await;
     let b = Harness::on(
         a.es.clone(),
-        Settings::default(),
+        Harness::settings(),
         ClusterSettings::default(),
     );
     for h in [&a, &b] {
@@ -247,7 +245,7 @@ async fn two_operators_on_one_cluster_never_both_own_an_endpoint() {
         h.endpoint("claude", anthropic("shared-id"));
     }
     // B's shared snapshot is taken before A creates: B believes the id is free.
-    let target = b.ctx.clusters.default_target().cloned().expect("default");
+    let target = b.ctx.clusters.default_target().expect("default");
     let cluster = b.ctx.clusters.get(&target).expect("cluster");
     cluster
         .snapshot(Duration::from_secs(600))
@@ -329,7 +327,7 @@ async fn a_lost_create_answer_is_claimed_once_also_after_a_restart() {
     // An operator restart: same Kubernetes and Elasticsearch, no memory.
     let restarted = Harness::on(
         h.es.clone(),
-        Settings::default(),
+        Harness::settings(),
         ClusterSettings::default(),
     );
     restarted.kube.insert(h.raw("claude"));
@@ -484,7 +482,7 @@ async fn a_difference_that_survives_a_replacement_is_reported_not_retried() {
     // An operator restart does not reset the count (it is in status).
     let restarted = Harness::on(
         h.es.clone(),
-        Settings::default(),
+        Harness::settings(),
         ClusterSettings::default(),
     );
     restarted.kube.insert(h.raw("claude"));
@@ -544,7 +542,7 @@ async fn a_closed_fence_stops_every_write() {
     let es = Arc::new(EsStandin::start(StandinConfig::default()).await);
     let h = Harness::on_with_fence(
         es,
-        Settings::default(),
+        Harness::settings(),
         ClusterSettings::default(),
         Fence::closed(),
     );
@@ -590,7 +588,7 @@ async fn a_response_larger_than_the_limit_is_refused_not_buffered() {
     }
     let h = Harness::on(
         es,
-        Settings::default(),
+        Harness::settings(),
         ClusterSettings {
             max_response_bytes: 4096,
             ..ClusterSettings::default()

@@ -82,11 +82,16 @@ fn plain_manifests_grant_exactly_what_the_code_uses() {
     .expect("deploy/es-inference-operator.yaml");
     let docs = docs(&text);
     let cluster = granted(&docs, "ClusterRole");
-    assert_eq!(cluster.len(), 1, "one ClusterRole by default");
+    assert_eq!(cluster.len(), 2, "two ClusterRoles by default");
     assert_eq!(
         cluster[0].1,
         declared(Scope::Watched),
         "ClusterRole differs from rbac::RULES"
+    );
+    assert_eq!(
+        cluster[1].1,
+        declared(Scope::Cluster),
+        "namespaces: get only"
     );
     assert!(
         granted(&docs, "Role").is_empty(),
@@ -152,12 +157,35 @@ fn chart_grants_exactly_what_the_code_uses_in_every_mode() {
     assert_eq!(roles[0].0, "es-inference-system");
     assert_eq!(roles[0].1, declared(Scope::OwnNamespace));
     assert_eq!(granted(&docs, "ClusterRole")[0].1, declared(Scope::Watched));
+    // Only the operator's own Lease may be read and renewed; create cannot be named.
+    let lease_role = docs.iter().find(|d| d["kind"] == "Role").expect("Role");
+    for rule in lease_role["rules"].as_array().expect("rules") {
+        let names = rule["resourceNames"].as_array();
+        let verbs: Vec<&str> = rule["verbs"]
+            .as_array()
+            .expect("verbs")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        if verbs.contains(&"create") {
+            assert_eq!(verbs, ["create"], "create alone in the unnamed rule");
+        } else {
+            assert_eq!(
+                names.map(|n| n.as_slice()),
+                Some([Value::from("es-inference-operator")].as_slice()),
+                "{rule}"
+            );
+        }
+    }
 
     // watchNamespaces: Roles in those namespaces only, nothing cluster-wide.
     let docs = render(&helm, &["watchNamespaces={team-a,team-b}"]);
-    assert!(
-        granted(&docs, "ClusterRole").is_empty(),
-        "no cluster-wide grant"
+    let cluster = granted(&docs, "ClusterRole");
+    assert_eq!(cluster.len(), 1, "{cluster:?}");
+    assert_eq!(
+        cluster[0].1,
+        declared(Scope::Cluster),
+        "nothing cluster-wide but namespace metadata"
     );
     let roles = granted(&docs, "Role");
     let namespaces: BTreeSet<_> = roles.iter().map(|(ns, _)| ns.as_str()).collect();

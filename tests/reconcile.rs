@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use es_inference_operator::{context::Settings, error::Error};
+use es_inference_operator::error::Error;
 use serde_json::{Value, json};
 use support::{
     es_standin::{Fault, StandinConfig},
@@ -54,7 +54,7 @@ async fn create_makes_the_endpoint_and_reports_ready() {
     );
     assert_eq!(st.elasticsearch_version.as_deref(), Some("9.1.0"));
     assert_eq!(st.observed_generation, obj.metadata.generation);
-    assert!(st.secret_fingerprint.is_some() && st.applied_config_hash.is_some());
+    assert!(st.secret_versions.is_some() && st.applied_config_hash.is_some());
     assert!(
         obj.metadata
             .finalizers
@@ -138,7 +138,7 @@ async fn secret_rotation_reaches_elasticsearch_through_update() {
     let before = h
         .get("claude")
         .and_then(|o| o.status)
-        .and_then(|s| s.secret_fingerprint);
+        .and_then(|s| s.secret_versions);
     h.secret("anthropic", &[("api-key", ROTATED)]);
     h.es.clear_requests();
     h.settle("claude").await.expect("reconciles");
@@ -153,7 +153,7 @@ async fn secret_rotation_reaches_elasticsearch_through_update() {
     let after = h
         .get("claude")
         .and_then(|o| o.status)
-        .and_then(|s| s.secret_fingerprint);
+        .and_then(|s| s.secret_versions);
     assert_ne!(before, after);
     assert!(h.event_reasons().contains(&"SecretRotated".to_string()));
     assert!(
@@ -618,7 +618,7 @@ async fn permanent_errors_do_not_loop() {
 
 #[tokio::test]
 async fn a_create_that_timed_out_but_landed_is_not_sent_twice() {
-    let settings = Settings::default();
+    let settings = Harness::settings();
     let cfg = StandinConfig {
         version: "9.0.3".into(),
         ..StandinConfig::default()
@@ -664,7 +664,7 @@ async fn unsupported_versions_are_reported() {
         version: "8.15.2".into(),
         ..StandinConfig::default()
     };
-    let h = Harness::with(cfg, Settings::default(), Duration::from_secs(5)).await;
+    let h = Harness::with(cfg, Harness::settings(), Duration::from_secs(5)).await;
     h.secret("anthropic", &[("api-key", KEY)]);
     h.endpoint("claude", anthropic());
     h.settle("claude").await.expect("reconciles");
@@ -683,7 +683,7 @@ async fn operator_credentials_are_checked() {
         api_key: Some("operator-key".into()),
         ..StandinConfig::default()
     };
-    let h = Harness::with(cfg, Settings::default(), Duration::from_secs(5)).await;
+    let h = Harness::with(cfg, Harness::settings(), Duration::from_secs(5)).await;
     created(&h).await;
     assert!(
         h.es.requests()
@@ -751,6 +751,8 @@ fn rbac_of(method: &str, path: &str, query: Option<&str>) -> (String, String, St
         _ => panic!("unexpected path {path}"),
     };
     let rest = match rest {
+        // A namespace itself: /api/v1/namespaces/<name>.
+        ["namespaces", _name] => rest,
         ["namespaces", _ns, rest @ ..] => rest,
         rest => rest,
     };
@@ -1016,4 +1018,78 @@ async fn a_pass_on_a_cache_that_still_shows_the_creating_mark_writes_nothing_to_
     assert_eq!(h.es.write_count(), 0, "{:?}", h.es_writes());
     assert_eq!(h.ready("claude").1, "InSync");
     assert_eq!(h.ownership("claude").as_deref(), Some("Created"));
+}
+
+#[tokio::test]
+async fn status_holds_nothing_derived_from_a_secret_value() {
+    let h = Harness::new().await;
+    created(&h).await;
+    h.secret("anthropic", &[("api-key", ROTATED)]);
+    h.settle("claude").await.expect("rotation");
+    let status = h.raw("claude")["status"].clone();
+    let text = status.to_string();
+    // Not the values, and not the fingerprint 0.1 wrote (an HMAC keyed by the public UID, which
+    // anyone could compute for a guessed key).
+    let uid = h.raw("claude")["metadata"]["uid"]
+        .as_str()
+        .expect("uid")
+        .to_string();
+    for value in [KEY, ROTATED] {
+        assert!(!text.contains(value));
+        let mut v = es_inference_operator::desired::SecretValues::default();
+        v.values.insert("api_key".into(), value.to_string().into());
+        let guess = es_inference_operator::secrets::legacy_fingerprint(&uid, &v).expect("fp");
+        assert!(
+            !text.contains(&guess),
+            "a guessable fingerprint in status: {text}"
+        );
+    }
+    assert!(status["secretFingerprint"].is_null());
+    let versions = status["secretVersions"].as_str().expect("secretVersions");
+    assert!(versions.starts_with("anthropic@"), "{versions}");
+}
+
+#[tokio::test]
+async fn a_status_from_0_1_migrates_without_sending_the_secrets_again() {
+    let h = Harness::new().await;
+    created(&h).await;
+    // Rewrite status the way 0.1 left it: the UID-keyed fingerprint, no secretVersions.
+    let mut obj = h.raw("claude");
+    let uid = obj["metadata"]["uid"].as_str().expect("uid").to_string();
+    let mut v = es_inference_operator::desired::SecretValues::default();
+    v.values.insert("api_key".into(), KEY.to_string().into());
+    let legacy = es_inference_operator::secrets::legacy_fingerprint(&uid, &v).expect("fp");
+    let status = obj["status"].as_object_mut().expect("status");
+    status.remove("secretVersions");
+    status.remove("ownerUID");
+    status.insert("secretFingerprint".into(), json!(legacy));
+    h.kube.insert(obj);
+    // A restarted operator (no memory).
+    let restarted = Harness::on(h.es.clone(), Harness::settings(), Default::default());
+    restarted.kube.insert(h.raw("claude"));
+    restarted.secret("anthropic", &[("api-key", KEY)]);
+    h.es.clear_requests();
+    restarted.settle("claude").await.expect("reconciles");
+    assert_eq!(
+        h.es_writes(),
+        Vec::<String>::new(),
+        "no mass _update on upgrade"
+    );
+    let status = restarted.raw("claude")["status"].clone();
+    assert!(status["secretFingerprint"].is_null(), "{status}");
+    assert!(status["secretVersions"].is_string(), "{status}");
+    assert!(status["ownerUID"].is_string(), "{status}");
+    // A Secret rewritten with the same value moves its version, not its value: nothing sent.
+    let before = restarted.raw("claude")["status"]["secretVersions"].clone();
+    restarted.secret("anthropic", &[("api-key", KEY)]);
+    restarted.settle("claude").await.expect("reconciles");
+    assert_ne!(restarted.raw("claude")["status"]["secretVersions"], before);
+    assert_eq!(h.es_writes(), Vec::<String>::new());
+    // A real rotation is sent.
+    restarted.secret("anthropic", &[("api-key", ROTATED)]);
+    restarted.settle("claude").await.expect("reconciles");
+    assert_eq!(
+        h.es_writes(),
+        vec!["PUT /_inference/completion/claude-completion/_update"]
+    );
 }

@@ -1,6 +1,6 @@
 //! The `ElasticsearchConnection` kind, and how an `InferenceEndpoint` names its cluster.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -11,8 +11,8 @@ use super::{SecretKeyRef, conditions_schema};
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new("self.kind == 'Elasticsearch' || (!has(self.namespace) && !has(self.apiKeySecretRef) && !has(self.useElasticUser))")
-        .message("namespace, apiKeySecretRef and useElasticUser apply only to kind: Elasticsearch (ECK); an ElasticsearchConnection is always in the resource's namespace"),
+    validation = Rule::new("self.kind == 'Elasticsearch' || (!has(self.apiKeySecretRef) && !has(self.useElasticUser))")
+        .message("apiKeySecretRef and useElasticUser apply only to kind: Elasticsearch (ECK); an ElasticsearchConnection carries its own credentials"),
     validation = Rule::new("self.kind != 'Elasticsearch' || has(self.apiKeySecretRef) != (has(self.useElasticUser) && self.useElasticUser)")
         .message("for an ECK Elasticsearch, give exactly one of apiKeySecretRef (an API key with manage_inference and monitor_inference) or useElasticUser: true"),
 )]
@@ -85,6 +85,57 @@ pub struct ElasticsearchConnectionSpec {
     /// Which certificates to trust. Default: the public roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ConnectionTls>,
+    /// What InferenceEndpoints may do on this cluster (for clusters shared by several teams).
+    /// Without it: only this namespace may use the connection, with no restriction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<TenancyPolicy>,
+    /// Cloud Connect (`_inference/_ccm`): enable the Elastic Inference Service on this cluster
+    /// with an API key from a Secret, rotated like endpoint secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_connect: Option<CloudConnect>,
+}
+
+/// Rules for the InferenceEndpoints that use a cluster. Every rule names what it restricts;
+/// a resource that breaks one gets Ready=False, reason PolicyViolation, and nothing is sent.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenancyPolicy {
+    /// Inference ids must start with this, `{namespace}` replaced by the resource's namespace
+    /// (e.g. `{namespace}-`), so that teams cannot take each other's ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 100))]
+    pub inference_id_prefix: Option<String>,
+    /// Namespaces, besides the connection's own, whose InferenceEndpoints may use it
+    /// (`elasticsearchRef: {name, namespace}`). Unset: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+    /// Namespaces whose resources may set adopt: true. Unset: all that may use the connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopt_namespace_selector: Option<LabelSelector>,
+    /// Namespaces whose resources may set forceDelete: true. Unset: all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force_delete_namespace_selector: Option<LabelSelector>,
+    /// Namespaces whose resources may set replacementPolicy: Recreate. Unset: all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recreate_namespace_selector: Option<LabelSelector>,
+}
+
+impl TenancyPolicy {
+    /// Whether a rule depends on the labels of a resource's namespace.
+    pub fn uses_labels(&self) -> bool {
+        self.namespace_selector.is_some()
+            || self.adopt_namespace_selector.is_some()
+            || self.force_delete_namespace_selector.is_some()
+            || self.recreate_namespace_selector.is_some()
+    }
+}
+
+/// Cloud Connect of a cluster.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudConnect {
+    /// A key of a Secret in the connection's namespace holding the Elastic Cloud API key.
+    pub api_key_secret_ref: SecretKeyRef,
 }
 
 /// Credentials for an ElasticsearchConnection, from Secrets in its namespace.
@@ -179,6 +230,21 @@ pub struct ElasticsearchConnectionStatus {
     /// InferenceEndpoints that use this connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<i32>,
+    /// Cloud Connect, when spec.cloudConnect asks for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_connect: Option<CloudConnectStatus>,
+}
+
+/// What the operator did with Cloud Connect.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudConnectStatus {
+    /// Whether Elasticsearch reports Cloud Connect enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Which version of the API key's Secret was sent (`name@resourceVersion`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_versions: Option<String>,
 }
 
 impl ElasticsearchConnectionStatus {

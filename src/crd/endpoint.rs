@@ -36,17 +36,26 @@ use super::{ElasticsearchRef, conditions_schema, free_form_object, service_setti
         .message("chunkingSettings apply only to the text_embedding, sparse_embedding and embedding task types"),
     validation = Rule::new("has(self.elasticsearchRef) == has(oldSelf.elasticsearchRef) && (!has(self.elasticsearchRef) || self.elasticsearchRef == oldSelf.elasticsearchRef)")
         .message("elasticsearchRef is immutable: moving an endpoint to another cluster is a new InferenceEndpoint"),
+    validation = Rule::new("!has(self.inferenceId) || !self.inferenceId.startsWith('.') || self.managementPolicy == 'Observe'")
+        .message("inference ids starting with '.' are preconfigured endpoints of Elasticsearch: they can only be observed (managementPolicy: Observe)"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct InferenceEndpointSpec {
     /// The Elasticsearch inference id. Defaults to metadata.name. Lowercase letters, digits,
-    /// '-', '_' and '.', starting and ending with a letter or digit. Immutable.
+    /// '-', '_' and '.', starting and ending with a letter or digit. A leading '.' names a
+    /// preconfigured endpoint, allowed only with managementPolicy: Observe. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(min = 1, max = 253),
-        regex(pattern = r"^[a-z0-9]([a-z0-9_.-]*[a-z0-9])?$")
+        regex(pattern = r"^\.?[a-z0-9]([a-z0-9_.-]*[a-z0-9])?$")
     )]
     pub inference_id: Option<String>,
+
+    /// Manage (default): create, update and delete the endpoint. Observe: only report whether it
+    /// exists and matches this spec; never write to Elasticsearch, never delete, need no Secret.
+    /// Moving from Observe to Manage on an existing endpoint is an adoption (needs adopt: true).
+    #[serde(default)]
+    pub management_policy: ManagementPolicy,
 
     /// The inference task type. Immutable.
     #[x_kube(validation = Rule::new("self == oldSelf").message("taskType is immutable: create a new InferenceEndpoint for another task type"))]
@@ -93,9 +102,12 @@ pub struct InferenceEndpointSpec {
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
     pub create_timeout: Option<String>,
 
-    /// What happens to the Elasticsearch endpoint when this resource is deleted.
-    #[serde(default)]
-    pub deletion_policy: DeletionPolicy,
+    /// What happens to the Elasticsearch endpoint when this resource is deleted. Unset: the
+    /// namespace's annotation es-inference.dev/deletion-policy, else the operator's
+    /// --default-deletion-policy (Delete unless configured). status.deletionPolicy shows the
+    /// policy in effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
 
     /// Delete with `force=true` even while ingest pipelines or semantic_text fields use the
     /// endpoint (they break until an endpoint with this id exists again).
@@ -259,6 +271,16 @@ pub enum SeparatorGroup {
     Markdown,
 }
 
+/// Whether the operator manages the endpoint or only watches it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ManagementPolicy {
+    /// Create, update, replace and delete the endpoint.
+    #[default]
+    Manage,
+    /// Report whether the endpoint exists and matches the spec; never write to Elasticsearch.
+    Observe,
+}
+
 /// What happens to the Elasticsearch endpoint when the resource is deleted.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum DeletionPolicy {
@@ -341,8 +363,12 @@ pub struct InferenceEndpointStatus {
     /// Version of that Elasticsearch cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub elasticsearch_version: Option<String>,
-    /// Salted, truncated HMAC of the secret values last sent: detects rotation and cannot
-    /// reveal them.
+    /// Which versions of the referenced Secrets Elasticsearch holds values from
+    /// (`name@resourceVersion`): detects rotation without anything derived from a value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_versions: Option<String>,
+    /// Deprecated (written by 0.1): an HMAC of the values keyed by the UID. Read once to migrate
+    /// to secretVersions, then removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_fingerprint: Option<String>,
     /// Hash of the non-secret configuration last applied; tells spec edits from drift.
@@ -351,6 +377,30 @@ pub struct InferenceEndpointStatus {
     /// The trained-model deployment behind an `elasticsearch`/`elser` endpoint, as last observed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_deployment: Option<ModelDeploymentStatus>,
+    /// The deletion policy in effect (spec, else the namespace's annotation, else the
+    /// operator's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
+    /// The last value of the es-inference.dev/reconcile-requested-at (or Flux's
+    /// reconcile.fluxcd.io/requestedAt) annotation that was handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
+    /// For EIS endpoints: the model's lifecycle as Elasticsearch reports it in the endpoint's
+    /// metadata (status and end of life).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_lifecycle: Option<ModelLifecycle>,
+}
+
+/// The lifecycle of an EIS model, from the endpoint's `metadata.heuristics`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelLifecycle {
+    /// As Elasticsearch reports it, e.g. ga, preview, deprecated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// The date after which requests to the model fail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_of_life_date: Option<String>,
 }
 
 /// A trained-model deployment, as `GET _ml/trained_models/<id>/_stats` reports it.

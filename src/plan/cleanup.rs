@@ -1,7 +1,7 @@
 //! PURE: what deleting a resource does to its endpoint.
 
 use super::Record;
-use crate::crd::{DeletionPolicy, InferenceEndpointSpec, Ownership};
+use crate::crd::{DeletionPolicy, Ownership};
 
 /// What to do when the resource is being deleted.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -14,25 +14,27 @@ pub enum Cleanup {
 }
 
 /// Pure cleanup decision. It needs neither Secrets nor a valid spec beyond the policies, so a
-/// missing Secret or a broken spec never blocks deletion.
+/// missing Secret or a broken spec never blocks deletion. `policy` is the deletion policy in
+/// effect; `force` whether a forced delete is asked for and allowed.
 pub fn decide_cleanup(
-    spec: &InferenceEndpointSpec,
+    policy: DeletionPolicy,
+    force: bool,
     record: &Record,
     inference_id: &str,
     cluster_uuid: &str,
 ) -> Cleanup {
-    if spec.deletion_policy == DeletionPolicy::Retain {
+    if policy == DeletionPolicy::Retain {
         return Cleanup::Release(format!(
             "deletionPolicy is Retain: inference endpoint {inference_id:?} was left in Elasticsearch"
         ));
     }
     match record.ownership_of(inference_id, cluster_uuid) {
         Some(Ownership::Created | Ownership::Adopted) => Cleanup::Delete {
-            force: spec.force_delete,
+            force,
             verify_first: false,
         },
         Some(Ownership::Creating) => Cleanup::Delete {
-            force: spec.force_delete,
+            force,
             verify_first: true,
         },
         None if record.manages_something()

@@ -37,8 +37,9 @@ pub struct Facts<'a> {
     /// succeed).
     pub record: &'a Record,
     pub cluster: &'a ClusterInfo,
-    /// Fingerprint of the resolved secret values; `None` when the spec has no secrets.
-    pub fingerprint: Option<&'a str>,
+    /// Which secret values are in use now (`secrets::versions`); `None` when the spec has no
+    /// secrets.
+    pub secrets: Option<&'a str>,
     /// The endpoint as Elasticsearch has it, if it exists.
     pub observed: Option<&'a EndpointConfig>,
 }
@@ -49,7 +50,8 @@ pub struct Record {
     pub inference_id: Option<String>,
     pub ownership: Option<Ownership>,
     pub cluster_uuid: Option<String>,
-    pub secret_fingerprint: Option<String>,
+    /// Which secret values Elasticsearch holds (`secrets::versions` when they were sent).
+    pub secrets_applied: Option<String>,
     pub applied_config_hash: Option<String>,
     /// While `Creating`: how many creates may have been sent under this mark.
     pub create_attempts: u32,
@@ -69,7 +71,7 @@ impl Record {
             inference_id: s.inference_id.clone(),
             ownership: s.ownership,
             cluster_uuid: s.cluster_uuid.clone(),
-            secret_fingerprint: s.secret_fingerprint.clone(),
+            secrets_applied: s.secret_versions.clone(),
             applied_config_hash: s.applied_config_hash.clone(),
             create_attempts: s
                 .create_attempts
@@ -101,14 +103,14 @@ impl Record {
     }
 
     /// The record of a create about to be sent (the first under this mark).
-    pub fn creating(inference_id: &str, cluster_uuid: &str, fingerprint: Option<&str>) -> Self {
+    pub fn creating(inference_id: &str, cluster_uuid: &str, secrets: Option<&str>) -> Self {
         Self {
             inference_id: Some(inference_id.to_string()),
             ownership: Some(Ownership::Creating),
             cluster_uuid: Some(cluster_uuid.to_string()),
             // The values the create sends: a pass that finds the endpoint created knows whether
             // they are current, and does not push them again.
-            secret_fingerprint: fingerprint.map(str::to_string),
+            secrets_applied: secrets.map(str::to_string),
             applied_config_hash: None,
             create_attempts: 1,
             replaced_for: None,
@@ -286,10 +288,10 @@ fn compare(f: &Facts<'_>, ep: &EndpointConfig, ownership: Ownership) -> Decision
             return drift_reported(f.inference_id, &mutable);
         }
     }
-    if let Some(fp) = f.fingerprint
-        && f.record.secret_fingerprint.as_deref() != Some(fp)
+    if let Some(current) = f.secrets
+        && f.record.secrets_applied.as_deref() != Some(current)
     {
-        let cause = if f.record.secret_fingerprint.is_none() && ownership == Ownership::Adopted {
+        let cause = if f.record.secrets_applied.is_none() && ownership == Ownership::Adopted {
             UpdateCause::Adopted
         } else {
             UpdateCause::SecretRotated

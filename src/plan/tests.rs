@@ -89,7 +89,7 @@ fn managed(spec: &InferenceEndpointSpec, fp: Option<&str>) -> Record {
         inference_id: Some("x".into()),
         ownership: Some(Ownership::Created),
         cluster_uuid: Some("uuid-a".into()),
-        secret_fingerprint: fp.map(str::to_string),
+        secrets_applied: fp.map(str::to_string),
         applied_config_hash: Some(config_hash(spec)),
         ..Default::default()
     }
@@ -118,7 +118,7 @@ fn run(
         inference_id: "x",
         record,
         cluster: &cluster(Version::new(9, 1, 0)),
-        fingerprint: fp,
+        secrets: fp,
         observed: ep,
     })
 }
@@ -383,7 +383,7 @@ fn old_versions_are_unsupported() {
         inference_id: "x",
         record: &Record::default(),
         cluster: &cluster(Version::new(8, 16, 0)),
-        fingerprint: None,
+        secrets: None,
         observed: None,
     });
     assert_eq!(reason_of(&d), reason::UNSUPPORTED_VERSION);
@@ -394,7 +394,13 @@ fn cleanup_rules() {
     let s = spec(ANTHROPIC);
     let r = managed(&s, Some("f"));
     assert_eq!(
-        decide_cleanup(&s, &r, "x", "uuid-a"),
+        decide_cleanup(
+            s.deletion_policy.unwrap_or_default(),
+            s.force_delete,
+            &r,
+            "x",
+            "uuid-a"
+        ),
         Cleanup::Delete {
             force: false,
             verify_first: false
@@ -403,31 +409,55 @@ fn cleanup_rules() {
     let mut forced = s.clone();
     forced.force_delete = true;
     assert_eq!(
-        decide_cleanup(&forced, &r, "x", "uuid-a"),
+        decide_cleanup(
+            forced.deletion_policy.unwrap_or_default(),
+            forced.force_delete,
+            &r,
+            "x",
+            "uuid-a"
+        ),
         Cleanup::Delete {
             force: true,
             verify_first: false
         }
     );
     let mut retain = s.clone();
-    retain.deletion_policy = DeletionPolicy::Retain;
+    retain.deletion_policy = Some(DeletionPolicy::Retain);
     assert!(matches!(
-        decide_cleanup(&retain, &r, "x", "uuid-a"),
+        decide_cleanup(
+            retain.deletion_policy.unwrap_or_default(),
+            retain.force_delete,
+            &r,
+            "x",
+            "uuid-a"
+        ),
         Cleanup::Release(_)
     ));
     assert!(matches!(
-        decide_cleanup(&s, &Record::default(), "x", "uuid-a"),
+        decide_cleanup(
+            s.deletion_policy.unwrap_or_default(),
+            s.force_delete,
+            &Record::default(),
+            "x",
+            "uuid-a"
+        ),
         Cleanup::Release(_)
     ));
     assert!(
-        matches!(decide_cleanup(&s, &r, "x", "uuid-b"), Cleanup::Release(m) if m.contains("another Elasticsearch cluster"))
+        matches!(decide_cleanup(s.deletion_policy.unwrap_or_default(), s.force_delete, &r, "x", "uuid-b"), Cleanup::Release(m) if m.contains("another Elasticsearch cluster"))
     );
     let creating = Record {
         ownership: Some(Ownership::Creating),
         ..r.clone()
     };
     assert_eq!(
-        decide_cleanup(&s, &creating, "x", "uuid-a"),
+        decide_cleanup(
+            s.deletion_policy.unwrap_or_default(),
+            s.force_delete,
+            &creating,
+            "x",
+            "uuid-a"
+        ),
         Cleanup::Delete {
             force: false,
             verify_first: true
@@ -640,7 +670,13 @@ fn a_record_written_for_another_uid_confers_nothing() {
         reason::ALREADY_EXISTS
     );
     assert!(matches!(
-        decide_cleanup(&s, &r, "x", "uuid-a"),
+        decide_cleanup(
+            s.deletion_policy.unwrap_or_default(),
+            s.force_delete,
+            &r,
+            "x",
+            "uuid-a"
+        ),
         Cleanup::Release(_)
     ));
     // Its own UID, or a record from before UIDs were recorded, is ownership.

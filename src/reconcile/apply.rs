@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
 use kube::{
     Api, Resource, ResourceExt,
     runtime::{controller::Action, events::EventType, reflector::ObjectRef},
@@ -11,23 +11,32 @@ use kube::{
 use tracing::debug;
 
 use super::{
+    controls,
     failure::failure_outcome,
     recheck_blocked,
     steps::{Effect, StepInputs},
 };
 use crate::{
     cluster::{Cluster, endpoint_hash},
-    conditions::{Outcome, READY, Severity, reason},
+    conditions::{self, Outcome, READY, Severity, reason},
     connection::{Target, TargetProblem, resolve_ref},
     context::{Context, EndpointWatch},
-    crd::{InferenceEndpoint, InferenceEndpointStatus, ModelDeploymentStatus, Ownership},
+    crd::{
+        DeletionPolicy, InferenceEndpoint, InferenceEndpointStatus, ManagementPolicy,
+        ModelDeploymentStatus, Ownership,
+    },
     desired::{SecretValues, config_hash, validate},
     error::{Error, Result},
     guard::Watched,
     model::{ClusterInfo, EndpointConfig},
     plan::{Decision, Facts, Record, Step, conflict_owner, decide},
-    secrets::{SecretProblem, fingerprint, referenced_secrets, resolve},
-    status::{build_status, ensure_finalizer, publish, write_endpoint_status},
+    policy::{self, NamespaceInfo},
+    secrets::{
+        SecretProblem, legacy_fingerprint, referenced_secrets, resolve, values_mac, versions,
+    },
+    status::{
+        Extras, build_status, ensure_finalizer, publish, true_condition, write_endpoint_status,
+    },
 };
 
 /// Most steps one pass may take before it is considered stuck (a bug, reported not looped).
@@ -63,18 +72,48 @@ pub(super) struct Pass<'a> {
     pub recreating: bool,
     /// This pass deleted the endpoint to replace it.
     pub replaced: bool,
+    /// The MAC of the values in use (see `recognise_unchanged_values`).
+    pub values_mac: Option<[u8; 16]>,
+    /// The reconcile request on the object, and whether it is new (then nothing is read from
+    /// the shared snapshot).
+    pub requested: Option<String>,
+    pub forced: bool,
+    /// The deletion policy in effect (for status).
+    pub deletion_policy: DeletionPolicy,
+    /// The namespace's labels and annotations, when they could be read.
+    pub ns_info: Option<NamespaceInfo>,
 }
 
 pub async fn run(ctx: &Context, ie: &InferenceEndpoint) -> Result<Action> {
     let uid = ie.metadata.uid.clone().unwrap_or_default();
     let mut rv = ie.metadata.resource_version.clone();
-    // The finalizer comes first: nothing is sent to Elasticsearch for an object that could be
-    // deleted without cleanup.
-    ensure_finalizer(ctx, &ie.metadata, &mut rv).await?;
+    let observe_only = ie.spec.management_policy == ManagementPolicy::Observe;
+    if !observe_only && !controls::is_paused(&ie.metadata) {
+        // The finalizer comes first: nothing is sent to Elasticsearch for an object that could
+        // be deleted without cleanup.
+        ensure_finalizer(ctx, &ie.metadata, &mut rv).await?;
+    }
     let stored = ctx.effective_status(
         &uid,
         ie.metadata.resource_version.as_deref(),
         ie.status.as_ref(),
+    );
+    if controls::is_paused(&ie.metadata) {
+        return paused(ctx, ie, &stored, rv).await;
+    }
+    let requested = controls::requested_at(&ie.metadata);
+    let forced = requested.is_some() && requested != stored.last_handled_reconcile_at;
+    if forced {
+        // Asked to look again: a permanent failure is tried again too.
+        ctx.open_gate(&uid);
+    }
+    let ns_info = ctx
+        .namespace_info(&ie.namespace().unwrap_or_default())
+        .await;
+    let deletion_policy = policy::deletion_policy(
+        &ie.spec,
+        ns_info.as_ref(),
+        ctx.settings.default_deletion_policy,
     );
     let mut pass = Pass {
         ctx,
@@ -95,9 +134,55 @@ pub async fn run(ctx: &Context, ie: &InferenceEndpoint) -> Result<Action> {
         marked_this_pass: false,
         recreating: false,
         replaced: false,
+        values_mac: None,
+        requested,
+        forced,
+        deletion_policy,
+        ns_info,
     };
-    let result = pass.sync().await;
+    let result = if observe_only {
+        pass.observe_only().await
+    } else {
+        pass.sync().await
+    };
     pass.finish(result).await
+}
+
+/// Paused: nothing is sent to Elasticsearch; Ready keeps its last value (GitOps health does not
+/// flap) and a Paused condition says why.
+async fn paused(
+    ctx: &Context,
+    ie: &InferenceEndpoint,
+    stored: &InferenceEndpointStatus,
+    mut rv: Option<String>,
+) -> Result<Action> {
+    let meta = &ie.metadata;
+    let message = format!(
+        "paused by the annotation {}: nothing is sent to Elasticsearch for this resource until it is removed",
+        controls::PAUSED
+    );
+    let mut next = stored.clone();
+    next.conditions.retain(|c| c.type_ != conditions::PAUSED);
+    next.conditions.push(true_condition(
+        stored,
+        conditions::PAUSED,
+        reason::PAUSED,
+        message.clone(),
+        meta.generation,
+    ));
+    write_endpoint_status(ctx, meta, &mut rv, stored, next).await?;
+    if stored.condition(conditions::PAUSED).is_none() {
+        publish(
+            ctx,
+            &ie.object_ref(&()),
+            EventType::Normal,
+            reason::PAUSED,
+            "Pause",
+            message,
+        )
+        .await;
+    }
+    Ok(Action::await_change())
 }
 
 impl Pass<'_> {
@@ -110,21 +195,25 @@ impl Pass<'_> {
                 format!("{problem}; nothing was sent to Elasticsearch"),
             ));
         }
-        let values = match self.load_secrets().await? {
+        let (values, current) = match self.load_secrets().await? {
             Ok(v) => v,
             Err(problem) => return Ok(secret_outcome(&problem)),
         };
-        let fp = fingerprint(&self.uid, &values);
+        self.values_mac = Some(values_mac(self.ctx.process_key(), &values));
+        self.recognise_unchanged_values(&values, current.as_deref());
         let target = match self.target().await {
             Ok(t) => t,
             Err(TargetProblem::Unreadable(e)) => return Err(Error::Unavailable(e)),
             Err(problem) => {
                 return Ok(Outcome::stalled(
-                    reason::INVALID_REFERENCE,
+                    problem.reason(),
                     format!("{problem}; nothing was sent to Elasticsearch"),
                 ));
             }
         };
+        if let Some(violation) = self.policy_violation(&target)? {
+            return Ok(violation);
+        }
         let cluster = match self.ctx.clusters.get(&target) {
             Ok(c) => c,
             Err(e) => {
@@ -151,7 +240,7 @@ impl Pass<'_> {
             cluster: &cluster,
             info: &info,
             values: &values,
-            fingerprint: fp.as_deref(),
+            secrets: current.as_deref(),
             desired_hash: config_hash(spec),
         };
         if let Some(done) = self.observe(&inputs).await? {
@@ -169,7 +258,7 @@ impl Pass<'_> {
                 inference_id: &self.id,
                 record: &self.record,
                 cluster: inputs.info,
-                fingerprint: inputs.fingerprint,
+                secrets: inputs.secrets,
                 observed: self.observed.as_ref(),
             });
             let step = match decision {
@@ -195,7 +284,7 @@ impl Pass<'_> {
             let attempt = format!(
                 "{family}/{}/{}/{:?}",
                 inputs.desired_hash,
-                inputs.fingerprint.unwrap_or("-"),
+                inputs.secrets.unwrap_or("-"),
                 self.observed.as_ref().map(endpoint_hash)
             );
             if self.ctx.gate_closed(&self.uid, &attempt) {
@@ -269,6 +358,11 @@ impl Pass<'_> {
     ///   the endpoint; steps that change ownership or destroy always read it first.
     async fn observe(&mut self, inputs: &StepInputs<'_>) -> Result<Option<Outcome>> {
         let cluster = inputs.cluster;
+        if self.forced {
+            // A reconcile request reads the endpoint itself, never the shared snapshot.
+            self.refresh(cluster).await?;
+            return Ok(None);
+        }
         let ownership = self.record.ownership_of(&self.id, &inputs.info.uuid);
         let snapshot = cluster.snapshot(self.ctx.settings.resync).await?;
         let listed = snapshot.hash(&self.id);
@@ -279,7 +373,7 @@ impl Pass<'_> {
         let quiet = self.stored.condition(READY).map(|c| c.reason.as_str())
             == Some(reason::IN_SYNC)
             && self.stored.observed_generation == self.ie.metadata.generation
-            && self.record.secret_fingerprint.as_deref() == inputs.fingerprint
+            && self.record.secrets_applied.as_deref() == inputs.secrets
             && self.record.applied_config_hash.as_deref() == Some(inputs.desired_hash.as_str())
             && matches!(ownership, Some(Ownership::Created | Ownership::Adopted));
         let unchanged = watch
@@ -332,8 +426,7 @@ impl Pass<'_> {
             &self.record,
             &outcome,
             &self.ie.metadata,
-            self.version.clone(),
-            self.model.clone(),
+            self.extras(),
         );
         write_endpoint_status(
             self.ctx,
@@ -343,6 +436,7 @@ impl Pass<'_> {
             next,
         )
         .await?;
+        self.transition_events().await;
         self.ctx.metrics.set_endpoint_reason(
             &ns,
             &name,
@@ -360,6 +454,8 @@ impl Pass<'_> {
         }
         if outcome.is_ready() {
             self.ctx.open_gate(&self.uid);
+            // What Elasticsearch holds is the values in use now.
+            self.ctx.set_values_mac(&self.uid, self.values_mac);
         }
         match self.resync_watch() {
             Some(mut w) => {
@@ -401,6 +497,60 @@ impl Pass<'_> {
         .await;
     }
 
+    /// What status says besides the record and the outcome.
+    fn extras(&self) -> Extras {
+        let lifecycle = self.observed.as_ref().and_then(controls::model_lifecycle);
+        let mut conditions = Vec::new();
+        if let Some(l) = &lifecycle
+            && let Some(c) = controls::lifecycle_warning(
+                &self.id,
+                l,
+                &self.stored,
+                self.ie.metadata.generation,
+                Timestamp::now(),
+            )
+        {
+            conditions.push(c);
+        }
+        Extras {
+            version: self.version.clone(),
+            model: self.model.clone(),
+            deletion_policy: Some(self.deletion_policy),
+            last_handled_reconcile_at: self
+                .requested
+                .clone()
+                .or_else(|| self.stored.last_handled_reconcile_at.clone()),
+            model_lifecycle: lifecycle.or_else(|| self.stored.model_lifecycle.clone()),
+            conditions,
+        }
+    }
+
+    /// Events for the transitions that are not outcomes: resumed after a pause, an EIS model
+    /// that became deprecated.
+    async fn transition_events(&self) {
+        if self.stored.condition(conditions::PAUSED).is_some() {
+            self.event(
+                EventType::Normal,
+                "Resumed",
+                format!(
+                    "the annotation {} is gone: reconciling again",
+                    controls::PAUSED
+                ),
+            )
+            .await;
+        }
+        let warning = self.extras().conditions.into_iter().next();
+        if let Some(c) = warning
+            && self
+                .stored
+                .condition(conditions::MODEL_DEPRECATED)
+                .map(|p| &p.reason)
+                != Some(&c.reason)
+        {
+            self.event(EventType::Warning, &c.reason, c.message).await;
+        }
+    }
+
     /// Write the status in effect now (intermediate writes, e.g. the `Creating` mark).
     pub(super) async fn write_now(&mut self, outcome: &Outcome) -> Result<()> {
         let next = build_status(
@@ -408,8 +558,7 @@ impl Pass<'_> {
             &self.record,
             outcome,
             &self.ie.metadata,
-            self.version.clone(),
-            self.model.clone(),
+            self.extras(),
         );
         self.stored = write_endpoint_status(
             self.ctx,
@@ -422,8 +571,31 @@ impl Pass<'_> {
         Ok(())
     }
 
-    /// Load the referenced Secrets and resolve secretSettings.
-    async fn load_secrets(&self) -> Result<std::result::Result<SecretValues, SecretProblem>> {
+    /// When the Secrets' versions moved but the values Elasticsearch holds are still the ones
+    /// in use (another key of the Secret changed, or status comes from 0.1), record the new
+    /// versions instead of sending the same values again. In memory: the MAC of the values last
+    /// sent, under the process's own key; from 0.1: its UID-keyed fingerprint, once.
+    fn recognise_unchanged_values(&mut self, values: &SecretValues, current: Option<&str>) {
+        let Some(current) = current else { return };
+        if self.record.secrets_applied.as_deref() == Some(current) {
+            return;
+        }
+        let mac = values_mac(self.ctx.process_key(), values);
+        let same_in_memory =
+            self.record.secrets_applied.is_some() && self.ctx.values_mac_of(&self.uid) == Some(mac);
+        let same_as_legacy = self.record.secrets_applied.is_none()
+            && self.record.manages_something()
+            && self.stored.secret_fingerprint.is_some()
+            && self.stored.secret_fingerprint == legacy_fingerprint(&self.uid, values);
+        if same_in_memory || same_as_legacy {
+            self.record.secrets_applied = Some(current.to_string());
+        }
+    }
+
+    /// Load the referenced Secrets: the values for secretSettings, and which versions they are.
+    async fn load_secrets(
+        &self,
+    ) -> Result<std::result::Result<(SecretValues, Option<String>), SecretProblem>> {
         let ns = self.ie.namespace().unwrap_or_default();
         if let Err(p) = crate::secrets::check_references(&self.ie.spec, &ns) {
             return Ok(Err(p));
@@ -433,29 +605,51 @@ impl Pass<'_> {
         for name in referenced_secrets(&self.ie.spec) {
             fetched.insert(name.clone(), api.get_opt(&name).await?);
         }
-        Ok(resolve(&self.ie.spec, &ns, &fetched))
+        Ok(resolve(&self.ie.spec, &ns, &fetched)
+            .map(|values| (values, versions(&self.ie.spec, &fetched))))
     }
 
     /// The cluster this resource's endpoint lives on.
-    async fn target(&self) -> std::result::Result<Target, TargetProblem> {
+    pub(super) async fn target(&self) -> std::result::Result<Target, TargetProblem> {
         let ns = self.ie.namespace().unwrap_or_default();
         match &self.ie.spec.elasticsearch_ref {
             None => self
                 .ctx
                 .clusters
                 .default_target()
-                .cloned()
                 .ok_or(TargetProblem::NoCluster),
-            Some(r) => {
-                resolve_ref(
-                    &self.ctx.client,
-                    &ns,
-                    r,
-                    self.ctx.settings.allow_cross_namespace_refs,
-                )
-                .await
-            }
+            Some(r) => resolve_ref(&self.ctx.client, &ns, r, &self.ctx.settings.rules).await,
         }
+    }
+
+    /// A rule of the cluster's tenancy policy this resource breaks, as an outcome.
+    /// The cluster's tenancy rule this resource breaks, if any. An error while the labels
+    /// the rules need cannot be read: never judged on guessed labels.
+    pub(super) fn policy_violation(&self, target: &Target) -> Result<Option<Outcome>> {
+        let Some(policy) = target.policy.as_ref() else {
+            return Ok(None);
+        };
+        let ns = self.ie.namespace().unwrap_or_default();
+        let own = target.home_namespace.as_deref().is_none_or(|h| h == ns);
+        let info = match &self.ns_info {
+            Some(info) => info.clone(),
+            None if policy.uses_labels() => {
+                return Err(Error::Unavailable(format!(
+                    "cannot read namespace {ns:?}, whose labels this cluster's policy needs"
+                )));
+            }
+            None => NamespaceInfo::default(),
+        };
+        Ok(
+            policy::check(&self.ie.spec, &self.id, &ns, &info, own, policy)
+                .err()
+                .map(|v| {
+                    Outcome::stalled(
+                        reason::POLICY_VIOLATION,
+                        format!("{v}; nothing was sent to Elasticsearch"),
+                    )
+                }),
+        )
     }
 
     fn conflict(&self, target: &Target, info: &ClusterInfo) -> Option<String> {

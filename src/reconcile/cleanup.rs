@@ -6,21 +6,24 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::{controller::Action, events::EventType};
 use tracing::{info, warn};
 
-use super::failure::failure_outcome;
+use super::{controls, failure::failure_outcome};
 use crate::{
     cluster::Cluster,
-    conditions::{Outcome, READY, reason},
+    conditions::{self, Outcome, READY, reason},
     connection::{TargetProblem, resolve_ref, target_key},
     context::Context,
     crd::{
         DeletionPolicy, FINALIZER, InferenceEndpoint, InferenceEndpointSpec,
-        InferenceEndpointStatus,
+        InferenceEndpointStatus, ManagementPolicy,
     },
     error::{Error, Result},
     guard::Watched,
     model::Deleted,
     plan::{Cleanup, Record, decide_cleanup, is_what_spec_creates},
-    status::{build_status, publish, remove_finalizer, write_endpoint_status},
+    policy,
+    status::{
+        Extras, build_status, publish, remove_finalizer, true_condition, write_endpoint_status,
+    },
 };
 
 struct Deletion<'a> {
@@ -65,22 +68,52 @@ pub async fn run(
 
 impl Deletion<'_> {
     async fn run(&self, ie: &InferenceEndpoint) -> Result<Action> {
+        if controls::is_paused(self.meta) {
+            return self.wait_while_paused().await;
+        }
         let rec = Record::from_status(&self.stored, &self.uid);
+        if self.spec.management_policy == ManagementPolicy::Observe {
+            let why = format!(
+                "managementPolicy is Observe: inference endpoint {:?} was left in Elasticsearch",
+                self.id
+            );
+            return self.release(EventType::Normal, "Released", why).await;
+        }
+        let ns = self.meta.namespace.clone().unwrap_or_default();
+        let ns_info = self.ctx.namespace_info(&ns).await;
+        if ns_info.is_none() && self.spec.deletion_policy.is_none() {
+            // The namespace may say Retain: never guessed, least of all before a delete.
+            return self
+                .failed(Error::Unavailable(format!(
+                    "cannot read namespace {ns:?}, whose annotation may set the deletion policy"
+                )))
+                .await;
+        }
+        let policy = policy::deletion_policy(
+            self.spec,
+            ns_info.as_ref(),
+            self.ctx.settings.default_deletion_policy,
+        );
         // Retain and never-managed need no Elasticsearch at all.
-        if self.spec.deletion_policy == DeletionPolicy::Retain || rec.ownership.is_none() {
-            let Cleanup::Release(why) = decide_cleanup(self.spec, &rec, &self.id, "") else {
+        if policy == DeletionPolicy::Retain || rec.ownership.is_none() {
+            let Cleanup::Release(why) = decide_cleanup(policy, false, &rec, &self.id, "") else {
                 unreachable!("decide_cleanup deletes only what this resource owns");
             };
             return self.release(EventType::Normal, "Released", why).await;
         }
-        let Some(cluster) = self.cluster(ie).await? else {
+        let Some((cluster, tenancy)) = self.cluster(ie).await? else {
             return Ok(Action::await_change());
         };
         let info = match cluster.identity().await {
             Ok(i) => i,
             Err(e) => return self.failed(e).await,
         };
-        match decide_cleanup(self.spec, &rec, &self.id, &info.uuid) {
+        // A forced delete the cluster's policy does not allow here is an ordinary delete.
+        let force = self.spec.force_delete
+            && tenancy
+                .as_ref()
+                .is_none_or(|p| policy::force_allowed(&ns_info.clone().unwrap_or_default(), p));
+        match decide_cleanup(policy, force, &rec, &self.id, &info.uuid) {
             Cleanup::Release(why) => self.release(EventType::Normal, "Released", why).await,
             Cleanup::Delete {
                 force,
@@ -104,38 +137,55 @@ impl Deletion<'_> {
         }
     }
 
-    /// The cluster to delete from; `None` after releasing, when the reference is gone and no
-    /// client for it remains (saying plainly what was left behind rather than blocking forever).
-    async fn cluster(&self, ie: &InferenceEndpoint) -> Result<Option<std::sync::Arc<Cluster>>> {
+    /// Paused: the deletion waits (finalizer kept) until the annotation is removed; nothing is
+    /// destroyed or orphaned silently.
+    async fn wait_while_paused(&self) -> Result<Action> {
+        let message = format!(
+            "paused by the annotation {}: the deletion waits, and inference endpoint {:?} is neither deleted nor released, until the annotation is removed",
+            controls::PAUSED,
+            self.id
+        );
+        let mut next = self.stored.clone();
+        next.conditions.retain(|c| c.type_ != conditions::PAUSED);
+        next.conditions.push(true_condition(
+            &self.stored,
+            conditions::PAUSED,
+            reason::PAUSED,
+            message,
+            self.meta.generation,
+        ));
+        let mut rv = self.meta.resource_version.clone();
+        write_endpoint_status(self.ctx, self.meta, &mut rv, &self.stored, next).await?;
+        Ok(Action::await_change())
+    }
+
+    /// The cluster to delete from, and its tenancy policy; `None` after releasing, when the
+    /// reference is gone and no client for it remains (saying plainly what was left behind
+    /// rather than blocking forever).
+    async fn cluster(
+        &self,
+        ie: &InferenceEndpoint,
+    ) -> Result<Option<(std::sync::Arc<Cluster>, Option<crate::crd::TenancyPolicy>)>> {
         let ns = self.meta.namespace.clone().unwrap_or_default();
         let target = match &self.spec.elasticsearch_ref {
             None => self
                 .ctx
                 .clusters
                 .default_target()
-                .cloned()
                 .ok_or(TargetProblem::NoCluster),
-            Some(r) => {
-                resolve_ref(
-                    &self.ctx.client,
-                    &ns,
-                    r,
-                    self.ctx.settings.allow_cross_namespace_refs,
-                )
-                .await
-            }
+            Some(r) => resolve_ref(&self.ctx.client, &ns, r, &self.ctx.settings.rules).await,
         };
         match target {
             Ok(t) => self
                 .ctx
                 .clusters
                 .get(&t)
-                .map(Some)
+                .map(|c| Some((c, t.policy.clone())))
                 .map_err(|e| Error::Unavailable(e.to_string())),
             Err(TargetProblem::Unreadable(e)) => Err(Error::Unavailable(e)),
             // The reference is gone (often: the whole namespace is being deleted).
             Err(problem) => match self.ctx.clusters.existing(&target_key(ie)) {
-                Some(c) => Ok(Some(c)),
+                Some(c) => Ok(Some((c, None))),
                 None => {
                     let why = format!(
                         "inference endpoint {:?} could NOT be deleted from Elasticsearch: {problem}. Delete it there by hand (DELETE _inference/{}/{})",
@@ -208,8 +258,7 @@ impl Deletion<'_> {
             &record,
             &outcome,
             self.meta,
-            None,
-            self.stored.model_deployment.clone(),
+            Extras::from(&self.stored),
         );
         let mut rv = self.meta.resource_version.clone();
         write_endpoint_status(self.ctx, self.meta, &mut rv, &self.stored, next).await?;

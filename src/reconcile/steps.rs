@@ -21,7 +21,7 @@ pub(super) struct StepInputs<'a> {
     pub cluster: &'a Cluster,
     pub info: &'a ClusterInfo,
     pub values: &'a SecretValues,
-    pub fingerprint: Option<&'a str>,
+    pub secrets: Option<&'a str>,
     pub desired_hash: String,
 }
 
@@ -94,7 +94,7 @@ impl Pass<'_> {
             && self.record.inference_id.as_deref() == Some(self.id.as_str());
         self.record = Record {
             replaced_for: self.record.replaced_for.clone(),
-            ..Record::creating(&self.id, &inputs.info.uuid, inputs.fingerprint)
+            ..Record::creating(&self.id, &inputs.info.uuid, inputs.secrets)
         };
         self.write_now(&self.creating_outcome()).await?;
         self.marked_this_pass = true;
@@ -106,7 +106,7 @@ impl Pass<'_> {
             // A create may already have been sent under this mark (by an earlier pass or
             // process): count this one in status before it is sent.
             self.record.create_attempts = self.record.create_attempts.saturating_add(1);
-            self.record.secret_fingerprint = inputs.fingerprint.map(str::to_string);
+            self.record.secrets_applied = inputs.secrets.map(str::to_string);
             self.write_now(&self.creating_outcome()).await?;
             self.marked_this_pass = true;
         }
@@ -123,7 +123,7 @@ impl Pass<'_> {
                 info!(inference_id = %self.id, "created inference endpoint");
                 self.record.ownership = Some(Ownership::Created);
                 self.record.create_attempts = 0;
-                self.record.secret_fingerprint = inputs.fingerprint.map(str::to_string);
+                self.record.secrets_applied = inputs.secrets.map(str::to_string);
                 self.observed = Some(ep);
                 self.fresh = true;
                 self.observed_known = true;
@@ -205,7 +205,7 @@ impl Pass<'_> {
         self.record.create_attempts = 0;
         if ownership == Ownership::Adopted {
             // What the adopted endpoint holds is unknown: send the Secret's values once.
-            self.record.secret_fingerprint = None;
+            self.record.secrets_applied = None;
             self.record.applied_config_hash = None;
             info!(inference_id = %self.id, "adopted inference endpoint");
             self.event(EventType::Normal, "Adopted", format!(
@@ -248,7 +248,7 @@ impl Pass<'_> {
         let Some(body) = update_body(spec, SecretMode::Reveal(inputs.values), &changed, version)
         else {
             // Nothing Elasticsearch could take (no secrets, no task settings).
-            self.record.secret_fingerprint = inputs.fingerprint.map(str::to_string);
+            self.record.secrets_applied = inputs.secrets.map(str::to_string);
             return Ok(Effect::Continue);
         };
         let body = inputs.secret_body(body);
@@ -258,7 +258,7 @@ impl Pass<'_> {
             .await
         {
             Ok(ep) => {
-                self.record.secret_fingerprint = inputs.fingerprint.map(str::to_string);
+                self.record.secrets_applied = inputs.secrets.map(str::to_string);
                 self.observed = Some(ep);
                 self.fresh = true;
                 self.observed_known = true;

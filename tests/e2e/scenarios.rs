@@ -228,7 +228,7 @@ async fn lifecycle(env: &Env, es: &Es, operator_kubeconfig: &str, prefix: &str) 
         .await
         .expect("get")
         .status
-        .and_then(|s| s.secret_fingerprint);
+        .and_then(|s| s.secret_versions);
 
     // Rotate the Secret → _update with the new value.
     secrets
@@ -247,7 +247,7 @@ async fn lifecycle(env: &Env, es: &Es, operator_kubeconfig: &str, prefix: &str) 
     let fp = first_fp.clone();
     wait(&api, "claude", "a new secret fingerprint", move |o| {
         o.and_then(|o| o.status.as_ref())
-            .and_then(|s| s.secret_fingerprint.clone())
+            .and_then(|s| s.secret_versions.clone())
             != fp
     })
     .await;

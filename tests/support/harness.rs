@@ -7,7 +7,7 @@ use std::{
 };
 
 use es_inference_operator::{
-    cluster::{ClusterPool, ClusterSettings},
+    cluster::{ClusterPool, ClusterSettings, DefaultTarget},
     connection::Target,
     context::{Context, Settings},
     crd::{ElasticsearchConnection, InferenceEndpoint},
@@ -37,10 +37,18 @@ pub struct Harness {
 }
 
 impl Harness {
+    /// The operator's settings with one difference: the stand-in speaks plain `http://`, which
+    /// the operator refuses by default, so these allow it.
+    pub fn settings() -> Settings {
+        let mut s = Settings::default();
+        s.rules.plaintext = true;
+        s
+    }
+
     pub async fn new() -> Self {
         Self::with(
             StandinConfig::default(),
-            Settings::default(),
+            Self::settings(),
             Duration::from_secs(5),
         )
         .await
@@ -81,9 +89,11 @@ impl Harness {
                 .unwrap_or_default(),
             ca_pem: None,
             insecure_skip_verify: false,
+            policy: None,
+            home_namespace: None,
         };
         let pool = ClusterPool::new(
-            Some(default),
+            Some(DefaultTarget::new(default, None)),
             ClusterSettings {
                 max_concurrency: 4,
                 refresh: settings.resync,
