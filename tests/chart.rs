@@ -96,6 +96,7 @@ fn main() {
             Needs::Helm,
             no_secret_write_verbs_anywhere,
         ),
+        ("aggregated_user_roles", Needs::Helm, aggregated_user_roles),
         (
             "api_key_is_a_mounted_file",
             Needs::Helm,
@@ -974,9 +975,28 @@ fn security_contexts_are_restricted(tools: &Tools) {
     }
 }
 
+/// Whether `role` is one of the ClusterRoles for people (rbac.aggregateToDefaultRoles): aggregated
+/// into the default view/edit/admin roles and bound to nobody by the chart.
+fn is_aggregated(role: &Value) -> bool {
+    role["metadata"]["labels"].as_object().is_some_and(|l| {
+        l.keys()
+            .any(|k| k.starts_with("rbac.authorization.k8s.io/aggregate-to-"))
+    })
+}
+
+/// The ClusterRoles granted to the operator, not to people.
+fn operator_cluster_roles(docs: &[Value]) -> Vec<&Value> {
+    kind(docs, "ClusterRole")
+        .into_iter()
+        .filter(|r| !is_aggregated(r))
+        .collect()
+}
+
 fn rbac_is_cluster_wide_by_default(tools: &Tools) {
     let docs = render(tools, &values(api_key()));
-    let cr = one(&docs, "ClusterRole");
+    let operator = operator_cluster_roles(&docs);
+    assert_eq!(operator.len(), 1, "one ClusterRole for the operator");
+    let cr = operator[0];
     assert_eq!(cr["metadata"]["name"], fullname());
     assert_eq!(rules(cr), watched_rules());
     assert_binds_operator(one(&docs, "ClusterRoleBinding"), "ClusterRole", fullname());
@@ -998,7 +1018,7 @@ fn rbac_is_cluster_wide_by_default(tools: &Tools) {
 fn rbac_is_per_namespace_with_watch_namespaces(tools: &Tools) {
     let docs = render(tools, &values(json!({ "watchNamespaces": ["a", "b"] })));
     assert!(
-        kind(&docs, "ClusterRole").is_empty(),
+        operator_cluster_roles(&docs).is_empty(),
         "no cluster-wide grant"
     );
     assert!(
@@ -1124,15 +1144,131 @@ fn no_secret_write_verbs_anywhere(tools: &Tools) {
                         "{name}: Secrets are only read"
                     );
                 }
-                // Every rule is one the operator needs.
+                // Every rule of the operator's roles is one the operator needs (the roles for
+                // people are checked by aggregated_user_roles).
                 assert!(
-                    watched_rules().contains(&(group.clone(), resource.clone(), verbs.clone()))
+                    is_aggregated(role)
+                        || watched_rules().contains(&(
+                            group.clone(),
+                            resource.clone(),
+                            verbs.clone()
+                        ))
                         || lease_rules().contains(&(
                             group.clone(),
                             resource.clone(),
                             verbs.clone()
                         )),
                     "{name}: unexpected rule {group}/{resource} {verbs:?}"
+                );
+            }
+        }
+    }
+}
+
+/// The ClusterRoles for people: `view` reads the operator's resources and their status; `edit` and
+/// `admin` also write the resources, never their status; nobody gets anything on Secrets. They
+/// are bound to nobody (Kubernetes aggregates them into its default roles).
+fn aggregated_user_roles(tools: &Tools) {
+    const LABEL: &str = "rbac.authorization.k8s.io/aggregate-to-";
+    let read = ["get", "list", "watch"];
+    let write = ["create", "update", "patch", "delete", "deletecollection"];
+    let resources = ["inferenceendpoints", "elasticsearchconnections"];
+    let statuses = [
+        "inferenceendpoints/status",
+        "elasticsearchconnections/status",
+    ];
+    for (overrides, wanted) in [
+        (json!({}), true),
+        (json!({ "watchNamespaces": ["a", "b"] }), true),
+        (
+            json!({ "rbac": { "aggregateToDefaultRoles": false } }),
+            false,
+        ),
+        (json!({ "rbac": { "create": false } }), false),
+    ] {
+        let docs = render(tools, &values(overrides.clone()));
+        let roles: Vec<&Value> = kind(&docs, "ClusterRole")
+            .into_iter()
+            .filter(|r| is_aggregated(r))
+            .collect();
+        if !wanted {
+            assert!(roles.is_empty(), "{overrides}: {roles:?}");
+            continue;
+        }
+        assert_eq!(roles.len(), 2, "{overrides}");
+        let by_name = |suffix: &str| {
+            let name = format!("{}-{suffix}", fullname());
+            *roles
+                .iter()
+                .find(|r| r["metadata"]["name"] == name.as_str())
+                .unwrap_or_else(|| panic!("{overrides}: no ClusterRole {name}"))
+        };
+        let aggregate_labels = |role: &Value| -> BTreeSet<String> {
+            role["metadata"]["labels"]
+                .as_object()
+                .expect("labels")
+                .iter()
+                .filter(|(k, _)| k.starts_with(LABEL))
+                .map(|(k, v)| {
+                    assert_eq!(v, "true", "{k}");
+                    k.trim_start_matches(LABEL).to_string()
+                })
+                .collect()
+        };
+        let grants = |role: &Value| -> Vec<(String, String, BTreeSet<String>)> {
+            rules(role)
+                .into_iter()
+                .map(|(g, r, v)| (g, r, v.into_iter().collect()))
+                .collect()
+        };
+        let set =
+            |verbs: &[&str]| -> BTreeSet<String> { verbs.iter().map(|v| v.to_string()).collect() };
+
+        let view = by_name("view");
+        assert_eq!(aggregate_labels(view), BTreeSet::from(["view".to_string()]));
+        let want: Vec<_> = resources
+            .iter()
+            .chain(&statuses)
+            .map(|r| ("es-inference.dev".to_string(), r.to_string(), set(&read)))
+            .collect();
+        assert_eq!(grants(view), want, "{overrides}: view");
+
+        let edit = by_name("edit");
+        assert_eq!(
+            aggregate_labels(edit),
+            BTreeSet::from(["edit".to_string(), "admin".to_string()])
+        );
+        let all: Vec<&str> = read.iter().chain(&write).copied().collect();
+        let want: Vec<_> = resources
+            .iter()
+            .map(|r| ("es-inference.dev".to_string(), r.to_string(), set(&all)))
+            .chain(
+                statuses
+                    .iter()
+                    .map(|r| ("es-inference.dev".to_string(), r.to_string(), set(&read))),
+            )
+            .collect();
+        assert_eq!(grants(edit), want, "{overrides}: edit");
+
+        for role in [view, edit] {
+            for (group, resource, verbs) in grants(role) {
+                assert_eq!(
+                    group, "es-inference.dev",
+                    "only the operator's own API group"
+                );
+                assert_ne!(resource, "secrets");
+                if resource.ends_with("/status") {
+                    assert_eq!(verbs, set(&read), "{resource}: people never write status");
+                }
+            }
+            let name = role["metadata"]["name"].as_str().expect("name");
+            for binding in kind(&docs, "ClusterRoleBinding")
+                .into_iter()
+                .chain(kind(&docs, "RoleBinding"))
+            {
+                assert_ne!(
+                    binding["roleRef"]["name"], name,
+                    "{name} is bound by the chart"
                 );
             }
         }
