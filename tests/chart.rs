@@ -131,6 +131,11 @@ fn main() {
             notes_tell_the_next_commands,
         ),
         (
+            "notes_without_a_default_cluster",
+            Needs::Helm,
+            notes_without_a_default_cluster,
+        ),
+        (
             "deploy_manifests_are_up_to_date",
             Needs::Helm,
             deploy_manifests_are_up_to_date,
@@ -1773,28 +1778,30 @@ fn crd_toggles(tools: &Tools) {
     assert!(kind(&docs, "CustomResourceDefinition").is_empty());
 }
 
-/// NOTES.txt (rendered by `helm install --dry-run=client`, which needs no cluster).
+/// NOTES.txt for `v`, rendered by `helm install --dry-run=client`, which needs no cluster.
+fn install_notes(tools: &Tools, v: &Value) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("values.yaml");
+    std::fs::write(&file, v.to_string()).expect("write");
+    let out = Command::new(helm(tools))
+        .args(["install", RELEASE])
+        .arg(chart_dir())
+        .args(["--namespace", NAMESPACE, "--dry-run=client", "--values"])
+        .arg(&file)
+        .env("KUBECONFIG", dir.path().join("no-kubeconfig"))
+        .output()
+        .expect("helm install --dry-run=client");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.split_once("\nNOTES:\n").expect("NOTES").1.to_string()
+}
+
 fn notes_tell_the_next_commands(tools: &Tools) {
-    let notes = |v: Value| {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = dir.path().join("values.yaml");
-        std::fs::write(&file, v.to_string()).expect("write");
-        let out = Command::new(helm(tools))
-            .args(["install", RELEASE])
-            .arg(chart_dir())
-            .args(["--namespace", NAMESPACE, "--dry-run=client", "--values"])
-            .arg(&file)
-            .env("KUBECONFIG", dir.path().join("no-kubeconfig"))
-            .output()
-            .expect("helm install --dry-run=client");
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        text.split_once("\nNOTES:\n").expect("NOTES").1.to_string()
-    };
+    let notes = |v: Value| install_notes(tools, &v);
     let text = notes(values(json!({ "elasticsearch": { "auth": { "apiKey": {
         "existingSecret": "es-key", "key": "encoded" } } } })));
     assert!(text.contains(&format!(
@@ -1827,6 +1834,81 @@ fn notes_tell_the_next_commands(tools: &Tools) {
         text.contains("kubectl apply --server-side -f crds/"),
         "{text}"
     );
+}
+
+/// Without elasticsearch.url (no default cluster) the NOTES say so, skip the default cluster's
+/// credentials, and show an ElasticsearchConnection that the example endpoint names.
+fn notes_without_a_default_cluster(tools: &Tools) {
+    let text = install_notes(tools, &json!({}));
+    assert!(
+        text.contains("No default Elasticsearch cluster is set (elasticsearch.url)"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("credentials for the default cluster"),
+        "{text}"
+    );
+    assert!(!text.contains("WARNING"), "{text}");
+    assert!(
+        !text.contains("<no value>") && !text.contains(" at \n"),
+        "nothing renders empty: {text}"
+    );
+    assert!(
+        text.contains("kubectl -n search create secret generic elasticsearch-api-key"),
+        "{text}"
+    );
+    assert!(text.contains("kind: ElasticsearchConnection"), "{text}");
+    assert!(
+        text.contains("kubectl -n search get esconn elasticsearch"),
+        "{text}"
+    );
+    assert!(
+        text.contains("elasticsearchRef: { name: elasticsearch }"),
+        "{text}"
+    );
+    assert!(text.contains("kubectl get ie -A"), "{text}");
+    // The steps are numbered without gaps.
+    let steps: Vec<u32> = text
+        .lines()
+        .filter_map(|l| l.split_once(". ").and_then(|(n, _)| n.parse().ok()))
+        .collect();
+    assert_eq!(steps, (1..=5).collect::<Vec<_>>(), "{text}");
+    // The connection's manifest in the NOTES is valid YAML for the CRD's required fields.
+    let manifest: String = text
+        .split("<<'YAML'\n")
+        .nth(1)
+        .and_then(|t| t.split("   YAML\n").next())
+        .expect("the ElasticsearchConnection manifest")
+        .lines()
+        .map(|l| format!("{}\n", l.strip_prefix("   ").unwrap_or(l)))
+        .collect();
+    let conn: Value = serde_saphyr::from_str(&manifest).expect("manifest parses");
+    assert_eq!(conn["kind"], "ElasticsearchConnection");
+    assert_eq!(conn["apiVersion"], "es-inference.dev/v1alpha1");
+    assert!(
+        conn["spec"]["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("https://"))
+    );
+    assert_eq!(
+        conn["spec"]["auth"]["apiKeySecretRef"],
+        json!({ "name": "elasticsearch-api-key", "key": "api-key" })
+    );
+
+    // With watched namespaces the example goes into the first, which already exists.
+    let text = install_notes(tools, &json!({ "watchNamespaces": ["ml"] }));
+    assert!(text.contains("kubectl -n ml get esconn"), "{text}");
+    assert!(!text.contains("create namespace"), "{text}");
+
+    // With a default cluster: its URL, and an endpoint without elasticsearchRef.
+    let text = install_notes(tools, &values(api_key()));
+    assert!(
+        text.contains(&format!("Default Elasticsearch cluster (for InferenceEndpoints without spec.elasticsearchRef): {URL}")),
+        "{text}"
+    );
+    assert!(!text.contains("elasticsearchRef: {"), "{text}");
+    assert!(!text.contains("kind: ElasticsearchConnection"), "{text}");
+    assert!(text.contains("kubectl create namespace search"), "{text}");
 }
 
 fn deploy_manifests_are_up_to_date(tools: &Tools) {
