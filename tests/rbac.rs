@@ -36,10 +36,20 @@ fn docs(yaml: &str) -> Vec<Value> {
         .collect()
 }
 
-/// Every grant of the roles of `kind` (ClusterRole or Role), by namespace ("" for cluster).
+/// Whether `role` is a ClusterRole for people (rbac.aggregateToDefaultRoles): aggregated into the
+/// default view/edit/admin roles, never bound to the operator.
+fn for_people(role: &Value) -> bool {
+    role["metadata"]["labels"].as_object().is_some_and(|l| {
+        l.keys()
+            .any(|k| k.starts_with("rbac.authorization.k8s.io/aggregate-to-"))
+    })
+}
+
+/// Every grant of the operator's roles of `kind` (ClusterRole or Role), by namespace ("" for
+/// cluster).
 fn granted(docs: &[Value], kind: &str) -> Vec<(String, BTreeSet<Grant>)> {
     docs.iter()
-        .filter(|d| d["kind"] == kind)
+        .filter(|d| d["kind"] == kind && !for_people(d))
         .map(|d| {
             let ns = d["metadata"]["namespace"]
                 .as_str()
