@@ -388,6 +388,17 @@ impl Cluster {
         Ok(ep)
     }
 
+    /// Whether Cloud Connect is enabled on the cluster.
+    pub async fn ccm_enabled(&self) -> Result<bool> {
+        self.observe(self.es.ccm_enabled().await)
+    }
+
+    /// Enable Cloud Connect with a key, or disable it; whether it is enabled afterwards.
+    pub async fn ccm_put(&self, body: SecretBody) -> Result<bool> {
+        self.before_write()?;
+        self.observe(self.es.ccm_put(body).await)
+    }
+
     pub async fn delete(&self, task_type: &str, id: &str, force: bool) -> Result<Deleted> {
         self.before_write()?;
         let gone = self.observe(self.es.delete(task_type, id, force).await)?;

@@ -209,6 +209,9 @@ pub fn connection_secrets(c: &ElasticsearchConnectionSpec) -> Vec<String> {
             out.push(b.password_secret_ref.name.clone());
         }
     }
+    if let Some(cc) = &c.cloud_connect {
+        out.push(cc.api_key_secret_ref.name.clone());
+    }
     if let Some(ca) = c.tls.as_ref().and_then(|t| t.ca.as_ref()) {
         if let Some(s) = &ca.secret_ref {
             out.push(s.name.clone());
@@ -227,6 +230,19 @@ async fn secret_value(
     key: &str,
     what: &str,
 ) -> Result<SecretString, TargetProblem> {
+    secret_value_and_version(client, namespace, name, key, what)
+        .await
+        .map(|(v, _)| v)
+}
+
+/// A Secret's key, and the Secret's `name@resourceVersion` (which version the value is from).
+pub async fn secret_value_and_version(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    key: &str,
+    what: &str,
+) -> Result<(SecretString, String), TargetProblem> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let secret = api
         .get_opt(name)
@@ -248,8 +264,16 @@ async fn secret_value(
                 "Secret {namespace}/{name} has no key {key:?} ({what})"
             ))
         })?;
+    let version = format!(
+        "{name}@{}",
+        secret
+            .metadata
+            .resource_version
+            .as_deref()
+            .unwrap_or_default()
+    );
     match std::str::from_utf8(&bytes.0).map(str::trim) {
-        Ok(v) if !v.is_empty() => Ok(SecretString::from(v.to_string())),
+        Ok(v) if !v.is_empty() => Ok((SecretString::from(v.to_string()), version)),
         _ => Err(TargetProblem::Reference(format!(
             "key {key:?} of Secret {namespace}/{name} ({what}) is empty or not UTF-8 text"
         ))),

@@ -14,17 +14,24 @@ use kube::{
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::{
+    cluster::Cluster,
     conditions::{Outcome, READY, conditions_for, reason, same_conditions},
-    connection::{TargetProblem, resolve_connection},
+    connection::{TargetProblem, resolve_connection, secret_value_and_version},
     context::Context,
-    crd::{ElasticsearchConnection, ElasticsearchConnectionStatus, ElasticsearchRefKind},
+    crd::{
+        CloudConnectStatus, ElasticsearchConnection, ElasticsearchConnectionStatus,
+        ElasticsearchRefKind,
+    },
     error::{Error, Result},
+    es::{EsError, Scrubber, SecretBody},
     metrics::KIND_CONNECTION,
     status::{apply_status, publish},
 };
 
 pub const INSECURE: &str = "InsecureSkipVerify";
 pub const PLAINTEXT: &str = "Plaintext";
+/// Whether Cloud Connect is as `spec.cloudConnect` asks.
+pub const CLOUD_CONNECT: &str = "CloudConnect";
 
 /// How many InferenceEndpoints in `namespace` refer to the connection `name`.
 pub fn users(ctx: &Context, namespace: &str, name: &str) -> i32 {
@@ -64,8 +71,24 @@ async fn check(conn: Arc<ElasticsearchConnection>, ctx: &Context) -> Result<Acti
         endpoints: Some(users(ctx, &ns, &name)),
         ..prev.clone()
     };
-    let (outcome, result) = probe(ctx, &conn, &prev, &mut next).await?;
+    let (outcome, mut result, cluster) = probe(ctx, &conn, &prev, &mut next).await?;
     next.conditions = conditions(&conn, &prev, &outcome);
+    // Cloud Connect only on a cluster that answered; otherwise its condition stays as it was.
+    let cc = match &cluster {
+        Some(cluster) => match cloud_connect(ctx, &conn, cluster, &prev, &mut next).await {
+            Ok(cc) => cc,
+            Err(e) => {
+                let kept = prev.condition(CLOUD_CONNECT).cloned().map(CcState::Kept);
+                result = result.and(Err(e));
+                kept
+            }
+        },
+        None => prev.condition(CLOUD_CONNECT).cloned().map(CcState::Kept),
+    };
+    if let Some(cc) = cc {
+        next.conditions
+            .push(cc.condition(&prev, conn.metadata.generation));
+    }
     let changed = !same_conditions(&prev.conditions, &next.conditions)
         || ElasticsearchConnectionStatus {
             conditions: vec![],
@@ -111,7 +134,7 @@ async fn probe(
     conn: &ElasticsearchConnection,
     prev: &ElasticsearchConnectionStatus,
     next: &mut ElasticsearchConnectionStatus,
-) -> Result<(Outcome, Result<()>)> {
+) -> Result<(Outcome, Result<()>, Option<Arc<Cluster>>)> {
     let ns = conn.namespace().unwrap_or_default();
     let name = conn.name_any();
     let target =
@@ -119,7 +142,7 @@ async fn probe(
             Err(TargetProblem::Unreadable(e)) => return Err(Error::Unavailable(e)),
             Err(problem) => {
                 let o = Outcome::stalled(problem.reason(), problem.to_string());
-                return Ok((o, Ok(())));
+                return Ok((o, Ok(()), None));
             }
             Ok(t) => t,
         };
@@ -130,7 +153,7 @@ async fn probe(
                 reason::CONNECTION_FAILED,
                 format!("cannot build a client for {}: {e}", target.url),
             );
-            return Ok((o, Ok(())));
+            return Ok((o, Ok(()), None));
         }
     };
     match cluster.identity().await {
@@ -149,7 +172,7 @@ async fn probe(
                 info.version, info.name, info.uuid
             ))
             .with_reason(Some("Connected".into()));
-            Ok((o, Ok(())))
+            Ok((o, Ok(()), Some(cluster)))
         }
         Err(e) => {
             let hint = e
@@ -158,8 +181,183 @@ async fn probe(
                 .map(|h| format!(". Likely cause: {h}"))
                 .unwrap_or_default();
             let o = Outcome::progressing(reason::CONNECTION_FAILED, format!("{e}{hint}"));
-            Ok((o, Err(e)))
+            Ok((o, Err(e), None))
         }
+    }
+}
+
+/// The CloudConnect condition a check ends with.
+enum CcState {
+    /// As the spec asks (reason `Enabled`).
+    Enabled(String),
+    /// Refused in a way only a change can fix (reason `Forbidden`, `Rejected` or
+    /// `SecretNotFound`).
+    Failed(&'static str, String),
+    /// Not looked at in this check: the previous condition stands.
+    Kept(Condition),
+}
+
+impl CcState {
+    fn condition(self, prev: &ElasticsearchConnectionStatus, generation: Option<i64>) -> Condition {
+        let (status, reason, message) = match self {
+            CcState::Kept(c) => return c,
+            CcState::Enabled(m) => ("True", "Enabled", m),
+            CcState::Failed(r, m) => ("False", r, m),
+        };
+        let since = prev
+            .condition(CLOUD_CONNECT)
+            .filter(|c| c.status == status)
+            .map(|c| c.last_transition_time.clone())
+            .unwrap_or_else(|| Time(Timestamp::now()));
+        Condition {
+            type_: CLOUD_CONNECT.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message,
+            observed_generation: generation,
+            last_transition_time: since,
+        }
+    }
+}
+
+/// Cloud Connect (`_inference/_ccm`) as `spec.cloudConnect` asks, with the rotation model of
+/// endpoint keys: the key is sent when its Secret has a new version (or Elasticsearch reports
+/// Cloud Connect off), never to check; a refusal waits for a change of the spec or the Secret.
+/// Removing `spec.cloudConnect` disables Cloud Connect only if this operator enabled it.
+/// `Err` for transient failures (retried with the connection's backoff).
+async fn cloud_connect(
+    ctx: &Context,
+    conn: &ElasticsearchConnection,
+    cluster: &Cluster,
+    prev: &ElasticsearchConnectionStatus,
+    next: &mut ElasticsearchConnectionStatus,
+) -> Result<Option<CcState>> {
+    let ns = conn.namespace().unwrap_or_default();
+    let object = conn.object_ref(&());
+    let was = prev.cloud_connect.clone().unwrap_or_default();
+    let Some(cc) = &conn.spec.cloud_connect else {
+        if was.enabled == Some(true) {
+            let off = SecretBody {
+                body: serde_json::json!({"enabled": false}),
+                scrubber: Scrubber::default(),
+            };
+            match cluster.ccm_put(off).await {
+                Ok(_) => {}
+                // Not allowed here any more: nothing of ours is left to undo.
+                Err(Error::Es(e)) if matches!(e.status(), Some(403 | 404)) => {}
+                Err(e) => return Err(e),
+            }
+            publish(ctx, &object, EventType::Normal, "CloudConnectDisabled", "Disable",
+                "spec.cloudConnect was removed: Cloud Connect, which this operator enabled, is disabled".into()).await;
+        }
+        next.cloud_connect = None;
+        return Ok(None);
+    };
+    let r = &cc.api_key_secret_ref;
+    let (key, version) = match secret_value_and_version(
+        &ctx.client,
+        &ns,
+        &r.name,
+        &r.key,
+        "cloudConnect.apiKeySecretRef",
+    )
+    .await
+    {
+        Ok(v) => v,
+        Err(TargetProblem::Unreadable(e)) => return Err(Error::Unavailable(e)),
+        Err(problem) => {
+            return Ok(Some(CcState::Failed(
+                reason::SECRET_NOT_FOUND,
+                format!("{problem}; Cloud Connect was left as it is"),
+            )));
+        }
+    };
+    let same_inputs = was.secret_versions.as_deref() == Some(version.as_str())
+        && prev.observed_generation == conn.metadata.generation;
+    if same_inputs
+        && let Some(c) = prev.condition(CLOUD_CONNECT)
+        && c.status == "False"
+        && matches!(c.reason.as_str(), "Forbidden" | "Rejected")
+    {
+        // Refused before with these very inputs: not sent again until one changes.
+        return Ok(Some(CcState::Kept(c.clone())));
+    }
+    if was.secret_versions.as_deref() == Some(version.as_str()) && was.enabled == Some(true) {
+        // The key Elasticsearch holds is this version's: only look whether it is still on.
+        if cluster.ccm_enabled().await? {
+            return Ok(Some(CcState::Enabled(format!(
+                "Cloud Connect is enabled with the key from Secret {ns}/{} ({version})",
+                r.name
+            ))));
+        }
+        warn!(connection = %format!("{ns}/{}", conn.name_any()), "Cloud Connect was disabled outside the operator; enabling it again");
+    }
+    let body = SecretBody {
+        body: serde_json::json!({"api_key": secrecy::ExposeSecret::expose_secret(&key)}),
+        scrubber: Scrubber::new([&key]),
+    };
+    match cluster.ccm_put(body).await {
+        Ok(enabled) => {
+            next.cloud_connect = Some(CloudConnectStatus {
+                enabled: Some(enabled),
+                secret_versions: Some(version.clone()),
+            });
+            let (reason, what) = if was.enabled == Some(true)
+                && was.secret_versions.as_deref() != Some(version.as_str())
+            {
+                (
+                    "CloudConnectKeyRotated",
+                    "the rotated Cloud Connect key was sent",
+                )
+            } else {
+                ("CloudConnectEnabled", "Cloud Connect was enabled")
+            };
+            publish(
+                ctx,
+                &object,
+                EventType::Normal,
+                reason,
+                "Enable",
+                format!("{what} (Secret {ns}/{}, {version})", r.name),
+            )
+            .await;
+            Ok(Some(CcState::Enabled(format!(
+                "Cloud Connect is enabled with the key from Secret {ns}/{} ({version})",
+                r.name
+            ))))
+        }
+        Err(Error::Es(e)) if cc_refusal(&e).is_some() => {
+            next.cloud_connect = Some(CloudConnectStatus {
+                enabled: Some(false),
+                secret_versions: Some(version),
+            });
+            let reason = cc_refusal(&e).unwrap_or("Rejected");
+            publish(
+                ctx,
+                &object,
+                EventType::Warning,
+                reason,
+                "Enable",
+                format!("Elasticsearch refused Cloud Connect: {e}"),
+            )
+            .await;
+            Ok(Some(CcState::Failed(
+                reason,
+                format!(
+                    "Elasticsearch refused Cloud Connect: {e}. It needs an Enterprise licence (or trial) on a self-managed or ECK cluster and a valid Elastic Cloud API key; fix that, or rotate the Secret, and it is tried again"
+                ),
+            )))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The reason for a refusal that only a change can fix, if `e` is one.
+fn cc_refusal(e: &EsError) -> Option<&'static str> {
+    match e.status() {
+        Some(403) => Some("Forbidden"),
+        Some(400 | 401) => Some("Rejected"),
+        _ => None,
     }
 }
 

@@ -213,10 +213,13 @@ impl Context {
                 None
             }
         };
-        self.namespaces
-            .lock()
-            .expect("namespaces lock poisoned")
-            .insert(namespace.to_string(), (Instant::now(), info.clone()));
+        // Only answers are kept: after a failure the next pass asks again.
+        if info.is_some() {
+            self.namespaces
+                .lock()
+                .expect("namespaces lock poisoned")
+                .insert(namespace.to_string(), (Instant::now(), info.clone()));
+        }
         info
     }
 

@@ -1575,34 +1575,26 @@ fn operator_settings_reach_the_environment(tools: &Tools) {
         ("RUST_LOG", "info"),
         ("SHUTDOWN_TIMEOUT", "20s"),
         ("LEADER_ELECTION", "false"),
+        // Secure by default: nothing insecure allowed, endpoints deleted with their resource.
+        ("ALLOW_CROSS_NAMESPACE_REFS", "false"),
+        ("ALLOW_CROSS_NAMESPACE_ELASTIC_USER", "false"),
+        ("ALLOW_PLAINTEXT_ELASTICSEARCH", "false"),
+        ("ALLOW_INSECURE_SKIP_VERIFY", "false"),
+        ("DEFAULT_DELETION_POLICY", "Delete"),
     ];
     for (k, want) in expected {
         assert_eq!(env_value(&docs, k).as_deref(), Some(want), "{k}");
     }
     // Every variable is one the binary reads.
-    let known = [
-        "POD_NAME",
-        "POD_NAMESPACE",
-        "ELASTICSEARCH_URL",
-        "ELASTICSEARCH_API_KEY_FILE",
-        "ELASTICSEARCH_USERNAME",
-        "ELASTICSEARCH_PASSWORD_FILE",
-        "ELASTICSEARCH_CA_FILE",
-        "ELASTICSEARCH_TIMEOUT",
-        "ELASTICSEARCH_MAX_CONCURRENCY",
-        "CREATE_TIMEOUT",
-        "RESYNC_INTERVAL",
-        "WATCH_NAMESPACE",
-        "MAX_CONCURRENT_RECONCILES",
-        "METRICS_ADDR",
-        "LOG_FORMAT",
-        "RUST_LOG",
-        "SHUTDOWN_TIMEOUT",
-        "LEADER_ELECTION",
-        "LEADER_ELECTION_NAMESPACE",
-        "LEADER_ELECTION_LEASE_NAME",
-        "LEADER_ELECTION_LEASE_DURATION",
-    ];
+    // The variables `run` reads (from its clap definition), plus the ones read directly.
+    let run = <es_inference_operator::config::Cli as clap::CommandFactory>::command();
+    let run = run.find_subcommand("run").expect("run subcommand");
+    let mut known: Vec<String> = run
+        .get_arguments()
+        .filter_map(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned())
+        .collect();
+    known.extend(["POD_NAME", "POD_NAMESPACE", "RUST_LOG"].map(String::from));
     for (name, v) in matrix() {
         let docs = render(tools, &v);
         let names: Vec<String> = env(&docs).into_iter().map(|(n, _)| n).collect();
@@ -1614,7 +1606,7 @@ fn operator_settings_reach_the_environment(tools: &Tools) {
         );
         for n in &names {
             assert!(
-                known.contains(&n.as_str()) || n == "EXTRA",
+                known.contains(n) || n == "EXTRA",
                 "{name}: {n} is not read by the operator"
             );
         }
@@ -1627,11 +1619,25 @@ fn operator_settings_reach_the_environment(tools: &Tools) {
             "createTimeout": "90s", "resyncInterval": "1h", "maxConcurrentReconciles": 3,
             "shutdownTimeout": "10s", "logFormat": "text", "logLevel": "debug,kube=info",
             "leaderElection": { "enabled": true, "leaseName": "custom", "leaseDuration": "30s" },
+            "security": { "allowCrossNamespaceRefs": true, "allowCrossNamespaceElasticUser": true,
+                "allowPlaintextElasticsearch": true, "allowInsecureSkipVerify": true },
+            "defaultDeletionPolicy": "Retain",
+            "tenancy": { "inferenceIdPrefix": "{namespace}-", "adoptNamespaceSelector": "platform=true",
+                "forceDeleteNamespaceSelector": "platform=true", "recreateNamespaceSelector": "tier=dev" },
         })),
     );
     for (k, want) in [
         ("ELASTICSEARCH_TIMEOUT", "5s"),
         ("ELASTICSEARCH_MAX_CONCURRENCY", "2"),
+        ("ALLOW_CROSS_NAMESPACE_REFS", "true"),
+        ("ALLOW_CROSS_NAMESPACE_ELASTIC_USER", "true"),
+        ("ALLOW_PLAINTEXT_ELASTICSEARCH", "true"),
+        ("ALLOW_INSECURE_SKIP_VERIFY", "true"),
+        ("DEFAULT_DELETION_POLICY", "Retain"),
+        ("INFERENCE_ID_PREFIX", "{namespace}-"),
+        ("ADOPT_NAMESPACE_SELECTOR", "platform=true"),
+        ("FORCE_DELETE_NAMESPACE_SELECTOR", "platform=true"),
+        ("RECREATE_NAMESPACE_SELECTOR", "tier=dev"),
         ("CREATE_TIMEOUT", "90s"),
         ("RESYNC_INTERVAL", "1h"),
         ("MAX_CONCURRENT_RECONCILES", "3"),

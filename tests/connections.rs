@@ -414,3 +414,282 @@ async fn an_unreachable_cluster_backs_off_for_every_resource_that_uses_it() {
         assert!(message.contains("URL"), "{message}");
     }
 }
+
+#[tokio::test]
+async fn the_operators_own_key_file_is_read_again_when_it_changes() {
+    use es_inference_operator::{
+        cluster::{ClusterPool, ClusterSettings, CredentialFile, DefaultTarget},
+        connection::Target,
+        es::EsAuth,
+        lease::Fence,
+    };
+    let es = EsStandin::start(StandinConfig {
+        api_key: Some("key-after-rotation".into()),
+        ..StandinConfig::default()
+    })
+    .await;
+    // The chart mounts the Secret as a file; the operator started with the old key.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("api-key");
+    std::fs::write(&path, "key-before-rotation\n").expect("write");
+    let target = Target {
+        key: "default".into(),
+        url: es.url(),
+        auth: EsAuth::ApiKey("key-before-rotation".to_string().into()),
+        ca_pem: None,
+        insecure_skip_verify: false,
+        policy: None,
+        home_namespace: None,
+    };
+    let pool = ClusterPool::new(
+        Some(DefaultTarget::new(
+            target,
+            Some(CredentialFile::ApiKey(path.clone())),
+        )),
+        ClusterSettings::default(),
+        Fence::open(),
+        None,
+    );
+    let current = || {
+        pool.get(&pool.default_target().expect("default"))
+            .expect("client")
+    };
+    let err = current().identity().await.expect_err("old key refused");
+    assert!(err.to_string().contains("401"), "{err}");
+
+    // The Secret rotates (kubelet swaps the file): the next request after the file is seen
+    // changed uses the new key, with no restart.
+    std::fs::write(&path, "key-after-rotation\n").expect("write");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match current().identity().await {
+            Ok(_) => break,
+            Err(e) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "the new key was never used: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let last = es.requests().pop().expect("a request");
+    assert_eq!(
+        last.authorization.as_deref(),
+        Some("ApiKey key-after-rotation")
+    );
+}
+
+#[tokio::test]
+async fn another_namespaces_elastic_superuser_is_refused_unless_allowed() {
+    let eck_crd = ResourceDef::custom(
+        "elasticsearch.k8s.elastic.co",
+        "v1",
+        "Elasticsearch",
+        "elasticsearches",
+        true,
+        true,
+    );
+    let elastic_user = json!({"kind": "Elasticsearch", "name": "quickstart", "namespace": "elastic-system", "useElasticUser": true});
+    // Cross-namespace references allowed, the superuser across namespaces not.
+    let mut settings = Harness::settings();
+    settings.rules.cross_namespace_eck = true;
+    let h = Harness::with(
+        StandinConfig::default(),
+        settings.clone(),
+        Duration::from_secs(5),
+    )
+    .await;
+    h.kube.register(eck_crd.clone());
+    h.secret("anthropic", &[("api-key", KEY)]);
+    h.endpoint("x", anthropic("x", Some(elastic_user.clone())));
+    h.settle("x").await.expect("reconciles");
+    let (ready, reason, message) = h.ready("x");
+    assert_eq!(
+        (ready.as_str(), reason.as_str()),
+        ("False", "InsecureConnection")
+    );
+    assert!(
+        message.contains("--allow-cross-namespace-elastic-user"),
+        "{message}"
+    );
+    assert!(
+        h.kube.requests_matching("GET", "elastic-system").is_empty(),
+        "neither the cluster nor its elastic-user Secret was read"
+    );
+    // An API key of the resource's own namespace is fine.
+    h.endpoint(
+        "y",
+        anthropic(
+            "y",
+            Some(
+                json!({"kind": "Elasticsearch", "name": "quickstart", "namespace": "elastic-system",
+                "apiKeySecretRef": {"name": "eck-key", "key": "api-key"}}),
+            ),
+        ),
+    );
+    h.settle("y").await.expect("reconciles");
+    let (_, reason, message) = h.ready("y");
+    assert_eq!(reason, "InvalidReference", "{message}");
+    assert!(message.contains("does not exist"), "{message}");
+
+    // Explicitly allowed: it goes on to the cluster.
+    settings.rules.cross_namespace_elastic_user = true;
+    let h = Harness::with(StandinConfig::default(), settings, Duration::from_secs(5)).await;
+    h.kube.register(eck_crd.clone());
+    h.secret("anthropic", &[("api-key", KEY)]);
+    h.endpoint("x", anthropic("x", Some(elastic_user)));
+    h.settle("x").await.expect("reconciles");
+    let (_, reason, message) = h.ready("x");
+    assert_eq!(reason, "InvalidReference", "{message}");
+    assert!(message.contains("does not exist"), "{message}");
+
+    // ECK with TLS disabled is plaintext: refused under the operator's defaults.
+    let h = Harness::with(
+        StandinConfig::default(),
+        Default::default(),
+        Duration::from_secs(5),
+    )
+    .await;
+    h.kube.register(eck_crd);
+    h.secret("anthropic", &[("api-key", KEY)]);
+    h.secret("eck-key", &[("api-key", "eck-api-key")]);
+    h.kube.insert(json!({
+        "apiVersion": "elasticsearch.k8s.elastic.co/v1", "kind": "Elasticsearch",
+        "metadata": {"name": "quickstart", "namespace": NS},
+        "spec": {"version": "9.1.0", "http": {"tls": {"selfSignedCertificate": {"disabled": true}}}}
+    }));
+    h.endpoint(
+        "z",
+        anthropic(
+            "z",
+            Some(json!({"kind": "Elasticsearch", "name": "quickstart",
+                "apiKeySecretRef": {"name": "eck-key", "key": "api-key"}})),
+        ),
+    );
+    h.settle("z").await.expect("reconciles");
+    let (_, reason, message) = h.ready("z");
+    assert_eq!(reason, "InsecureConnection", "{message}");
+    assert!(
+        message.contains("--allow-plaintext-elasticsearch"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn cloud_connect_is_enabled_rotated_kept_and_disabled_from_a_secret() {
+    const CCM_KEY: &str = "essu_CLOUD-CONNECT-KEY-ONE";
+    const CCM_ROTATED: &str = "essu_CLOUD-CONNECT-KEY-TWO";
+    let (_guard, logs) = support::harness::capture_logs();
+    let h = Harness::new().await;
+    h.secret("cloud", &[("api-key", CCM_KEY)]);
+    let spec = json!({
+        "url": h.es.url(),
+        "cloudConnect": {"apiKeySecretRef": {"name": "cloud", "key": "api-key"}}
+    });
+    h.connection("eis", spec.clone());
+    h.reconcile_connection("eis").await.expect("check");
+    assert_eq!(h.es.ccm_key().as_deref(), Some(CCM_KEY));
+    let st = h.get_connection("eis").status.expect("status");
+    let cc = st.cloud_connect.clone().expect("cloudConnect status");
+    assert_eq!(cc.enabled, Some(true));
+    assert!(
+        cc.secret_versions
+            .as_deref()
+            .is_some_and(|v| v.starts_with("cloud@"))
+    );
+    assert_eq!(
+        st.condition("CloudConnect").expect("condition").status,
+        "True"
+    );
+    assert!(
+        h.event_reasons()
+            .contains(&"CloudConnectEnabled".to_string())
+    );
+
+    // Nothing changed: the key is not sent again, nothing is written.
+    h.es.clear_requests();
+    let writes = h.kube.writes_excluding_events();
+    h.reconcile_connection("eis").await.expect("check");
+    let ccm: Vec<String> =
+        h.es.requests()
+            .iter()
+            .filter(|r| r.path == "/_inference/_ccm")
+            .map(|r| r.method.clone())
+            .collect();
+    assert_eq!(ccm, ["GET"], "only a look");
+    assert_eq!(h.kube.writes_excluding_events(), writes);
+
+    // Rotated: the new key reaches Elasticsearch.
+    h.secret("cloud", &[("api-key", CCM_ROTATED)]);
+    h.reconcile_connection("eis").await.expect("check");
+    assert_eq!(h.es.ccm_key().as_deref(), Some(CCM_ROTATED));
+    assert!(
+        h.event_reasons()
+            .contains(&"CloudConnectKeyRotated".to_string())
+    );
+
+    // Turned off behind the operator's back: turned on again.
+    h.es.disable_ccm();
+    h.reconcile_connection("eis").await.expect("check");
+    assert_eq!(h.es.ccm_key().as_deref(), Some(CCM_ROTATED));
+
+    // The field removed: Cloud Connect, which the operator enabled, is disabled.
+    h.connection("eis", json!({"url": h.es.url()}));
+    h.reconcile_connection("eis").await.expect("check");
+    assert_eq!(h.es.ccm_key(), None);
+    let st = h.get_connection("eis").status.expect("status");
+    assert!(st.cloud_connect.is_none() && st.condition("CloudConnect").is_none());
+
+    // Neither key was written or logged anywhere.
+    for key in [CCM_KEY, CCM_ROTATED] {
+        assert!(
+            !h.kubernetes_writes_text().contains(key),
+            "key in a Kubernetes write"
+        );
+        assert!(!logs.text().contains(key), "key in the logs");
+    }
+}
+
+#[tokio::test]
+async fn a_cluster_that_forbids_cloud_connect_is_reported_once_not_retried() {
+    let h = Harness::new().await;
+    h.es.set_ccm_forbidden(true);
+    h.secret("cloud", &[("api-key", "essu_KEY")]);
+    h.connection(
+        "eis",
+        json!({"url": h.es.url(),
+            "cloudConnect": {"apiKeySecretRef": {"name": "cloud", "key": "api-key"}}}),
+    );
+    h.reconcile_connection("eis").await.expect("check");
+    let st = h.get_connection("eis").status.expect("status");
+    let c = st.condition("CloudConnect").expect("condition");
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "Forbidden")
+    );
+    assert!(c.message.contains("Enterprise"), "{}", c.message);
+    assert_eq!(
+        st.condition("Ready").expect("ready").status,
+        "True",
+        "the cluster itself is fine"
+    );
+    // The same inputs are not sent again.
+    h.es.clear_requests();
+    h.reconcile_connection("eis").await.expect("check");
+    assert!(
+        h.es.requests().iter().all(|r| r.path != "/_inference/_ccm"),
+        "{:?}",
+        h.es.requests()
+    );
+    // A missing Secret is its own reason.
+    h.connection(
+        "other",
+        json!({"url": h.es.url(),
+            "cloudConnect": {"apiKeySecretRef": {"name": "missing", "key": "api-key"}}}),
+    );
+    h.reconcile_connection("other").await.expect("check");
+    let st = h.get_connection("other").status.expect("status");
+    assert_eq!(
+        st.condition("CloudConnect").expect("c").reason,
+        "SecretNotFound"
+    );
+}

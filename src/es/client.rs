@@ -364,6 +364,29 @@ impl EsClient {
         }
     }
 
+    /// `GET /_inference/_ccm`: whether Cloud Connect is enabled (`{"enabled": bool}`).
+    pub async fn ccm_enabled(&self) -> Result<bool, EsError> {
+        let bytes = self
+            .send("ccm", Method::GET, "/_inference/_ccm".into(), None, None)
+            .await?;
+        decode::<CcmState>(&bytes).map(|s| s.enabled)
+    }
+
+    /// `PUT /_inference/_ccm` with `{"api_key": …}` (enable, or rotate the key) or
+    /// `{"enabled": false}`; answers whether it is enabled now.
+    pub async fn ccm_put(&self, body: SecretBody) -> Result<bool, EsError> {
+        let bytes = self
+            .send(
+                "ccm",
+                Method::PUT,
+                "/_inference/_ccm".into(),
+                Some(body),
+                None,
+            )
+            .await?;
+        decode::<CcmState>(&bytes).map(|s| s.enabled)
+    }
+
     async fn send(
         &self,
         route: &'static str,
@@ -475,6 +498,11 @@ impl EsClient {
 /// `timeout` as Elasticsearch's time unit: whole seconds, at least one.
 pub fn create_timeout_param(t: Duration) -> String {
     format!("{}s", t.as_secs().max(1))
+}
+
+#[derive(Deserialize)]
+struct CcmState {
+    enabled: bool,
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, EsError> {

@@ -499,7 +499,12 @@ impl Pass<'_> {
 
     /// What status says besides the record and the outcome.
     fn extras(&self) -> Extras {
-        let lifecycle = self.observed.as_ref().and_then(controls::model_lifecycle);
+        // From the endpoint when this pass read it, else as last reported: a pass that did
+        // not look keeps the warning.
+        let lifecycle = match &self.observed {
+            Some(ep) => controls::model_lifecycle(ep),
+            None => self.stored.model_lifecycle.clone(),
+        };
         let mut conditions = Vec::new();
         if let Some(l) = &lifecycle
             && let Some(c) = controls::lifecycle_warning(
@@ -520,7 +525,7 @@ impl Pass<'_> {
                 .requested
                 .clone()
                 .or_else(|| self.stored.last_handled_reconcile_at.clone()),
-            model_lifecycle: lifecycle.or_else(|| self.stored.model_lifecycle.clone()),
+            model_lifecycle: lifecycle,
             conditions,
         }
     }

@@ -420,6 +420,25 @@ impl EsStandin {
 
     /// Answer `GET /` with this `cluster_uuid` (e.g. `_na_`, as while the cluster state is not
     /// recovered); `None` restores the configured one.
+    /// The key Cloud Connect was enabled with (`None`: disabled).
+    pub fn ccm_key(&self) -> Option<String> {
+        self.lock().ccm_key.clone()
+    }
+
+    /// Turn Cloud Connect off behind the operator's back.
+    pub fn disable_ccm(&self) {
+        self.lock().ccm_key = None;
+    }
+
+    pub fn set_ccm_forbidden(&self, on: bool) {
+        self.lock().ccm_forbidden = on;
+    }
+
+    /// The `metadata` of EIS endpoints created with `model_id` from now on.
+    pub fn set_eis_metadata(&self, model_id: &str, metadata: Value) {
+        self.lock().eis_metadata.insert(model_id.into(), metadata);
+    }
+
     pub fn set_cluster_uuid(&self, uuid: Option<&str>) {
         self.lock().uuid_override = uuid.map(str::to_string);
     }
@@ -504,6 +523,12 @@ struct Inner {
     store_hook: Option<fn(&mut Obj)>,
     /// Added to every request but `GET /`.
     latency: Duration,
+    /// Cloud Connect (§12.2): the key it was enabled with, if enabled.
+    ccm_key: Option<String>,
+    /// `_inference/_ccm` is forbidden here (no Enterprise licence, or not a CCM environment).
+    ccm_forbidden: bool,
+    /// The `metadata` Elasticsearch gives EIS (`elastic`) endpoints, by model id (§12.3).
+    eis_metadata: BTreeMap<String, Value>,
 }
 
 /// How trained-model deployments of `elasticsearch`/`elser` endpoints behave (§2.2 step 13,
@@ -688,6 +713,8 @@ impl Shared {
             [] if get || method == Method::HEAD => req.check_params(&[]).map(|_| self.root()),
             ["_ingest", "pipeline", id] if put => self.put_pipeline(id, body),
             ["_ingest", "pipeline", id] if delete => self.delete_pipeline(id),
+            ["_inference", "_ccm"] if get => self.ccm_get(),
+            ["_inference", "_ccm"] if put => self.ccm_put(body),
             ["_inference"] | ["_inference", "_all" | "*"] if get => self.list(&req, None),
             ["_inference", id] if get => self.get(&req, None, id),
             ["_inference", task, "_all" | "*"] if get => {
@@ -711,6 +738,43 @@ impl Shared {
                 Err(EsError::illegal(reason))
             }
         }
+    }
+
+    /// §12.2 `GET _inference/_ccm`.
+    fn ccm_get(&self) -> Result<Response, EsError> {
+        let inner = self.lock();
+        if inner.ccm_forbidden {
+            return Err(ccm_forbidden());
+        }
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({"enabled": inner.ccm_key.is_some()}),
+        ))
+    }
+
+    /// §12.2 `PUT _inference/_ccm`: `{"api_key": …}` enables (or replaces the key),
+    /// `{"enabled": false}` disables.
+    fn ccm_put(&self, body: &Bytes) -> Result<Response, EsError> {
+        let mut inner = self.lock();
+        if inner.ccm_forbidden {
+            return Err(ccm_forbidden());
+        }
+        let v: Value = serde_json::from_slice(body).map_err(|e| EsError::parse(e.to_string()))?;
+        let key = v.get("api_key").and_then(Value::as_str);
+        let enabled = v.get("enabled").and_then(Value::as_bool);
+        match (key, enabled) {
+            (Some(k), None | Some(true)) if !k.is_empty() => inner.ccm_key = Some(k.to_string()),
+            (None, Some(false)) => inner.ccm_key = None,
+            _ => {
+                return Err(EsError::validation(&[
+                    "[api_key] must be provided to enable, or [enabled] set to false".into(),
+                ]));
+            }
+        }
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({"enabled": inner.ccm_key.is_some()}),
+        ))
     }
 
     fn root(&self) -> Response {
@@ -791,6 +855,17 @@ impl Shared {
             let reason = format!("Inference endpoint [{id}] already exists");
             let kind = "resource_already_exists_exception";
             return Err(EsError::new(400, kind, reason));
+        }
+        // §12.3: EIS endpoints carry a `metadata` object (only when non-empty).
+        if str_of(&stored.config, "service") == "elastic"
+            && let Some(meta) = stored
+                .config
+                .get("service_settings")
+                .and_then(|s| s.get("model_id"))
+                .and_then(Value::as_str)
+                .and_then(|m| inner.eis_metadata.get(m))
+        {
+            stored.config.insert("metadata".into(), meta.clone());
         }
         let response = json_response(StatusCode::OK, &self.view(&stored.config));
         let starting = self.start_deployment(&mut inner, id, &stored.config);
@@ -2137,4 +2212,13 @@ fn b64_decode(input: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// What a cluster where Cloud Connect is not allowed answers.
+fn ccm_forbidden() -> EsError {
+    EsError::new(
+        403,
+        "status_exception",
+        "Cloud Connected Mode configuration is not permitted for this environment",
+    )
 }

@@ -188,22 +188,27 @@ impl Harness {
     }
 
     /// Insert or replace an ElasticsearchConnection given its spec.
+    /// A spec change keeps the status, as on a real API server.
     pub fn connection(&self, name: &str, spec: Value) {
-        let generation = self
-            .kube
-            .get(
-                "es-inference.dev/v1alpha1",
-                "ElasticsearchConnection",
-                NS,
-                name,
-            )
+        let existing = self.kube.get(
+            "es-inference.dev/v1alpha1",
+            "ElasticsearchConnection",
+            NS,
+            name,
+        );
+        let generation = existing
+            .as_ref()
             .and_then(|c| c["metadata"]["generation"].as_i64())
             .map_or(1, |g| g + 1);
-        self.kube.insert(json!({
+        let mut obj = json!({
             "apiVersion": "es-inference.dev/v1alpha1", "kind": "ElasticsearchConnection",
             "metadata": {"name": name, "namespace": NS, "generation": generation},
             "spec": spec,
-        }));
+        });
+        if let Some(status) = existing.as_ref().and_then(|c| c.get("status")) {
+            obj["status"] = status.clone();
+        }
+        self.kube.insert(obj);
     }
 
     pub fn get_connection(&self, name: &str) -> ElasticsearchConnection {
