@@ -111,6 +111,11 @@ pub fn check(
             namespace: namespace.to_string(),
         });
     }
+    // Observing writes nothing: the rules that guard writes (ids, adoption, deletes,
+    // replacement) do not apply, only who may use the cluster at all.
+    if spec.management_policy == crate::crd::ManagementPolicy::Observe {
+        return Ok(());
+    }
     if let Some(prefix) = &policy.inference_id_prefix {
         let prefix = render_prefix(prefix, namespace);
         if !inference_id.starts_with(&prefix) {
@@ -239,6 +244,24 @@ mod tests {
         // Without a selector, only the connection's own namespace.
         let own_only = TenancyPolicy::default();
         assert!(check(&s, "x", "other", &ns(&[]), false, &own_only).is_err());
+        // Observing writes nothing: any id (preconfigured ones too), but still only from
+        // namespaces that may use the cluster.
+        let observe = spec(json!({"managementPolicy": "Observe"}));
+        assert_eq!(
+            check(
+                &observe,
+                ".elser-2-elasticsearch",
+                "team-a",
+                &ns(&[]),
+                true,
+                &p
+            ),
+            Ok(())
+        );
+        assert!(matches!(
+            check(&observe, "team-c-x", "team-c", &ns(&[]), false, &p),
+            Err(Violation::Namespace { .. })
+        ));
     }
 
     #[test]

@@ -555,3 +555,29 @@ async fn an_eis_model_past_its_end_of_life_is_reported_and_its_metadata_is_never
         "kept by passes that read the endpoint again"
     );
 }
+
+#[tokio::test]
+async fn adopting_reads_the_endpoint_itself_never_a_stale_list() {
+    let h = Harness::new().await;
+    created(&h).await; // the operator now holds a list of the cluster
+    h.es.insert_endpoint(json!({
+        "inference_id": "legacy", "task_type": "completion", "service": "anthropic",
+        "service_settings": {"model_id": "claude-sonnet-4-5", "api_key": "their-key"},
+        "task_settings": {"max_tokens": 1024}
+    }));
+    h.es.clear_requests();
+    h.endpoint("legacy", {
+        let mut s = anthropic();
+        s["inferenceId"] = json!("legacy");
+        s["adopt"] = json!(true);
+        s
+    });
+    h.settle("legacy").await.expect("reconciles");
+    assert_eq!(h.ownership("legacy").as_deref(), Some("Adopted"));
+    assert!(
+        !h.es_writes()
+            .contains(&"PUT /_inference/completion/legacy".to_string()),
+        "no create was even attempted: {:?}",
+        h.es_writes()
+    );
+}

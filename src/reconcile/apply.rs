@@ -353,7 +353,7 @@ impl Pass<'_> {
     ///   resource was last in sync, there is nothing to do.
     /// - A resource that never sent a create looks its id up in the snapshot (a create on an id
     ///   that exists after all is refused by Elasticsearch, never overwrites it); one that may
-    ///   have sent one reads the endpoint before sending another.
+    ///   have sent one, or that means to adopt, reads the endpoint instead.
     /// - Anything else uses the snapshot's view when it is the one last seen, and otherwise reads
     ///   the endpoint; steps that change ownership or destroy always read it first.
     async fn observe(&mut self, inputs: &StepInputs<'_>) -> Result<Option<Outcome>> {
@@ -388,8 +388,11 @@ impl Pass<'_> {
             ))));
         }
         // A create may have been sent under a `Creating` mark: look afresh before sending another.
+        // `adopt: true` expects the endpoint to exist: a snapshot older than it would turn the
+        // adoption into a create attempt, so it is read afresh too.
         let never_sent = ownership.is_none();
-        if listed.is_some() && (unchanged || quiet) || listed.is_none() && never_sent {
+        let trust_absence = never_sent && !self.ie.spec.adopt;
+        if listed.is_some() && (unchanged || quiet) || listed.is_none() && trust_absence {
             self.observed = snapshot.get(&self.id)?;
             self.fresh = false;
             self.observed_known = true;

@@ -23,18 +23,18 @@ use crate::{
 const KEY: &str = "sk-ant-e2e-FAULTS-KEY-0007";
 
 /// An operator behind a fault proxy, in a fresh namespace.
-struct Rig {
-    env: Env,
-    es: Es,
-    client: Client,
-    ns: TempNamespace,
-    proxy: EsProxy,
-    operator: Operator,
-    api: Api<InferenceEndpoint>,
+pub(crate) struct Rig {
+    pub(crate) env: Env,
+    pub(crate) es: Es,
+    pub(crate) client: Client,
+    pub(crate) ns: TempNamespace,
+    pub(crate) proxy: EsProxy,
+    pub(crate) operator: Operator,
+    pub(crate) api: Api<InferenceEndpoint>,
 }
 
 impl Rig {
-    async fn new(prefix: &str, args: &[&str]) -> Option<Rig> {
+    pub(crate) async fn new(prefix: &str, args: &[&str]) -> Option<Rig> {
         let env = Env::get()?;
         let Some(es) = Es::new(&env).await else {
             skipped("fault scenarios need E2E_ELASTICSEARCH_URL (a URL, or `standin`)");
@@ -67,32 +67,32 @@ impl Rig {
         })
     }
 
-    async fn create(&self, name: &str, spec: Value) {
+    pub(crate) async fn create(&self, name: &str, spec: Value) {
         self.api
             .create(&PostParams::default(), &ie(name, &self.ns.name, spec))
             .await
             .expect("create");
     }
 
-    async fn ready(&self, name: &str) {
+    pub(crate) async fn ready(&self, name: &str) {
         wait(&self.api, name, &format!("{name} Ready"), |o| {
             ready_reason(o) == Some(("True".into(), "InSync".into()))
         })
         .await;
     }
 
-    async fn reason(&self, name: &str, reason: &'static str) {
+    pub(crate) async fn reason(&self, name: &str, reason: &'static str) {
         wait(&self.api, name, &format!("{name}: {reason}"), move |o| {
             ready_reason(o).is_some_and(|(_, r)| r == reason)
         })
         .await;
     }
 
-    async fn gone(&self, name: &str) {
+    pub(crate) async fn gone(&self, name: &str) {
         wait(&self.api, name, &format!("{name} gone"), |o| o.is_none()).await;
     }
 
-    async fn delete(&self, name: &str) {
+    pub(crate) async fn delete(&self, name: &str) {
         self.api
             .delete(name, &DeleteParams::default())
             .await
@@ -100,7 +100,7 @@ impl Rig {
     }
 
     /// Restart the operator (same flags), as a crash or a rollout would.
-    fn restart(&mut self, sigkill: bool, args: &[&str]) {
+    pub(crate) fn restart(&mut self, sigkill: bool, args: &[&str]) {
         if sigkill {
             self.operator.kill();
         } else {
@@ -116,7 +116,7 @@ impl Rig {
         );
     }
 
-    fn no_secret_in_logs(&self) {
+    pub(crate) fn no_secret_in_logs(&self) {
         assert!(
             !self.operator.logs().contains(provider_key().as_str()),
             "a secret value reached the operator's logs"
@@ -124,7 +124,7 @@ impl Rig {
     }
 }
 
-fn provider_key() -> String {
+pub(crate) fn provider_key() -> String {
     std::env::var("E2E_PROVIDER_API_KEY").unwrap_or_else(|_| KEY.into())
 }
 
