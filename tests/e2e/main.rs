@@ -7,7 +7,9 @@
 mod support;
 
 mod common;
+mod controls;
 mod faults;
+mod pod;
 mod scenarios;
 
 use faults::*;
@@ -18,7 +20,13 @@ type TestFn = fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
 /// A minimal runner in libtest's output format: each test runs on its own runtime, a panic is a
 /// failure, and the process exits non-zero when any test failed.
 fn main() {
-    let tests: [(&str, TestFn); 16] = [
+    let tests: [(&str, TestFn); 18] = [
+        ("controls_against_a_real_api_server", || {
+            Box::pin(controls::controls_against_a_real_api_server())
+        }),
+        ("pod_from_the_chart_on_a_real_node", || {
+            Box::pin(pod::pod_from_the_chart_on_a_real_node())
+        }),
         (
             "outage_with_pending_changes_against_a_real_api_server",
             || Box::pin(outage_with_pending_changes_against_a_real_api_server()),
