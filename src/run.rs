@@ -353,13 +353,19 @@ fn context(
     ))
 }
 
-pub async fn run(args: RunArgs) -> Result<(), String> {
+/// The rules between flags that clap cannot express; `run` refuses to start without them.
+pub fn check_args(args: &RunArgs) -> Result<(), String> {
     if args.leader_election && args.shutdown_timeout >= args.leader_election_lease_duration {
         return Err(format!(
             "--shutdown-timeout ({:?}) must be shorter than --leader-election-lease-duration ({:?}): the drain after SIGTERM must fit inside the lease",
             args.shutdown_timeout, args.leader_election_lease_duration
         ));
     }
+    default_policy(args).map(|_| ())
+}
+
+pub async fn run(args: RunArgs) -> Result<(), String> {
+    check_args(&args)?;
     let metrics = Arc::new(Metrics::new());
     let cluster_settings = ClusterSettings {
         request_timeout: args.elasticsearch_timeout,

@@ -125,6 +125,11 @@ fn main() {
             probes_ports_and_downward_api,
         ),
         ("optional_objects", Needs::Helm, optional_objects),
+        (
+            "every_configuration_is_one_the_binary_accepts",
+            Needs::Helm,
+            every_configuration_is_one_the_binary_accepts,
+        ),
         ("network_policy", Needs::Helm, network_policy),
         (
             "metric_names_are_what_the_binary_exports",
@@ -1573,7 +1578,7 @@ fn operator_settings_reach_the_environment(tools: &Tools) {
         ("METRICS_ADDR", "0.0.0.0:8080"),
         ("LOG_FORMAT", "json"),
         ("RUST_LOG", "info"),
-        ("SHUTDOWN_TIMEOUT", "20s"),
+        ("SHUTDOWN_TIMEOUT", "10s"),
         ("LEADER_ELECTION", "false"),
         // Secure by default: nothing insecure allowed, endpoints deleted with their resource.
         ("ALLOW_CROSS_NAMESPACE_REFS", "false"),
@@ -2795,6 +2800,43 @@ fn rendered_manifests_match_kubernetes_schemas(tools: &Tools) {
                 })
                 .count();
             assert_eq!(passed, expected, "{name} ({kinds:?}) on {version}: {out}");
+        }
+    }
+}
+
+/// Each rendered configuration, turned into the flags its environment stands for, parses and
+/// passes the binary's own checks (e.g. the drain after SIGTERM fits inside the lease): no
+/// values combination makes a Pod that refuses to start.
+fn every_configuration_is_one_the_binary_accepts(tools: &Tools) {
+    use clap::{CommandFactory, Parser};
+    use es_inference_operator::config::{Cli, Command};
+    let cmd = Cli::command();
+    let run = cmd.find_subcommand("run").expect("run");
+    for (name, v) in matrix().into_iter().chain([(
+        "two replicas, defaults",
+        values(json!({ "replicaCount": 2 })),
+    )]) {
+        let docs = render(tools, &v);
+        let mut argv = vec!["es-inference-operator".to_string(), "run".to_string()];
+        for (env_name, e) in env(&docs) {
+            let Some(value) = e["value"].as_str() else {
+                continue; // downward API (POD_NAME, POD_NAMESPACE)
+            };
+            if let Some(arg) = run
+                .get_arguments()
+                .find(|a| a.get_env().is_some_and(|x| x == env_name.as_str()))
+            {
+                let long = arg.get_long().expect("every env flag has a long name");
+                argv.push(format!("--{long}={value}"));
+            }
+        }
+        let cli = Cli::try_parse_from(&argv)
+            .unwrap_or_else(|e| panic!("{name}: the binary refuses {argv:?}: {e}"));
+        let Command::Run(args) = cli.command else {
+            unreachable!("run")
+        };
+        if let Err(e) = es_inference_operator::run::check_args(&args) {
+            panic!("{name}: the operator would refuse to start: {e}");
         }
     }
 }
