@@ -120,6 +120,17 @@ impl TargetProblem {
     }
 }
 
+/// The namespace of the ElasticsearchConnection `ie` refers to, if it refers to one (pure).
+pub fn connection_namespace(ie: &InferenceEndpoint) -> Option<String> {
+    let r = ie.spec.elasticsearch_ref.as_ref()?;
+    (r.kind == ElasticsearchRefKind::ElasticsearchConnection).then(|| {
+        r.namespace
+            .clone()
+            .or_else(|| ie.metadata.namespace.clone())
+            .unwrap_or_default()
+    })
+}
+
 /// The pooling/conflict identity of where `ie`'s endpoint lives (pure).
 pub fn target_key(ie: &InferenceEndpoint) -> String {
     let ns = ie.metadata.namespace.clone().unwrap_or_default();
@@ -180,8 +191,13 @@ pub fn referenced_secrets(
     match &ie.spec.elasticsearch_ref {
         None => {}
         Some(r) if r.kind == ElasticsearchRefKind::ElasticsearchConnection => {
+            let conn_ns = r.namespace.clone().unwrap_or_else(|| ns.clone());
             if let Some(c) = connection {
-                out.extend(connection_secrets(c).into_iter().map(|n| (ns.clone(), n)));
+                out.extend(
+                    connection_secrets(c)
+                        .into_iter()
+                        .map(|n| (conn_ns.clone(), n)),
+                );
             }
         }
         Some(r) => {
@@ -286,7 +302,19 @@ async fn secret_key(
     r: &SecretKeyRef,
     what: &str,
 ) -> Result<SecretString, TargetProblem> {
+    same_namespace(r, namespace, what)?;
     secret_value(client, namespace, &r.name, &r.key, what).await
+}
+
+/// A Secret reference may name only its own namespace (pure).
+pub fn same_namespace(r: &SecretKeyRef, namespace: &str, what: &str) -> Result<(), TargetProblem> {
+    match r.namespace.as_deref() {
+        Some(other) if other != namespace => Err(TargetProblem::Reference(format!(
+            "{what} names Secret {other}/{}: references to Secrets in other namespaces are refused; use a Secret in {namespace}",
+            r.name
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// The CA bundle of a connection, from a Secret or ConfigMap key (`ca.crt` by default).
@@ -410,6 +438,9 @@ pub async fn resolve_ref(
 ) -> Result<Target, TargetProblem> {
     match r.kind {
         ElasticsearchRefKind::ElasticsearchConnection => {
+            // The connection's own namespace; whether this resource's may use it is the
+            // connection's policy, checked before anything is sent.
+            let namespace = r.namespace.as_deref().unwrap_or(namespace);
             let api: Api<ElasticsearchConnection> = Api::namespaced(client.clone(), namespace);
             let conn = api
                 .get_opt(&r.name)

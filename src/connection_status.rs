@@ -16,12 +16,12 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::{
     cluster::Cluster,
     conditions::{Outcome, READY, conditions_for, reason, same_conditions},
-    connection::{TargetProblem, resolve_connection, secret_value_and_version},
-    context::Context,
-    crd::{
-        CloudConnectStatus, ElasticsearchConnection, ElasticsearchConnectionStatus,
-        ElasticsearchRefKind,
+    connection::{
+        TargetProblem, connection_namespace, resolve_connection, same_namespace,
+        secret_value_and_version,
     },
+    context::Context,
+    crd::{CloudConnectStatus, ElasticsearchConnection, ElasticsearchConnectionStatus},
     error::{Error, Result},
     es::{EsError, Scrubber, SecretBody},
     metrics::KIND_CONNECTION,
@@ -38,11 +38,12 @@ pub fn users(ctx: &Context, namespace: &str, name: &str) -> i32 {
     let n = ctx
         .peers()
         .iter()
-        .filter(|ie| ie.namespace().as_deref() == Some(namespace))
+        .filter(|ie| connection_namespace(ie).as_deref() == Some(namespace))
         .filter(|ie| {
-            ie.spec.elasticsearch_ref.as_ref().is_some_and(|r| {
-                r.kind == ElasticsearchRefKind::ElasticsearchConnection && r.name == name
-            })
+            ie.spec
+                .elasticsearch_ref
+                .as_ref()
+                .is_some_and(|r| r.name == name)
         })
         .count();
     i32::try_from(n).unwrap_or(i32::MAX)
@@ -254,15 +255,20 @@ async fn cloud_connect(
         return Ok(None);
     };
     let r = &cc.api_key_secret_ref;
-    let (key, version) = match secret_value_and_version(
-        &ctx.client,
-        &ns,
-        &r.name,
-        &r.key,
-        "cloudConnect.apiKeySecretRef",
-    )
-    .await
-    {
+    let read = match same_namespace(r, &ns, "cloudConnect.apiKeySecretRef") {
+        Ok(()) => {
+            secret_value_and_version(
+                &ctx.client,
+                &ns,
+                &r.name,
+                &r.key,
+                "cloudConnect.apiKeySecretRef",
+            )
+            .await
+        }
+        Err(p) => Err(p),
+    };
+    let (key, version) = match read {
         Ok(v) => v,
         Err(TargetProblem::Unreadable(e)) => return Err(Error::Unavailable(e)),
         Err(problem) => {

@@ -26,9 +26,9 @@ use tokio::sync::watch;
 use tracing::{debug, info};
 
 use crate::{
-    connection::{connection_secrets, referenced_secrets as connection_refs},
+    connection::{connection_namespace, connection_secrets, referenced_secrets as connection_refs},
     context::Context,
-    crd::{ElasticsearchConnection, ElasticsearchRefKind},
+    crd::ElasticsearchConnection,
     guard::Watched,
     reconcile::{error_policy, reconcile},
     secrets::endpoints_using_secret,
@@ -171,9 +171,10 @@ fn dependents(
         .collect();
     for ie in &valid {
         let conn = ie.spec.elasticsearch_ref.as_ref().and_then(|r| {
+            let conn_ns = connection_namespace(ie);
             conns
                 .iter()
-                .find(|c| c.name_any() == r.name && c.namespace() == ie.namespace())
+                .find(|c| c.name_any() == r.name && c.namespace() == conn_ns)
                 .map(|c| &c.spec)
         });
         let uses = connection_refs(ie, conn)
@@ -309,11 +310,12 @@ fn using_connection(
         .state()
         .iter()
         .filter_map(|w| w.endpoint())
-        .filter(|ie| ie.namespace() == c.namespace())
+        .filter(|ie| connection_namespace(ie) == c.namespace())
         .filter(|ie| {
-            ie.spec.elasticsearch_ref.as_ref().is_some_and(|r| {
-                r.kind == ElasticsearchRefKind::ElasticsearchConnection && r.name == c.name_any()
-            })
+            ie.spec
+                .elasticsearch_ref
+                .as_ref()
+                .is_some_and(|r| r.name == c.name_any())
         })
         .map(object_ref)
         .collect()

@@ -693,3 +693,97 @@ async fn a_cluster_that_forbids_cloud_connect_is_reported_once_not_retried() {
         "SecretNotFound"
     );
 }
+
+#[tokio::test]
+async fn a_connection_serves_other_namespaces_only_when_its_policy_selects_them() {
+    let h = Harness::new().await;
+    let shared = EsStandin::start(StandinConfig::default()).await;
+    h.secret("es-key", &[("api-key", "platform-key")]);
+    // The platform team's connection, in its own namespace ("search").
+    h.connection("shared", json!({"url": shared.url()}));
+    for (ns, labels) in [("team-a", json!({"tenant": "true"})), ("team-b", json!({}))] {
+        h.kube
+            .insert(json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": ns, "labels": labels}}));
+        h.kube.insert(json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "anthropic", "namespace": ns},
+            "data": {"api-key": "c2stYW50LWtleQ=="}}));
+    }
+    let spec = |id: &str| anthropic(id, Some(json!({"name": "shared", "namespace": NS})));
+    // No policy: the connection serves its own namespace only.
+    h.endpoint_in("team-a", "x", spec("team-a-x"));
+    let (status, reason, message) = h.settle_in("team-a", "x").await;
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "PolicyViolation"),
+        "{message}"
+    );
+    assert!(shared.requests().is_empty(), "nothing sent");
+
+    // A policy that admits namespaces labelled tenant=true, with their prefix.
+    h.connection(
+        "shared",
+        json!({"url": shared.url(), "policy": {
+            "namespaceSelector": {"matchLabels": {"tenant": "true"}},
+            "inferenceIdPrefix": "{namespace}-"}}),
+    );
+    let (_, reason, message) = h.settle_in("team-a", "x").await;
+    assert_eq!(reason, "InSync", "{message}");
+    assert!(shared.endpoint("team-a-x").is_some());
+    // team-b is not selected; a same-named connection of its own is not used instead.
+    h.kube.insert(
+        json!({"apiVersion": "es-inference.dev/v1alpha1", "kind": "ElasticsearchConnection",
+        "metadata": {"name": "shared", "namespace": "team-b", "generation": 1},
+        "spec": {"url": h.es.url()}}),
+    );
+    h.endpoint_in("team-b", "y", spec("team-b-y"));
+    let (_, reason, message) = h.settle_in("team-b", "y").await;
+    assert_eq!(reason, "PolicyViolation", "{message}");
+    assert!(message.contains("namespaceSelector"), "{message}");
+    assert!(shared.endpoint("team-b-y").is_none() && h.es.endpoint("team-b-y").is_none());
+    // The connection counts the resources that use it, wherever they are.
+    h.reconcile_connection("shared").await.expect("check");
+    let st = h.get_connection("shared").status.expect("status");
+    assert_eq!(st.endpoints, Some(2));
+}
+
+#[tokio::test]
+async fn secret_references_to_other_namespaces_are_refused_everywhere() {
+    let h = Harness::new().await;
+    let b = EsStandin::start(StandinConfig::default()).await;
+    h.secret("anthropic", &[("api-key", KEY)]);
+    h.connection(
+        "c",
+        json!({"url": b.url(), "auth": {"apiKeySecretRef":
+            {"name": "es-key", "key": "api-key", "namespace": "kube-system"}}}),
+    );
+    h.endpoint("x", anthropic("x", Some(json!({"name": "c"}))));
+    h.settle("x").await.expect("reconciles");
+    let (_, reason, message) = h.ready("x");
+    assert_eq!(reason, "InvalidReference", "{message}");
+    assert!(
+        message.contains("other namespaces are refused"),
+        "{message}"
+    );
+    assert!(
+        h.kube
+            .requests_matching("GET", "/namespaces/kube-system/")
+            .is_empty(),
+        "the other namespace's Secret was never read"
+    );
+    h.connection(
+        "cc",
+        json!({"url": b.url(), "cloudConnect": {"apiKeySecretRef":
+            {"name": "cloud", "key": "api-key", "namespace": "kube-system"}}}),
+    );
+    h.reconcile_connection("cc").await.expect("check");
+    let st = h.get_connection("cc").status.expect("status");
+    let c = st.condition("CloudConnect").expect("condition");
+    assert_eq!(c.reason, "SecretNotFound");
+    assert!(
+        c.message.contains("other namespaces are refused"),
+        "{}",
+        c.message
+    );
+    assert_eq!(b.ccm_key(), None);
+}

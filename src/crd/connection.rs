@@ -24,8 +24,10 @@ pub struct ElasticsearchRef {
     /// Name of the ElasticsearchConnection or ECK Elasticsearch.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
-    /// ECK only: the Elasticsearch's namespace (default: this resource's). Other namespaces
-    /// need the operator's --allow-cross-namespace-refs.
+    /// Namespace of the ElasticsearchConnection or ECK Elasticsearch (default: this resource's).
+    /// A connection in another namespace is used only if its spec.policy.namespaceSelector
+    /// selects this resource's namespace; an ECK cluster in another namespace needs the
+    /// operator's --allow-cross-namespace-refs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     /// ECK only: a Secret key in this resource's namespace holding an encoded API key.
@@ -39,7 +41,7 @@ pub struct ElasticsearchRef {
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum ElasticsearchRefKind {
-    /// An ElasticsearchConnection in the same namespace.
+    /// An ElasticsearchConnection (in this namespace, or one whose policy admits it).
     #[default]
     ElasticsearchConnection,
     /// An ECK elasticsearch.k8s.elastic.co/v1 Elasticsearch.
@@ -47,7 +49,8 @@ pub enum ElasticsearchRefKind {
 }
 
 /// How to reach one Elasticsearch cluster. InferenceEndpoints in the same namespace refer to it
-/// with `elasticsearchRef: {name: ...}`.
+/// with `elasticsearchRef: {name: ...}`; those of the namespaces its spec.policy.namespaceSelector
+/// selects, with `elasticsearchRef: {name: ..., namespace: ...}`.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "es-inference.dev",

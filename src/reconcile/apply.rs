@@ -23,7 +23,7 @@ use crate::{
     context::{Context, EndpointWatch},
     crd::{
         DeletionPolicy, InferenceEndpoint, InferenceEndpointStatus, ManagementPolicy,
-        ModelDeploymentStatus, Ownership,
+        ModelDeploymentStatus, Ownership, TenancyPolicy,
     },
     desired::{SecretValues, config_hash, validate},
     error::{Error, Result},
@@ -634,11 +634,15 @@ impl Pass<'_> {
     /// The cluster's tenancy rule this resource breaks, if any. An error while the labels
     /// the rules need cannot be read: never judged on guessed labels.
     pub(super) fn policy_violation(&self, target: &Target) -> Result<Option<Outcome>> {
-        let Some(policy) = target.policy.as_ref() else {
-            return Ok(None);
-        };
         let ns = self.ie.namespace().unwrap_or_default();
         let own = target.home_namespace.as_deref().is_none_or(|h| h == ns);
+        // A connection without a policy serves its own namespace only.
+        let no_policy = TenancyPolicy::default();
+        let policy = match (target.policy.as_ref(), own) {
+            (Some(p), _) => p,
+            (None, true) => return Ok(None),
+            (None, false) => &no_policy,
+        };
         let info = match &self.ns_info {
             Some(info) => info.clone(),
             None if policy.uses_labels() => {

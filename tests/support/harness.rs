@@ -271,6 +271,48 @@ impl Harness {
         reconcile(Arc::new(self.watched(name)), self.ctx.clone()).await
     }
 
+    /// An InferenceEndpoint in another namespace than `NS`.
+    pub fn endpoint_in(&self, namespace: &str, name: &str, spec: Value) {
+        self.kube.insert(json!({
+            "apiVersion": "es-inference.dev/v1alpha1", "kind": "InferenceEndpoint",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": spec,
+        }));
+    }
+
+    /// Reconcile an InferenceEndpoint of another namespace until a pass writes nothing (as
+    /// `settle`); returns its (Ready status, reason, message).
+    pub async fn settle_in(&self, namespace: &str, name: &str) -> (String, String, String) {
+        for _ in 0..6 {
+            let before = self.kube.writes_excluding_events();
+            self.sync_peers();
+            let raw = self
+                .kube
+                .get(
+                    "es-inference.dev/v1alpha1",
+                    "InferenceEndpoint",
+                    namespace,
+                    name,
+                )
+                .unwrap_or_else(|| panic!("no InferenceEndpoint {namespace}/{name}"));
+            let watched: Watched = serde_json::from_str(&raw.to_string()).expect("decodes");
+            let _ = reconcile(Arc::new(watched), self.ctx.clone()).await;
+            if self.kube.writes_excluding_events() == before {
+                break;
+            }
+        }
+        let obj: InferenceEndpoint = self
+            .kube
+            .get_typed(namespace, name)
+            .unwrap_or_else(|| panic!("no InferenceEndpoint {namespace}/{name}"));
+        let c = obj
+            .status
+            .as_ref()
+            .and_then(|s| s.condition("Ready").cloned())
+            .unwrap_or_else(|| panic!("no Ready condition on {namespace}/{name}"));
+        (c.status, c.reason, c.message)
+    }
+
     /// What the controller's error policy would do with this error.
     pub fn error_policy(&self, name: &str, err: &Error) -> Action {
         error_policy(Arc::new(self.watched(name)), err, self.ctx.clone())
