@@ -187,6 +187,11 @@ fn main() {
             Needs::HelmAndValidator,
             rendered_manifests_match_kubernetes_schemas,
         ),
+        (
+            "docs_examples_match_kubernetes_schemas",
+            Needs::HelmAndValidator,
+            docs_examples_match_kubernetes_schemas,
+        ),
     ];
     let tools = Tools {
         helm: find_tool("HELM", "helm", &["version", "--short"]),
@@ -2757,6 +2762,26 @@ fn kubernetes_validate_catches_errors(tools: &Tools) {
         let err = validate(tools, &bad, "1.33").expect_err(what);
         assert!(err.contains("did not validate"), "{what}: {err}");
     }
+}
+
+/// The Kubernetes manifests under docs/examples/ (e.g. the ValidatingAdmissionPolicy of
+/// docs/install.md, "Multi-tenant clusters") are valid for every Kubernetes version tested.
+fn docs_examples_match_kubernetes_schemas(tools: &Tools) {
+    let dir = root().join("docs/examples");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("docs/examples") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read");
+        for version in KUBERNETES_VERSIONS {
+            validate(tools, &text, version)
+                .unwrap_or_else(|e| panic!("{} on Kubernetes {version}: {e}", path.display()));
+        }
+        n += 1;
+    }
+    assert!(n >= 1, "no example found in {}", dir.display());
 }
 
 fn rendered_manifests_match_kubernetes_schemas(tools: &Tools) {

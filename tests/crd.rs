@@ -1,6 +1,6 @@
 //! The committed CRD is generated from the Rust types, and its schema rules behave as intended.
 //! CEL rules are evaluated client-side with kube's CEL validator; the real API server check is
-//! part of the e2e suite (tests/e2e.rs).
+//! part of the e2e suite (tests/e2e/scenarios.rs, `crd_rules_on_a_real_api_server`).
 
 use es_inference_operator::crd::InferenceEndpoint;
 use kube::{CustomResourceExt, core::cel::Validator};
@@ -74,7 +74,7 @@ fn a_valid_spec_passes() {
 
 /// kube-cel 0.8 escapes every `_` in a field name (`api_key` becomes `api__key`), while the Go
 /// API server escapes only `__`; so these rules cannot be evaluated client-side. Their presence
-/// is checked here and their behaviour on a real API server by `tests/e2e.rs`
+/// is checked here and their behaviour on a real API server by `tests/e2e/scenarios.rs`
 /// (`crd_rules_on_a_real_api_server`).
 #[test]
 fn inline_credentials_are_refused_with_guidance() {
@@ -224,4 +224,107 @@ fn examples_are_valid_and_render() {
         n += 1;
     }
     assert!(n >= 7, "examples found: {n}");
+}
+
+/// docs/examples/inference-id-prefix-policy.yaml (docs/install.md, "Multi-tenant clusters"): a
+/// ValidatingAdmissionPolicy and its binding that name each other and match this CRD, and an
+/// expression that compiles and admits exactly the inference ids that start with the namespace
+/// and '-' (evaluated with kube's client-side ValidatingAdmissionPolicy evaluator; the API server
+/// itself is not involved here).
+#[test]
+fn the_inference_id_prefix_policy_example_admits_only_prefixed_ids() {
+    use kube::core::cel::{AdmissionRequest, VapEvaluator, VapExpression};
+
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/examples/inference-id-prefix-policy.yaml"
+    );
+    let text = std::fs::read_to_string(path).expect("read the example");
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).expect("yaml");
+    let docs: Vec<Value> = docs.into_iter().filter(|d| !d.is_null()).collect();
+    assert_eq!(docs.len(), 2, "a policy and its binding");
+    let (policy, binding) = (&docs[0], &docs[1]);
+    for (doc, kind) in [
+        (policy, "ValidatingAdmissionPolicy"),
+        (binding, "ValidatingAdmissionPolicyBinding"),
+    ] {
+        assert_eq!(doc["apiVersion"], "admissionregistration.k8s.io/v1");
+        assert_eq!(doc["kind"], kind);
+    }
+    assert_eq!(binding["spec"]["policyName"], policy["metadata"]["name"]);
+    assert_eq!(binding["spec"]["validationActions"], json!(["Deny"]));
+
+    // It matches this CRD, on CREATE only (the operator's own updates must pass).
+    let crd = InferenceEndpoint::crd();
+    let rules = policy["spec"]["matchConstraints"]["resourceRules"]
+        .as_array()
+        .expect("resourceRules");
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0]["apiGroups"], json!([crd.spec.group]));
+    assert_eq!(rules[0]["resources"], json!([crd.spec.names.plural]));
+    assert_eq!(rules[0]["operations"], json!(["CREATE"]));
+    // The field it reads is the CRD's.
+    assert!(schema()["properties"]["spec"]["properties"]["inferenceId"].is_object());
+
+    let validations: Vec<VapExpression> = policy["spec"]["validations"]
+        .as_array()
+        .expect("validations")
+        .iter()
+        .map(|v| serde_json::from_value(v.clone()).expect("a validation"))
+        .collect();
+    assert_eq!(validations.len(), 1);
+    assert!(validations[0].expression.contains("namespace"));
+
+    // (admitted, message) for an InferenceEndpoint created in `ns`.
+    let admit = |ns: &str, name: &str, spec: Value| -> (bool, Option<String>) {
+        let evaluator = VapEvaluator::builder()
+            .object(json!({
+                "apiVersion": "es-inference.dev/v1alpha1", "kind": "InferenceEndpoint",
+                "metadata": {"name": name, "namespace": ns}, "spec": spec,
+            }))
+            .request(AdmissionRequest {
+                operation: "CREATE".into(),
+                name: name.into(),
+                namespace: ns.into(),
+                ..Default::default()
+            })
+            .build();
+        let compiled = evaluator.compile_expressions(&validations);
+        for c in &compiled {
+            if let Err(e) = c {
+                panic!("{e}");
+            }
+        }
+        let results = evaluator.evaluate_compiled(&compiled);
+        (
+            results.iter().all(|r| r.passed),
+            results.iter().find_map(|r| r.message.clone()),
+        )
+    };
+    let with_id = |id: &str| {
+        let mut s = valid();
+        s["inferenceId"] = json!(id);
+        s
+    };
+    assert_eq!(
+        admit("team-a", "emb", with_id("team-a-embeddings")),
+        (true, None)
+    );
+    assert_eq!(admit("team-a", "team-a-embeddings", valid()), (true, None));
+    let (admitted, message) = admit("team-a", "emb", with_id("team-b-embeddings"));
+    assert!(!admitted);
+    let message = message.expect("message");
+    assert!(message.contains("\"team-a-\""), "{message}");
+    assert!(
+        !admit("team-a", "embeddings", valid()).0,
+        "name without prefix"
+    );
+    assert!(
+        !admit("team-a", "team-a-x", with_id("embeddings")).0,
+        "spec.inferenceId wins over the name"
+    );
+    assert!(
+        !admit("team-a", "x", with_id("team-ab")).0,
+        "the '-' counts"
+    );
 }
