@@ -75,8 +75,9 @@ pub enum LogFormat {
 /// `Debug`: it holds credentials.
 #[derive(Args)]
 pub struct EsConnectionArgs {
-    /// URL of the default Elasticsearch cluster, for InferenceEndpoints without
-    /// spec.elasticsearchRef. Optional when every resource names its cluster.
+    /// URL of the Elasticsearch cluster. `run`: the default cluster, for InferenceEndpoints
+    /// without spec.elasticsearchRef (optional when every resource names its cluster).
+    /// `import`: the cluster to read (required).
     #[arg(long, env = "ELASTICSEARCH_URL")]
     pub elasticsearch_url: Option<String>,
     /// Encoded API key, sent as `Authorization: ApiKey <key>`. Prefer the _FILE form.

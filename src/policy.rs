@@ -19,7 +19,7 @@ pub struct NamespaceInfo {
 }
 
 /// The deletion policy in effect: the spec's, else the namespace's annotation, else the
-/// operator's default. An annotation with another value is ignored (and reported by the caller).
+/// operator's default. An annotation with another value is ignored (see `invalid_annotation`).
 pub fn deletion_policy(
     spec: &InferenceEndpointSpec,
     namespace: Option<&NamespaceInfo>,
@@ -36,6 +36,15 @@ pub fn deletion_policy(
         Some("Retain") => DeletionPolicy::Retain,
         _ => default,
     }
+}
+
+/// The namespace's deletion-policy annotation when it is neither `Delete` nor `Retain`.
+pub fn invalid_annotation(namespace: &NamespaceInfo) -> Option<&str> {
+    namespace
+        .annotations
+        .get(NAMESPACE_DELETION_POLICY)
+        .map(String::as_str)
+        .filter(|v| !matches!(*v, "Delete" | "Retain"))
 }
 
 /// A rule a resource breaks.
@@ -308,5 +317,14 @@ mod tests {
             ),
             DeletionPolicy::Retain
         );
+        // A value that is neither is ignored, and named.
+        n.annotations
+            .insert(NAMESPACE_DELETION_POLICY.into(), "Orphan".into());
+        assert_eq!(
+            deletion_policy(&spec(json!({})), Some(&n), DeletionPolicy::Retain),
+            DeletionPolicy::Retain
+        );
+        assert_eq!(invalid_annotation(&n), Some("Orphan"));
+        assert_eq!(invalid_annotation(&ns(&[])), None);
     }
 }

@@ -627,6 +627,24 @@ fn dockerfile_agrees_with_chart_and_binary(_: &Tools) {
         );
     }
     assert!(dockerfile.contains("rustup target add \"$target\""));
+    // Cargo refuses a manifest whose declared targets are missing: each one's top directory is
+    // copied into the build.
+    let copied: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("COPY "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    for path in cargo
+        .lines()
+        .filter_map(|l| l.strip_prefix("path = \""))
+        .filter_map(|l| l.split('/').next())
+        .chain(["src", "benches"])
+    {
+        assert!(
+            copied.contains(&path),
+            "the Dockerfile copies {path}/: {copied:?}"
+        );
+    }
     assert!(dockerfile.contains("cargo build --locked --release --target \"$TARGET\""));
     // ring's C code is compiled with musl-gcc on both (cc would look for aarch64-linux-musl-gcc).
     for target in ["x86_64_unknown_linux_musl", "aarch64_unknown_linux_musl"] {
@@ -2525,6 +2543,12 @@ fn notes_tell_the_next_commands(tools: &Tools) {
     assert!(text.contains("kind: InferenceEndpoint"), "{text}");
     assert!(text.contains("kubectl get ie -A"), "{text}");
     assert!(!text.contains("WARNING"), "{text}");
+    // Until a release is published, how to get an image at all.
+    assert!(
+        text.contains("ghcr.io/es-inference-operator/es-inference-operator:0.1.0")
+            && text.contains("Building the image yourself"),
+        "{text}"
+    );
     // No credentials configured: a warning; watched namespaces: the example goes into one.
     let text = notes(values(
         json!({ "watchNamespaces": ["ml", "nlp"], "crds": { "enabled": false } }),

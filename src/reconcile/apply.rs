@@ -110,6 +110,13 @@ pub async fn run(ctx: &Context, ie: &InferenceEndpoint) -> Result<Action> {
     let ns_info = ctx
         .namespace_info(&ie.namespace().unwrap_or_default())
         .await;
+    if let Some(bad) = ns_info.as_ref().and_then(policy::invalid_annotation) {
+        tracing::warn!(
+            annotation = policy::NAMESPACE_DELETION_POLICY,
+            value = bad,
+            "ignoring the namespace's deletion policy: it is neither Delete nor Retain, so the operator's default applies"
+        );
+    }
     let deletion_policy = policy::deletion_policy(
         &ie.spec,
         ns_info.as_ref(),

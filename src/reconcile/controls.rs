@@ -15,7 +15,8 @@ use crate::{
 pub const PAUSED: &str = "es-inference.dev/paused";
 /// A new value reconciles the resource at once, with a fresh read of its endpoint.
 pub const RECONCILE_REQUESTED_AT: &str = "es-inference.dev/reconcile-requested-at";
-/// Flux's equivalent (`flux reconcile` sets it).
+/// Flux's convention for the same request (set by tooling that follows Flux, e.g. a
+/// Kustomization patch or `kubectl annotate`).
 pub const FLUX_REQUESTED_AT: &str = "reconcile.fluxcd.io/requestedAt";
 
 fn annotation<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
