@@ -2,7 +2,7 @@
 //! metrics, settings, and one small memory per object, forgotten when the object goes.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -135,6 +135,9 @@ pub struct Context {
     pub fence: Fence,
     pub triggers: Triggers,
     memory: Mutex<HashMap<String, ObjectMemory>>,
+    /// Objects whose cleanup is done (the finalizer removed), newest last: a pass on a cache that
+    /// still shows one of them does nothing (UIDs are never reused). Bounded.
+    released: Mutex<(VecDeque<String>, HashSet<String>)>,
     /// The controllers' caches of InferenceEndpoints (for the conflict rule and sweeping).
     stores: Mutex<Vec<Store<Watched>>>,
     /// Per-connection backoff of the ElasticsearchConnection controller.
@@ -165,6 +168,7 @@ impl Context {
             fence,
             triggers: Triggers::default(),
             memory: Mutex::default(),
+            released: Mutex::default(),
             stores: Mutex::default(),
             connection_failures: Mutex::default(),
             process_key: rand::random(),
@@ -277,12 +281,45 @@ impl Context {
             .map(f)
     }
 
+    /// Like `peek_memory`, allowed to change what is remembered (never creates an entry).
+    fn peek_memory_mut<T>(&self, uid: &str, f: impl FnOnce(&mut ObjectMemory) -> T) -> Option<T> {
+        self.memory
+            .lock()
+            .expect("memory lock poisoned")
+            .get_mut(uid)
+            .map(f)
+    }
+
     /// Forget everything about an object (it is gone).
     pub fn forget(&self, uid: &str) {
         self.memory
             .lock()
             .expect("memory lock poisoned")
             .remove(uid);
+    }
+
+    /// The object's cleanup is done and its finalizer removed: forget it, and remember only that.
+    pub fn released(&self, uid: &str) {
+        self.forget(uid);
+        const KEEP: usize = 4096;
+        let mut r = self.released.lock().expect("released lock poisoned");
+        if r.1.insert(uid.to_string()) {
+            r.0.push_back(uid.to_string());
+            while r.0.len() > KEEP {
+                if let Some(old) = r.0.pop_front() {
+                    r.1.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Whether the object's cleanup is already done (a cache that lags still shows it).
+    pub fn is_released(&self, uid: &str) -> bool {
+        self.released
+            .lock()
+            .expect("released lock poisoned")
+            .1
+            .contains(uid)
     }
 
     /// How many objects the operator remembers (for tests and the memory sweep).
@@ -305,6 +342,8 @@ impl Context {
         let mut memory = self.memory.lock().expect("memory lock poisoned");
         let before = memory.len();
         memory.retain(|uid, _| known.contains(uid));
+        // A map keeps its capacity when entries go: give it back after a mass delete.
+        memory.shrink_to_fit();
         let keys: std::collections::HashSet<(String, String)> = stores
             .iter()
             .flat_map(|s| s.state())
@@ -328,8 +367,14 @@ impl Context {
         resource_version: Option<&str>,
         carried: Option<&InferenceEndpointStatus>,
     ) -> InferenceEndpointStatus {
-        let from_memory = self.peek_memory(uid, |m| {
+        let from_memory = self.peek_memory_mut(uid, |m| {
             let stale = resource_version.is_some_and(|rv| m.stale.iter().any(|s| s == rv));
+            if !stale && resource_version.is_some() {
+                // The cache has caught up with this operator's writes (watches never go
+                // back): what was kept for a lagging cache is not needed any more.
+                m.written = None;
+                m.stale = VecDeque::new();
+            }
             stale.then(|| m.written.clone()).flatten()
         });
         match from_memory.flatten() {

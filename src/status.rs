@@ -218,6 +218,7 @@ pub async fn ensure_finalizer(
             &Patch::Apply(&patch),
         )
         .await?;
+    ctx.metrics.kubernetes_write("finalizer");
     if let Some(uid) = meta.uid.as_deref() {
         ctx.wrote_object(uid, rv.as_deref());
     }

@@ -1093,3 +1093,31 @@ async fn a_status_from_0_1_migrates_without_sending_the_secrets_again() {
         vec!["PUT /_inference/completion/claude-completion/_update"]
     );
 }
+
+#[tokio::test]
+async fn a_pass_on_a_cache_that_lags_behind_a_finished_delete_sends_nothing() {
+    let h = Harness::new().await;
+    created(&h).await;
+    h.kube.mark_deleting(
+        "es-inference.dev/v1alpha1",
+        "InferenceEndpoint",
+        NS,
+        "claude",
+    );
+    // What a lagging cache still shows after the cleanup: deleting, finalizer in place.
+    let lagging = h.watched("claude");
+    h.settle("claude").await.expect("deleted");
+    assert!(h.get("claude").is_none());
+    assert!(h.es.endpoint("claude-completion").is_none());
+    h.es.clear_requests();
+    let writes = h.kube.write_count();
+    es_inference_operator::reconcile::reconcile(std::sync::Arc::new(lagging), h.ctx.clone())
+        .await
+        .expect("nothing to do");
+    assert!(
+        h.es.requests().is_empty(),
+        "a second DELETE: {:?}",
+        h.es.requests()
+    );
+    assert_eq!(h.kube.write_count(), writes, "nothing written either");
+}

@@ -50,6 +50,10 @@ pub async fn run(
         ctx.forget(&uid);
         return Ok(Action::await_change());
     }
+    if ctx.is_released(&uid) {
+        // Done already; this pass runs on a cache that has not seen the finalizer go.
+        return Ok(Action::await_change());
+    }
     let ie = InferenceEndpoint {
         metadata: meta.clone(),
         spec: spec.clone(),
@@ -236,7 +240,7 @@ impl Deletion<'_> {
         let reference = self.reference();
         publish(self.ctx, &reference, type_, reason, "Delete", why).await;
         remove_finalizer(self.ctx, self.meta).await?;
-        self.ctx.forget(&self.uid);
+        self.ctx.released(&self.uid);
         self.ctx.metrics.set_endpoint_reason(
             self.meta.namespace.as_deref().unwrap_or_default(),
             self.meta.name.as_deref().unwrap_or_default(),
