@@ -31,8 +31,10 @@ RUN case "$TARGETARCH" in \
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
-# Cargo reads the test targets declared in Cargo.toml, so they must exist; they are not built.
+# Cargo reads the test and bench targets declared in Cargo.toml, so they must exist; they are not
+# built.
 COPY tests ./tests
+COPY benches ./benches
 # One cache per architecture: the two platforms of a release build run at the same time.
 RUN --mount=type=cache,id=cargo-registry-${TARGETARCH},target=/usr/local/cargo/registry \
     --mount=type=cache,id=cargo-target-${TARGETARCH},target=/src/target \
