@@ -129,7 +129,11 @@ impl Triggers {
 pub struct Context {
     pub client: Client,
     pub clusters: ClusterPool,
-    pub recorder: Recorder,
+    /// Who publishes Events. Each Event is published by a fresh `Recorder`: kube's Recorder
+    /// keeps every Event it sent for six minutes (to patch repeats into a series), which at
+    /// 10,000 endpoints is tens of MiB and a scan of all of them per Event. This operator
+    /// publishes on transitions only, so there are no repeats to fold.
+    pub reporter: Reporter,
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
     pub fence: Fence,
@@ -158,11 +162,10 @@ impl Context {
         reporter: Reporter,
         fence: Fence,
     ) -> Self {
-        let recorder = Recorder::new(client.clone(), reporter);
         Self {
             client,
             clusters,
-            recorder,
+            reporter,
             metrics,
             settings,
             fence,
@@ -279,6 +282,11 @@ impl Context {
             .expect("memory lock poisoned")
             .get(uid)
             .map(f)
+    }
+
+    /// A recorder holding nothing between Events (see `reporter`).
+    pub fn recorder(&self) -> Recorder {
+        Recorder::new(self.client.clone(), self.reporter.clone())
     }
 
     /// Like `peek_memory`, allowed to change what is remembered (never creates an entry).

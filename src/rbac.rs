@@ -85,11 +85,11 @@ pub const RULES: &[Rule] = &[
         scope: Scope::Watched,
         own_object_only: false,
     },
-    // Events are created, and patched when they repeat (kube's Recorder).
+    // Events are created (never patched: each is published once, see Context::reporter).
     Rule {
         api_group: "events.k8s.io",
         resource: "events",
-        verbs: &["create", "patch"],
+        verbs: &["create"],
         scope: Scope::Watched,
         own_object_only: false,
     },

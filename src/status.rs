@@ -282,7 +282,7 @@ pub async fn publish(
         secondary: None,
     };
     ctx.metrics.kubernetes_write("event");
-    if let Err(e) = ctx.recorder.publish(&ev, reference).await {
+    if let Err(e) = ctx.recorder().publish(&ev, reference).await {
         warn!(error = %e, "could not publish event");
     }
 }

@@ -1121,3 +1121,30 @@ async fn a_pass_on_a_cache_that_lags_behind_a_finished_delete_sends_nothing() {
     );
     assert_eq!(h.kube.write_count(), writes, "nothing written either");
 }
+
+#[tokio::test]
+async fn each_event_is_created_once_and_none_is_kept_to_be_patched() {
+    // kube's Recorder keeps every Event six minutes to patch repeats into a series: tens of MiB
+    // at 10,000 endpoints. The operator publishes on transitions only and keeps nothing.
+    let h = Harness::new().await;
+    let reference = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("es-inference.dev/v1alpha1".into()),
+        kind: Some("InferenceEndpoint".into()),
+        namespace: Some(NS.into()),
+        name: Some("claude".into()),
+        ..Default::default()
+    };
+    for _ in 0..2 {
+        es_inference_operator::status::publish(
+            &h.ctx,
+            &reference,
+            kube::runtime::events::EventType::Warning,
+            "Same",
+            "Reconcile",
+            "the same note".into(),
+        )
+        .await;
+    }
+    assert!(h.kube.requests_matching("PATCH", "events").is_empty());
+    assert_eq!(h.kube.events().len(), 2, "{:?}", h.kube.events());
+}

@@ -155,5 +155,5 @@ the same rules; a test compares them). One rule per resource.
 # Record Events about InferenceEndpoints and ElasticsearchConnections.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- end }}
