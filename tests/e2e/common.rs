@@ -114,15 +114,55 @@ impl TempNamespace {
 }
 
 impl Drop for TempNamespace {
+    /// Leaves nothing behind: the test's runtime is ending (a task spawned on it may never run),
+    /// so a thread with its own runtime and client clears the finalizers the stopped operator can
+    /// no longer remove, deletes the namespace, and is waited for (bounded).
     fn drop(&mut self) {
-        let api = self.api.clone();
         let name = self.name.clone();
-        // Best effort; the namespace may be left terminating on an API server without controllers.
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                let _ = api.delete(&name, &DeleteParams::default()).await;
+        let Some(env) = Env::get() else { return };
+        let (done, wait) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                let client = client(&env).await;
+                let unfinalize = json!({"metadata": {"finalizers": null}});
+                for kind in ["inferenceendpoints", "elasticsearchconnections"] {
+                    let api: Api<DynamicObject> = Api::namespaced_with(
+                        client.clone(),
+                        &name,
+                        &kube::discovery::ApiResource {
+                            group: "es-inference.dev".into(),
+                            version: "v1alpha1".into(),
+                            api_version: "es-inference.dev/v1alpha1".into(),
+                            kind: String::new(),
+                            plural: kind.into(),
+                        },
+                    );
+                    for o in api
+                        .list(&Default::default())
+                        .await
+                        .map(|l| l.items)
+                        .unwrap_or_default()
+                    {
+                        if let Some(n) = o.metadata.name.as_deref() {
+                            let _ = api
+                                .patch(n, &PatchParams::default(), &Patch::Merge(&unfinalize))
+                                .await;
+                        }
+                    }
+                }
+                let _ = Api::<Namespace>::all(client)
+                    .delete(&name, &DeleteParams::default())
+                    .await;
             });
-        }
+            let _ = done.send(());
+        });
+        let _ = wait.recv_timeout(Duration::from_secs(20));
     }
 }
 
