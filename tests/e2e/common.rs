@@ -115,8 +115,9 @@ impl TempNamespace {
 
 impl Drop for TempNamespace {
     /// Leaves nothing behind: the test's runtime is ending (a task spawned on it may never run),
-    /// so a thread with its own runtime and client clears the finalizers the stopped operator can
-    /// no longer remove, deletes the namespace, and is waited for (bounded).
+    /// so a thread with its own runtime and client deletes the namespace and the operator's
+    /// objects in it, clears the finalizers a stopped operator can no longer remove, and is
+    /// waited for (bounded).
     fn drop(&mut self) {
         let name = self.name.clone();
         let Some(env) = Env::get() else { return };
@@ -130,6 +131,9 @@ impl Drop for TempNamespace {
             };
             rt.block_on(async {
                 let client = client(&env).await;
+                let _ = Api::<Namespace>::all(client.clone())
+                    .delete(&name, &DeleteParams::default())
+                    .await;
                 let unfinalize = json!({"metadata": {"finalizers": null}});
                 for kind in ["inferenceendpoints", "elasticsearchconnections"] {
                     let api: Api<DynamicObject> = Api::namespaced_with(
@@ -143,6 +147,11 @@ impl Drop for TempNamespace {
                             plural: kind.into(),
                         },
                     );
+                    // Deleting them first: an object being deleted gets no new finalizer, so an
+                    // operator still running cannot put one back after it is cleared.
+                    let _ = api
+                        .delete_collection(&DeleteParams::default(), &Default::default())
+                        .await;
                     for o in api
                         .list(&Default::default())
                         .await
@@ -156,9 +165,6 @@ impl Drop for TempNamespace {
                         }
                     }
                 }
-                let _ = Api::<Namespace>::all(client)
-                    .delete(&name, &DeleteParams::default())
-                    .await;
             });
             let _ = done.send(());
         });
