@@ -3,9 +3,14 @@
 use crate::crd::InferenceEndpoint;
 
 /// The conflict rule: InferenceEndpoints that map to the same inference id on the same cluster
-/// never fight. The oldest (by creation time, then UID) owns the id; for any other,
-/// this returns the owner's `namespace/name`. Peers are on the same cluster when they reference
-/// it the same way (`target_key`) or their status records the same `cluster_uuid`.
+/// never fight. One that holds the endpoint (its own ownership record for this id on this
+/// cluster) owns the id; among the rest, and between two holders, the oldest (by creation time,
+/// then UID) does. For any other, this returns the owner's `namespace/name`. Holding comes first
+/// so that a newcomer created in the same second as the holder (creation times have a
+/// resolution of one second) can never win the tie on its UID and leave the endpoint's manager
+/// reporting `Conflict` while the newcomer is refused by Elasticsearch. Peers are on the same
+/// cluster when they reference it the same way (`target_key`) or their status records the same
+/// `cluster_uuid`.
 pub fn conflict_owner<'a>(
     me: &InferenceEndpoint,
     my_target: &str,
@@ -15,8 +20,18 @@ pub fn conflict_owner<'a>(
     let id = me.inference_id();
     // Creation times have a resolution of one second: the UID breaks ties, the same way in
     // every replica and across restarts.
+    let holds = |ie: &InferenceEndpoint| {
+        ie.status.as_ref().is_some_and(|s| {
+            s.ownership.is_some()
+                && s.owner_uid.is_some()
+                && s.owner_uid == ie.metadata.uid
+                && s.inference_id.as_deref() == Some(id.as_str())
+                && s.cluster_uuid.as_deref() == Some(my_cluster_uuid)
+        })
+    };
     let order = |ie: &InferenceEndpoint| {
         (
+            !holds(ie),
             ie.metadata.creation_timestamp.as_ref().map(|t| t.0),
             ie.metadata.uid.clone().unwrap_or_default(),
         )

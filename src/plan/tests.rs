@@ -608,6 +608,41 @@ fn conflict_rule_oldest_then_name_owns() {
     );
 }
 
+#[test]
+fn conflict_rule_the_holder_keeps_its_endpoint() {
+    // The holder was created in the same second as a newcomer whose UID sorts first: without
+    // the holding rule the newcomer would own the id, the holder would report Conflict, and
+    // Elasticsearch would refuse the newcomer's create: nobody would manage the endpoint.
+    let mut holder = peer("b", "holder", 200, "id", None, Some("u1"));
+    if let Some(s) = holder.status.as_mut() {
+        s.ownership = Some(Ownership::Created);
+        s.owner_uid = holder.metadata.uid.clone();
+        s.inference_id = Some("id".into());
+    }
+    let newcomer = peer("a", "newcomer", 200, "id", None, None);
+    assert_eq!(
+        conflict_owner(&newcomer, "default", "u1", [&holder]),
+        Some("b/holder".into())
+    );
+    assert_eq!(conflict_owner(&holder, "default", "u1", [&newcomer]), None);
+    // Even an older newcomer does not take a held endpoint.
+    let older = peer("c", "older", 100, "id", None, None);
+    assert_eq!(conflict_owner(&holder, "default", "u1", [&older]), None);
+    // A record copied from another object, or about another cluster, holds nothing.
+    let mut copied = holder.clone();
+    copied.metadata.uid = Some("someone-else".into());
+    assert_eq!(
+        conflict_owner(&copied, "default", "u1", [&newcomer]),
+        Some("a/newcomer".into()),
+        "copied record: the UID tie-break applies"
+    );
+    assert_eq!(
+        conflict_owner(&holder, "default", "u2", [&older]),
+        Some("c/older".into()),
+        "held on another cluster: the age rule applies"
+    );
+}
+
 fn creating() -> Record {
     Record {
         inference_id: Some("x".into()),

@@ -237,7 +237,7 @@ impl Pass<'_> {
             return Ok(Outcome::stalled(
                 reason::CONFLICT,
                 format!(
-                    "InferenceEndpoint {owner} (older) already manages inference endpoint {:?} on this cluster; this resource sends nothing to Elasticsearch. Choose another spec.inferenceId, or delete one of the two",
+                    "InferenceEndpoint {owner} owns inference endpoint {:?} on this cluster; this resource sends nothing to Elasticsearch. Choose another spec.inferenceId, or delete one of the two",
                     self.id
                 ),
             ));
