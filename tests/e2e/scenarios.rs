@@ -729,7 +729,17 @@ pub(crate) async fn connection_against_a_real_api_server() {
         }
     };
     let check = tls_standin.map(Es::Standin).unwrap_or(check);
-    let operator = Operator::start_with(&env.kubeconfig, &es, &ns.name, "single", &[]);
+    // A plaintext cluster given by URL is the tester's choice: a connection may use it only
+    // with the operator-wide opt-in (InsecureConnection otherwise, see tests/connections.rs).
+    let plaintext: &[&str] = if conn_spec["url"]
+        .as_str()
+        .is_some_and(|u| u.starts_with("http://"))
+    {
+        &["--allow-plaintext-elasticsearch", "true"]
+    } else {
+        &[]
+    };
+    let operator = Operator::start_with(&env.kubeconfig, &es, &ns.name, "single", plaintext);
     let conns: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
         &ns.name,
@@ -811,6 +821,8 @@ pub(crate) async fn conflict_takeover_against_a_real_api_server() {
     let client = client(&env).await;
     install_crd(&client).await;
     let ns = TempNamespace::new(&client, "e2e-conflict").await;
+    // Unique per run: a cluster given by URL keeps what an earlier, failed run left.
+    let id = format!("{}-contested", ns.name);
     let operator = Operator::start_with(
         &env.kubeconfig,
         &es,
@@ -830,7 +842,7 @@ pub(crate) async fn conflict_takeover_against_a_real_api_server() {
     let api: Api<InferenceEndpoint> = Api::namespaced(client.clone(), &ns.name);
     api.create(
         &PostParams::default(),
-        &ie("alpha", &ns.name, anthropic_spec("e2e-contested")),
+        &ie("alpha", &ns.name, anthropic_spec(&id)),
     )
     .await
     .expect("create");
@@ -840,7 +852,7 @@ pub(crate) async fn conflict_takeover_against_a_real_api_server() {
     .await;
     api.create(
         &PostParams::default(),
-        &ie("beta", &ns.name, anthropic_spec("e2e-contested")),
+        &ie("beta", &ns.name, anthropic_spec(&id)),
     )
     .await
     .expect("create");
@@ -859,7 +871,7 @@ pub(crate) async fn conflict_takeover_against_a_real_api_server() {
     let took = deleted_at.elapsed();
     println!("    takeover after the owner's deletion took {took:?} (resync interval 10m)");
     assert!(took < Duration::from_secs(60), "took {took:?}");
-    assert!(es.endpoint("e2e-contested").await.is_some());
-    es.delete("e2e-contested").await;
+    assert!(es.endpoint(&id).await.is_some());
+    es.delete(&id).await;
     drop(operator);
 }
