@@ -208,31 +208,11 @@ impl Pass<'_> {
         };
         self.values_mac = Some(values_mac(self.ctx.process_key(), &values));
         self.recognise_unchanged_values(&values, current.as_deref());
-        let target = match self.target().await {
-            Ok(t) => t,
-            Err(TargetProblem::Unreadable(e)) => return Err(Error::Unavailable(e)),
-            Err(problem) => {
-                return Ok(Outcome::stalled(
-                    problem.reason(),
-                    format!("{problem}; nothing was sent to Elasticsearch"),
-                ));
-            }
-        };
-        if let Some(violation) = self.policy_violation(&target)? {
-            return Ok(violation);
-        }
-        let cluster = match self.ctx.clusters.get(&target) {
-            Ok(c) => c,
-            Err(e) => {
-                return Ok(Outcome::stalled(
-                    reason::CONNECTION_FAILED,
-                    format!("cannot build a client for {}: {e}", target.url),
-                ));
-            }
-        };
-        self.cluster_key = Some(cluster.key().to_string());
-        let info = cluster.identity().await?;
-        self.version = Some(info.version.to_string());
+        let (target, cluster, info) =
+            match self.reach("; nothing was sent to Elasticsearch").await? {
+                Ok(reached) => reached,
+                Err(outcome) => return Ok(outcome),
+            };
         if let Some(owner) = self.conflict(&target, &info) {
             return Ok(Outcome::stalled(
                 reason::CONFLICT,
@@ -254,6 +234,41 @@ impl Pass<'_> {
             return Ok(done);
         }
         self.steps(&inputs).await
+    }
+
+    /// The cluster of this pass: the reference resolved (and allowed by the tenancy rules), its
+    /// client and its identity; `Err` with the outcome to report when the user must change
+    /// something first (`suffix` ends its message).
+    pub(super) async fn reach(
+        &mut self,
+        suffix: &str,
+    ) -> Result<std::result::Result<(Target, Arc<Cluster>, ClusterInfo), Outcome>> {
+        let target = match self.target().await {
+            Ok(t) => t,
+            Err(TargetProblem::Unreadable(e)) => return Err(Error::Unavailable(e)),
+            Err(problem) => {
+                return Ok(Err(Outcome::stalled(
+                    problem.reason(),
+                    format!("{problem}{suffix}"),
+                )));
+            }
+        };
+        if let Some(violation) = self.policy_violation(&target)? {
+            return Ok(Err(violation));
+        }
+        let cluster = match self.ctx.clusters.get(&target) {
+            Ok(c) => c,
+            Err(e) => {
+                return Ok(Err(Outcome::stalled(
+                    reason::CONNECTION_FAILED,
+                    format!("cannot build a client for {}: {e}", target.url),
+                )));
+            }
+        };
+        self.cluster_key = Some(cluster.key().to_string());
+        let info = cluster.identity().await?;
+        self.version = Some(info.version.to_string());
+        Ok(Ok((target, cluster, info)))
     }
 
     /// Ask the pure core for steps until it is done.

@@ -4,9 +4,8 @@
 use super::apply::Pass;
 use crate::{
     conditions::{Outcome, reason},
-    connection::TargetProblem,
     desired::{diff, validate},
-    error::{Error, Result},
+    error::Result,
 };
 
 impl Pass<'_> {
@@ -15,26 +14,10 @@ impl Pass<'_> {
         if let Err(problem) = validate(spec) {
             return Ok(Outcome::stalled(reason::INVALID_SPEC, problem.to_string()));
         }
-        let target = match self.target().await {
-            Ok(t) => t,
-            Err(TargetProblem::Unreadable(e)) => return Err(Error::Unavailable(e)),
-            Err(problem) => return Ok(Outcome::stalled(problem.reason(), problem.to_string())),
+        let (_, cluster, info) = match self.reach("").await? {
+            Ok(reached) => reached,
+            Err(outcome) => return Ok(outcome),
         };
-        if let Some(violation) = self.policy_violation(&target)? {
-            return Ok(violation);
-        }
-        let cluster = match self.ctx.clusters.get(&target) {
-            Ok(c) => c,
-            Err(e) => {
-                return Ok(Outcome::stalled(
-                    reason::CONNECTION_FAILED,
-                    format!("cannot build a client for {}: {e}", target.url),
-                ));
-            }
-        };
-        self.cluster_key = Some(cluster.key().to_string());
-        let info = cluster.identity().await?;
-        self.version = Some(info.version.to_string());
         if self.forced {
             self.refresh(&cluster).await?;
         } else {
