@@ -1148,3 +1148,39 @@ async fn each_event_is_created_once_and_none_is_kept_to_be_patched() {
     assert!(h.kube.requests_matching("PATCH", "events").is_empty());
     assert_eq!(h.kube.events().len(), 2, "{:?}", h.kube.events());
 }
+
+#[tokio::test]
+async fn of_two_records_claiming_one_endpoint_the_one_the_conflict_rule_passes_over_deletes_nothing()
+ {
+    // A retried create that found its twin's identical endpoint claims it too: two records,
+    // one endpoint. The conflict rule picks the holder created first; deleting the other must
+    // leave the endpoint to it.
+    let h = Harness::new().await;
+    created(&h).await;
+    h.endpoint("twin", anthropic());
+    let mut twin = h.raw("twin");
+    let mut status = h.raw("claude")["status"].clone();
+    status["ownerUID"] = twin["metadata"]["uid"].clone();
+    twin["status"] = status;
+    // Created after the owner (creation times order the holders).
+    twin["metadata"]["creationTimestamp"] = json!("2099-01-01T00:00:00Z");
+    twin["metadata"]["finalizers"] = h.raw("claude")["metadata"]["finalizers"].clone();
+    h.kube.insert(twin);
+    h.sync_peers();
+    h.kube
+        .mark_deleting("es-inference.dev/v1alpha1", "InferenceEndpoint", NS, "twin");
+    h.es.clear_requests();
+    h.settle("twin").await.expect("released");
+    assert!(!h.exists("twin"), "the finalizer was removed");
+    assert!(
+        h.es.requests().iter().all(|r| r.method != "DELETE"),
+        "{:?}",
+        h.es.requests()
+    );
+    assert!(h.es.endpoint("claude-completion").is_some());
+    assert!(
+        h.event_reasons().iter().any(|r| r == "Released"),
+        "{:?}",
+        h.event_reasons()
+    );
+}

@@ -19,7 +19,7 @@ use crate::{
     error::{Error, Result},
     guard::Watched,
     model::Deleted,
-    plan::{Cleanup, Record, decide_cleanup, is_what_spec_creates},
+    plan::{Cleanup, Record, conflict_owner, decide_cleanup, is_what_spec_creates},
     policy,
     status::{
         Extras, build_status, publish, remove_finalizer, true_condition, write_endpoint_status,
@@ -71,6 +71,16 @@ pub async fn run(
 }
 
 impl Deletion<'_> {
+    /// Another resource that the conflict rule says owns this id on this cluster.
+    fn other_owner(&self, ie: &InferenceEndpoint, target: &str, uuid: &str) -> Option<String> {
+        let me = InferenceEndpoint {
+            status: Some(self.stored.clone()),
+            ..ie.clone()
+        };
+        let peers = self.ctx.peer_endpoints();
+        conflict_owner(&me, target, uuid, peers.iter().filter_map(|p| p.endpoint()))
+    }
+
     async fn run(&self, ie: &InferenceEndpoint) -> Result<Action> {
         if controls::is_paused(self.meta) {
             return self.wait_while_paused().await;
@@ -119,6 +129,18 @@ impl Deletion<'_> {
                 .is_none_or(|p| policy::force_allowed(&ns_info.clone().unwrap_or_default(), p));
         match decide_cleanup(policy, force, &rec, &self.id, &info.uuid) {
             Cleanup::Release(why) => self.release(EventType::Normal, "Released", why).await,
+            // Two records can both claim one endpoint (a retried create that found the twin's
+            // identical endpoint); the one the conflict rule does not name must not delete what
+            // the other manages.
+            Cleanup::Delete { .. }
+                if let Some(owner) = self.other_owner(ie, cluster.key(), &info.uuid) =>
+            {
+                let why = format!(
+                    "InferenceEndpoint {owner} owns inference endpoint {:?} on this cluster; it was left in Elasticsearch",
+                    self.id
+                );
+                self.release(EventType::Normal, "Released", why).await
+            }
             Cleanup::Delete {
                 force,
                 verify_first,
