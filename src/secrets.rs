@@ -159,6 +159,15 @@ pub fn versions(
 /// whether values changed when a Secret's version moved. Never written anywhere.
 pub fn values_mac(key: &[u8], values: &SecretValues) -> [u8; 16] {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts keys of any length");
+    feed(&mut mac, values);
+    let out = mac.finalize().into_bytes();
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&out[..16]);
+    first
+}
+
+/// Every key and value, each prefixed by its length (so no two sets feed the same bytes).
+fn feed(mac: &mut Hmac<Sha256>, values: &SecretValues) {
     for (k, v) in &values.values {
         mac.update(&(k.len() as u64).to_be_bytes());
         mac.update(k.as_bytes());
@@ -166,10 +175,6 @@ pub fn values_mac(key: &[u8], values: &SecretValues) -> [u8; 16] {
         mac.update(&(v.len() as u64).to_be_bytes());
         mac.update(v.as_bytes());
     }
-    let out = mac.finalize().into_bytes();
-    let mut first = [0u8; 16];
-    first.copy_from_slice(&out[..16]);
-    first
 }
 
 /// The fingerprint releases up to 0.1 wrote to status (an HMAC keyed by the object's UID, which
@@ -183,13 +188,7 @@ pub fn legacy_fingerprint(salt: &str, values: &SecretValues) -> Option<String> {
         format!("es-inference-operator/secret-fingerprint/v1/{salt}").as_bytes(),
     )
     .expect("HMAC accepts keys of any length");
-    for (k, v) in &values.values {
-        mac.update(&(k.len() as u64).to_be_bytes());
-        mac.update(k.as_bytes());
-        let v = v.expose_secret();
-        mac.update(&(v.len() as u64).to_be_bytes());
-        mac.update(v.as_bytes());
-    }
+    feed(&mut mac, values);
     let out = mac.finalize().into_bytes();
     Some(hex::encode(&out[..8]))
 }
