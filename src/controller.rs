@@ -31,7 +31,6 @@ use crate::{
     crd::ElasticsearchConnection,
     guard::Watched,
     reconcile::{error_policy, reconcile},
-    secrets::endpoints_using_secret,
 };
 
 /// The APIs one scope (a namespace, or all of them) watches.
@@ -164,12 +163,12 @@ fn dependents(
 ) -> Vec<ObjectRef<Watched>> {
     let conns = connections.state();
     let all = endpoints.state();
-    let valid: Vec<_> = all.iter().filter_map(|w| w.endpoint()).collect();
-    let mut out: Vec<ObjectRef<Watched>> = endpoints_using_secret(valid.iter().copied(), ns, name)
-        .into_iter()
-        .map(|r| ObjectRef::new(&r.name).within(r.namespace.as_deref().unwrap_or_default()))
+    let mut out: Vec<ObjectRef<Watched>> = all
+        .iter()
+        .filter(|w| w.uses_secret(ns, name))
+        .map(|w| ObjectRef::new(w.name()).within(w.namespace()))
         .collect();
-    for ie in &valid {
+    for ie in all.iter().filter_map(|w| w.endpoint()) {
         let conn = ie.spec.elasticsearch_ref.as_ref().and_then(|r| {
             let conn_ns = connection_namespace(ie);
             conns

@@ -11,17 +11,27 @@
 //! Metadata keeps only what the operator uses: `managedFields` and kubectl's
 //! last-applied-configuration annotation (which mirror the whole object) are dropped, which also
 //! keeps the controller's cache small.
+//!
+//! For the same reason the settings (`serviceSettings`, `taskSettings`, `chunkingSettings`,
+//! `secretSettings`) are kept as compact JSON text: decoded, each map costs a `BTreeMap` node
+//! sized for eleven entries, and only a pass over the object itself reads them. The watches and
+//! the conflict rule read the rest (inference id, cluster reference, status, metadata) from
+//! [`Watched::endpoint`] and the names of the Secrets it reads from [`Watched::uses_secret`]; a
+//! pass gets the whole object from [`Cached::decoded`].
 
-use std::{borrow::Cow, collections::BTreeMap};
+use std::{
+    borrow::Cow,
+    collections::{BTreeMap, BTreeSet},
+};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::Resource;
-use serde::{Deserialize, Deserializer};
-use serde_json::value::RawValue;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value, value::RawValue};
 
 use crate::crd::{
-    DeletionPolicy, ElasticsearchRef, InferenceEndpoint, InferenceEndpointSpec,
-    InferenceEndpointStatus, ManagementPolicy, TaskType,
+    ChunkingSettings, DeletionPolicy, ElasticsearchRef, InferenceEndpoint, InferenceEndpointSpec,
+    InferenceEndpointStatus, ManagementPolicy, SecretValueSource, TaskType,
 };
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -29,8 +39,99 @@ const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// An InferenceEndpoint, or the parts of one that could be read.
 #[derive(Clone, Debug)]
 pub enum Watched {
-    Valid(InferenceEndpoint),
+    Valid(Cached),
     Invalid(Undecodable),
+}
+
+/// A decodable InferenceEndpoint as the cache keeps it: everything decoded but the settings,
+/// which are JSON text.
+#[derive(Clone, Debug)]
+pub struct Cached {
+    /// The object with empty `serviceSettings`, `taskSettings`, `chunkingSettings` and
+    /// `secretSettings`.
+    endpoint: InferenceEndpoint,
+    /// Those settings, `None` when all are empty.
+    settings: Option<Box<str>>,
+    /// The Secrets `secretSettings` names (in the object's namespace), sorted.
+    secrets: Box<[Box<str>]>,
+}
+
+/// The settings as they are kept (field names as in the spec).
+#[derive(Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Settings {
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    service_settings: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    task_settings: Option<Map<String, Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    chunking_settings: Option<ChunkingSettings>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    secret_settings: BTreeMap<String, SecretValueSource>,
+}
+
+impl Cached {
+    fn new(mut endpoint: InferenceEndpoint) -> Self {
+        let spec = &mut endpoint.spec;
+        let settings = Settings {
+            service_settings: std::mem::take(&mut spec.service_settings),
+            task_settings: spec.task_settings.take(),
+            chunking_settings: spec.chunking_settings.take(),
+            secret_settings: std::mem::take(&mut spec.secret_settings),
+        };
+        let secrets: BTreeSet<&str> = settings
+            .secret_settings
+            .values()
+            .map(|s| s.secret_key_ref.name.as_str())
+            .collect();
+        let secrets = secrets.into_iter().map(Box::from).collect();
+        if settings.service_settings.is_empty()
+            && settings.task_settings.is_none()
+            && settings.chunking_settings.is_none()
+            && settings.secret_settings.is_empty()
+        {
+            return Cached {
+                endpoint,
+                settings: None,
+                secrets,
+            };
+        }
+        match serde_json::to_string(&settings) {
+            Ok(text) => Cached {
+                endpoint,
+                settings: Some(text.into_boxed_str()),
+                secrets,
+            },
+            // Maps of JSON values always serialize; were it ever to fail, the object is kept
+            // whole rather than without its settings.
+            Err(_) => {
+                settings.restore(&mut endpoint.spec);
+                Cached {
+                    endpoint,
+                    settings: None,
+                    secrets,
+                }
+            }
+        }
+    }
+
+    /// The whole object, settings decoded, for a pass over it.
+    pub fn decoded(&self) -> Result<InferenceEndpoint, serde_json::Error> {
+        let mut ie = self.endpoint.clone();
+        if let Some(text) = &self.settings {
+            serde_json::from_str::<Settings>(text)?.restore(&mut ie.spec);
+        }
+        Ok(ie)
+    }
+}
+
+impl Settings {
+    fn restore(self, spec: &mut InferenceEndpointSpec) {
+        spec.service_settings = self.service_settings;
+        spec.task_settings = self.task_settings;
+        spec.chunking_settings = self.chunking_settings;
+        spec.secret_settings = self.secret_settings;
+    }
 }
 
 /// An object whose spec could not be decoded.
@@ -88,15 +189,28 @@ impl Identity {
 impl Watched {
     pub fn meta(&self) -> &ObjectMeta {
         match self {
-            Watched::Valid(ie) => &ie.metadata,
+            Watched::Valid(c) => &c.endpoint.metadata,
             Watched::Invalid(u) => &u.metadata,
         }
     }
 
+    /// The endpoint without its settings (`serviceSettings`, `taskSettings`,
+    /// `chunkingSettings` and `secretSettings` are empty): what the watches and the conflict rule
+    /// read.
     pub fn endpoint(&self) -> Option<&InferenceEndpoint> {
         match self {
-            Watched::Valid(ie) => Some(ie),
+            Watched::Valid(c) => Some(&c.endpoint),
             Watched::Invalid(_) => None,
+        }
+    }
+
+    /// Whether `secretSettings` reads the Secret `namespace/name` (never for an invalid object).
+    pub fn uses_secret(&self, namespace: &str, name: &str) -> bool {
+        match self {
+            Watched::Valid(c) => {
+                self.namespace() == namespace && c.secrets.iter().any(|s| &**s == name)
+            }
+            Watched::Invalid(_) => false,
         }
     }
 
@@ -115,7 +229,7 @@ impl Watched {
 
 impl From<InferenceEndpoint> for Watched {
     fn from(ie: InferenceEndpoint) -> Self {
-        Watched::Valid(ie)
+        Watched::Valid(Cached::new(ie))
     }
 }
 
@@ -140,7 +254,7 @@ impl Resource for Watched {
     }
     fn meta_mut(&mut self) -> &mut ObjectMeta {
         match self {
-            Watched::Valid(ie) => &mut ie.metadata,
+            Watched::Valid(c) => &mut c.endpoint.metadata,
             Watched::Invalid(u) => &mut u.metadata,
         }
     }
@@ -214,16 +328,18 @@ impl Watched {
             None => serde_json::from_str::<InferenceEndpointSpec>("null"),
         };
         match (spec_parsed, status_parsed) {
-            (Ok(spec), None) => Watched::Valid(InferenceEndpoint {
+            (Ok(spec), None) => InferenceEndpoint {
                 metadata,
                 spec,
                 status: None,
-            }),
-            (Ok(spec), Some(Ok(status))) => Watched::Valid(InferenceEndpoint {
+            }
+            .into(),
+            (Ok(spec), Some(Ok(status))) => InferenceEndpoint {
                 metadata,
                 spec,
                 status: Some(status),
-            }),
+            }
+            .into(),
             (Ok(_), Some(Err(e))) => Watched::Invalid(Undecodable {
                 metadata,
                 error: format!("status: {e}"),
@@ -311,5 +427,72 @@ mod tests {
         let w: Watched = serde_json::from_str(text).expect("decodes");
         assert!(matches!(w, Watched::Invalid(_)));
         assert_eq!(w.name(), "x");
+    }
+
+    const FULL: &str = r#"{"metadata":{"name":"a","namespace":"ns","uid":"u-a"},
+        "spec":{"inferenceId":"id-a","taskType":"text_embedding","service":"amazonbedrock",
+          "serviceSettings":{"region":"us-east-1","model":"amazon.titan-embed-text-v2:0","rate_limit":{"requests_per_minute":7},"dimensions":1024,"scale":0.1},
+          "taskSettings":{"input_type":"search"},
+          "chunkingSettings":{"strategy":"word","maxChunkSize":100,"overlap":10},
+          "secretSettings":{"access_key":{"secretKeyRef":{"name":"aws","key":"id"}},
+                            "secret_key":{"secretKeyRef":{"name":"aws","key":"secret"}},
+                            "session":{"secretKeyRef":{"name":"sts","key":"token"}}},
+          "elasticsearchRef":{"name":"prod"}},
+        "status":{"inferenceId":"id-a","ownership":"Created","ownerUID":"u-a"}}"#;
+
+    #[test]
+    fn the_cache_keeps_settings_as_text_and_a_pass_gets_them_back_unchanged() {
+        let plain: InferenceEndpoint = serde_json::from_str(FULL).expect("plain decode");
+        let w: Watched = serde_json::from_str(FULL).expect("decodes");
+        let Watched::Valid(cached) = &w else {
+            panic!("valid");
+        };
+        // What the watches read has no settings...
+        let light = w.endpoint().expect("valid");
+        assert!(light.spec.service_settings.is_empty());
+        assert!(light.spec.task_settings.is_none());
+        assert!(light.spec.chunking_settings.is_none());
+        assert!(light.spec.secret_settings.is_empty());
+        assert_eq!(light.spec.inference_id.as_deref(), Some("id-a"));
+        assert_eq!(light.spec.elasticsearch_ref, plain.spec.elasticsearch_ref);
+        assert_eq!(light.status, plain.status);
+        // ...and a pass gets the object exactly as the API server sent it, so the configuration
+        // hash and the request body are the same as before.
+        let full = cached.decoded().expect("settings decode");
+        assert_eq!(full.spec, plain.spec);
+        assert_eq!(
+            crate::desired::config_hash(&full.spec),
+            crate::desired::config_hash(&plain.spec)
+        );
+        // The same through `From`, the path of objects built in memory.
+        let Watched::Valid(built) = Watched::from(plain.clone()) else {
+            panic!("valid");
+        };
+        assert_eq!(built.decoded().expect("decodes").spec, plain.spec);
+    }
+
+    #[test]
+    fn an_endpoint_without_settings_keeps_no_text() {
+        let text = r#"{"metadata":{"name":"x","namespace":"ns"},"spec":{"taskType":"completion","service":"elastic"}}"#;
+        let Watched::Valid(cached) = serde_json::from_str::<Watched>(text).expect("decodes") else {
+            panic!("valid");
+        };
+        assert!(cached.settings.is_none());
+        let plain: InferenceEndpoint = serde_json::from_str(text).expect("plain decode");
+        let decoded = cached.decoded().expect("decodes");
+        assert_eq!(decoded.spec, plain.spec);
+        assert_eq!(decoded.metadata, plain.metadata);
+    }
+
+    #[test]
+    fn a_secret_maps_to_the_endpoints_that_read_it_in_its_namespace_only() {
+        let w: Watched = serde_json::from_str(FULL).expect("decodes");
+        assert!(w.uses_secret("ns", "aws"));
+        assert!(w.uses_secret("ns", "sts"));
+        assert!(!w.uses_secret("other", "aws"));
+        assert!(!w.uses_secret("ns", "prod"));
+        let text = r#"{"metadata":{"name":"x","namespace":"ns"},"spec":{"taskType":"nonsense","service":"s","secretSettings":{"k":{"secretKeyRef":{"name":"aws","key":"id"}}}}}"#;
+        let invalid: Watched = serde_json::from_str(text).expect("decodes");
+        assert!(!invalid.uses_secret("ns", "aws"));
     }
 }

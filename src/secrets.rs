@@ -10,14 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use hmac::{Hmac, Mac};
 use k8s_openapi::api::core::v1::Secret;
-use kube::{ResourceExt, runtime::reflector::ObjectRef};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 
-use crate::{
-    crd::{InferenceEndpoint, InferenceEndpointSpec},
-    desired::SecretValues,
-};
+use crate::{crd::InferenceEndpointSpec, desired::SecretValues};
 
 /// Why `secretSettings` could not be resolved. Names Secrets and keys, never values.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -193,25 +189,6 @@ pub fn legacy_fingerprint(salt: &str, values: &SecretValues) -> Option<String> {
     Some(hex::encode(&out[..8]))
 }
 
-/// The InferenceEndpoints in `endpoints` that use the Secret `namespace/name`.
-pub fn endpoints_using_secret<'a>(
-    endpoints: impl IntoIterator<Item = &'a InferenceEndpoint>,
-    namespace: &str,
-    name: &str,
-) -> Vec<ObjectRef<InferenceEndpoint>> {
-    endpoints
-        .into_iter()
-        .filter(|ie| ie.namespace().as_deref() == Some(namespace))
-        .filter(|ie| {
-            ie.spec
-                .secret_settings
-                .values()
-                .any(|s| s.secret_key_ref.name == name)
-        })
-        .map(ObjectRef::from_obj)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,20 +296,5 @@ mod tests {
         assert_ne!(a, values_mac(b"key-b", &v));
         v.values.insert("api_key".into(), SecretString::from("two"));
         assert_ne!(a, values_mac(b"key-a", &v));
-    }
-
-    #[test]
-    fn maps_secret_to_users_in_same_namespace() {
-        let mut a: InferenceEndpoint = InferenceEndpoint::new("a", spec(BEDROCK));
-        a.metadata.namespace = Some("ns".into());
-        let mut b = a.clone();
-        b.metadata.name = Some("b".into());
-        b.metadata.namespace = Some("other".into());
-        let mut c = a.clone();
-        c.metadata.name = Some("c".into());
-        c.spec.secret_settings.clear();
-        let refs = endpoints_using_secret([&a, &b, &c], "ns", "aws");
-        assert_eq!(refs, vec![ObjectRef::from_obj(&a)]);
-        assert!(endpoints_using_secret([&a], "ns", "other-secret").is_empty());
     }
 }

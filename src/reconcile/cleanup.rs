@@ -309,7 +309,7 @@ impl Deletion<'_> {
 
     fn reference(&self) -> k8s_openapi::api::core::v1::ObjectReference {
         use kube::Resource;
-        Watched::Valid(InferenceEndpoint {
+        Watched::from(InferenceEndpoint {
             metadata: self.meta.clone(),
             spec: self.spec.clone(),
             status: None,

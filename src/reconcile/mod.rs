@@ -56,10 +56,15 @@ pub async fn reconcile(obj: Arc<Watched>, ctx: Arc<Context>) -> Result<Action> {
     let timer = ctx.metrics.reconcile_started(KIND_ENDPOINT);
     let result = async {
         match &*obj {
-            Watched::Valid(ie) if ie.metadata.deletion_timestamp.is_some() => {
-                cleanup::run(&ctx, &ie.metadata, &ie.spec, ie.status.as_ref()).await
-            }
-            Watched::Valid(ie) => apply::run(&ctx, ie).await,
+            Watched::Valid(cached) => match cached.decoded() {
+                Ok(ie) if ie.metadata.deletion_timestamp.is_some() => {
+                    cleanup::run(&ctx, &ie.metadata, &ie.spec, ie.status.as_ref()).await
+                }
+                Ok(ie) => apply::run(&ctx, &ie).await,
+                Err(e) => Err(Error::Unavailable(format!(
+                    "the cached settings did not decode: {e}"
+                ))),
+            },
             Watched::Invalid(u) => invalid(&ctx, u).await,
         }
     }
