@@ -138,7 +138,9 @@ pub struct Context {
     pub settings: Settings,
     pub fence: Fence,
     pub triggers: Triggers,
-    memory: Mutex<HashMap<String, ObjectMemory>>,
+    /// Boxed: the table has a slot per object and grows by doubling, so each empty slot costs a
+    /// pointer instead of a whole `ObjectMemory` (about 260 bytes).
+    memory: Mutex<HashMap<String, Box<ObjectMemory>>>,
     /// Objects whose cleanup is done (the finalizer removed), newest last: a pass on a cache that
     /// still shows one of them does nothing (UIDs are never reused). Bounded.
     released: Mutex<(VecDeque<String>, HashSet<String>)>,
@@ -281,7 +283,7 @@ impl Context {
             .lock()
             .expect("memory lock poisoned")
             .get(uid)
-            .map(f)
+            .map(|m| f(m))
     }
 
     /// A recorder holding nothing between Events (see `reporter`).
@@ -295,7 +297,7 @@ impl Context {
             .lock()
             .expect("memory lock poisoned")
             .get_mut(uid)
-            .map(f)
+            .map(|m| f(m))
     }
 
     /// Forget everything about an object (it is gone).
