@@ -30,15 +30,20 @@ RUN case "$TARGETARCH" in \
     && rustup target add "$target"
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+# Build settings (jemalloc's configuration).
+COPY .cargo ./.cargo
 COPY src ./src
 # Cargo reads the test and bench targets declared in Cargo.toml, so they must exist; they are not
 # built.
 COPY tests ./tests
 COPY benches ./benches
-# One cache per architecture: the two platforms of a release build run at the same time.
+# One cache per architecture: the two platforms of a release build run at the same time. arm64
+# kernels use 4, 16 or 64 KiB pages, and jemalloc (the allocator) refuses to start on pages
+# larger than it was built for: arm64 builds for 64 KiB, which works on all three.
 RUN --mount=type=cache,id=cargo-registry-${TARGETARCH},target=/usr/local/cargo/registry \
     --mount=type=cache,id=cargo-target-${TARGETARCH},target=/src/target \
     TARGET="$(cat /rust-target)" \
+    && if [ "$TARGETARCH" = arm64 ]; then export JEMALLOC_SYS_WITH_LG_PAGE=16; fi \
     && cargo build --locked --release --target "$TARGET" --bin es-inference-operator \
     && cp "target/$TARGET/release/es-inference-operator" /es-inference-operator
 

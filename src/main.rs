@@ -7,6 +7,12 @@ use es_inference_operator::{
 };
 use tracing::error;
 
+/// jemalloc gives freed memory back to the system on a timer (from a background thread, see
+/// `.cargo/config.toml`); glibc's per-thread arenas keep theirs, so after a mass delete the
+/// process stayed at its peak (README, "Benchmark").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {

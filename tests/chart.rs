@@ -628,7 +628,7 @@ fn dockerfile_agrees_with_chart_and_binary(_: &Tools) {
     }
     assert!(dockerfile.contains("rustup target add \"$target\""));
     // Cargo refuses a manifest whose declared targets are missing: each one's top directory is
-    // copied into the build.
+    // copied into the build, and so is the build configuration (.cargo/, jemalloc's settings).
     let copied: Vec<&str> = lines
         .iter()
         .filter_map(|l| l.strip_prefix("COPY "))
@@ -638,7 +638,7 @@ fn dockerfile_agrees_with_chart_and_binary(_: &Tools) {
         .lines()
         .filter_map(|l| l.strip_prefix("path = \""))
         .filter_map(|l| l.split('/').next())
-        .chain(["src", "benches"])
+        .chain(["src", "benches", ".cargo"])
     {
         assert!(
             copied.contains(&path),
@@ -646,6 +646,12 @@ fn dockerfile_agrees_with_chart_and_binary(_: &Tools) {
         );
     }
     assert!(dockerfile.contains("cargo build --locked --release --target \"$TARGET\""));
+    // jemalloc built for 64 KiB pages on arm64 (it aborts on pages larger than built for).
+    assert!(
+        dockerfile.contains(
+            "if [ \"$TARGETARCH\" = arm64 ]; then export JEMALLOC_SYS_WITH_LG_PAGE=16; fi"
+        )
+    );
     // ring's C code is compiled with musl-gcc on both (cc would look for aarch64-linux-musl-gcc).
     for target in ["x86_64_unknown_linux_musl", "aarch64_unknown_linux_musl"] {
         assert!(
