@@ -17,7 +17,6 @@ use crate::{
         InferenceEndpointStatus, ManagementPolicy,
     },
     error::{Error, Result},
-    guard::Watched,
     model::Deleted,
     plan::{Cleanup, Record, conflict_owner, decide_cleanup, is_what_spec_creates},
     policy,
@@ -309,11 +308,11 @@ impl Deletion<'_> {
 
     fn reference(&self) -> k8s_openapi::api::core::v1::ObjectReference {
         use kube::Resource;
-        Watched::from(InferenceEndpoint {
+        InferenceEndpoint {
             metadata: self.meta.clone(),
             spec: self.spec.clone(),
             status: None,
-        })
+        }
         .object_ref(&())
     }
 }

@@ -61,8 +61,11 @@ pub async fn reconcile(obj: Arc<Watched>, ctx: Arc<Context>) -> Result<Action> {
                     cleanup::run(&ctx, &ie.metadata, &ie.spec, ie.status.as_ref()).await
                 }
                 Ok(ie) => apply::run(&ctx, &ie).await,
+                // Where, never what: serde's message can quote a value.
                 Err(e) => Err(Error::Unavailable(format!(
-                    "the cached settings did not decode: {e}"
+                    "the cached settings did not decode ({:?} error at column {})",
+                    e.classify(),
+                    e.column()
                 ))),
             },
             Watched::Invalid(u) => invalid(&ctx, u).await,
