@@ -455,19 +455,7 @@ async fn run(s: Settings) {
         }
         took
     };
-    let ref_api: Api<InferenceEndpoint> = Api::namespaced(client.clone(), &ns_ref);
-    stream::iter(0..n)
-        .map(|i| {
-            let api = ref_api.clone();
-            async move {
-                api.delete(&format!("ref-{i}"), &DeleteParams::default())
-                    .await
-                    .expect("delete a reference object");
-            }
-        })
-        .buffer_unordered(32)
-        .collect::<Vec<_>>()
-        .await;
+    delete_all(&Api::namespaced(client.clone(), &ns_ref), "ref", n).await;
 
     // The operator.
     let op = Operator::start(&s, &es.url(), &ns_op);
@@ -551,20 +539,7 @@ async fn run(s: Settings) {
     es.clear_requests();
     let api: Api<InferenceEndpoint> = Api::namespaced(client.clone(), &ns_op);
     let t = Instant::now();
-    // One DELETE per object, 32 in flight, as `kubectl delete` of a directory does (a single
-    // delete-collection of thousands of objects outlasts a client's timeout).
-    stream::iter(0..n)
-        .map(|i| {
-            let api = api.clone();
-            async move {
-                api.delete(&format!("ep-{i}"), &DeleteParams::default())
-                    .await
-                    .expect("delete");
-            }
-        })
-        .buffer_unordered(32)
-        .collect::<Vec<_>>()
-        .await;
+    delete_all(&api, "ep", n).await;
     let deleted = wait_empty(&client, &ns_op).await - t;
     let deletes = EsCount(&es).count("DELETE", |_| true);
     // Memory is returned when the objects go (their memory at once, the rest at the next sweep).
@@ -604,4 +579,22 @@ async fn run(s: Settings) {
     for ns in [&ns_ref, &ns_op] {
         let _ = namespaces.delete(ns, &DeleteParams::default()).await;
     }
+}
+
+/// Delete `{prefix}-0` to `{prefix}-{n-1}`: one DELETE per object, 32 in flight, as `kubectl
+/// delete` of a directory does (a single delete-collection of thousands of objects outlasts a
+/// client's timeout).
+async fn delete_all(api: &Api<InferenceEndpoint>, prefix: &str, n: usize) {
+    stream::iter(0..n)
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                api.delete(&format!("{prefix}-{i}"), &DeleteParams::default())
+                    .await
+                    .expect("delete");
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
 }
