@@ -36,8 +36,9 @@ pub const CLOUD_CONNECT: &str = "CloudConnect";
 /// How many InferenceEndpoints in `namespace` refer to the connection `name`.
 pub fn users(ctx: &Context, namespace: &str, name: &str) -> i32 {
     let n = ctx
-        .peers()
+        .peer_endpoints()
         .iter()
+        .filter_map(|w| w.endpoint())
         .filter(|ie| connection_namespace(ie).as_deref() == Some(namespace))
         .filter(|ie| {
             ie.spec

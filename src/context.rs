@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use crate::{
     cluster::ClusterPool,
     connection::ReferenceRules,
-    crd::{DeletionPolicy, InferenceEndpoint, InferenceEndpointStatus},
+    crd::{DeletionPolicy, InferenceEndpointStatus},
     guard::Watched,
     lease::Fence,
     metrics::Metrics,
@@ -265,11 +265,15 @@ impl Context {
             .collect()
     }
 
-    /// Every known InferenceEndpoint, decodable ones only.
-    pub fn peers(&self) -> Vec<InferenceEndpoint> {
-        self.peer_endpoints()
+    /// The decodable InferenceEndpoints that manage the inference id `id` (the conflict rule's
+    /// candidates), found under the stores' read locks: nothing is copied for the others.
+    pub fn peers_with_id(&self, id: &str) -> Vec<Arc<Watched>> {
+        let matches = |w: &Watched| w.endpoint().is_some_and(|ie| ie.inference_id_str() == id);
+        self.stores
+            .lock()
+            .expect("stores lock poisoned")
             .iter()
-            .filter_map(|w| w.endpoint().cloned())
+            .flat_map(|s| s.state_filter(matches))
             .collect()
     }
 

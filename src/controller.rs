@@ -290,12 +290,17 @@ fn same_inference_id(store: &Store<Watched>, changed: &Watched) -> Vec<ObjectRef
     let Some(changed) = changed.endpoint() else {
         return Vec::new();
     };
-    let id = changed.inference_id();
+    // Runs for every event of every endpoint: the scan compares in place under the store's read
+    // lock and copies only the (rare) matches.
+    let id = changed.inference_id_str();
     store
-        .state()
+        .state_filter(|w| {
+            w.endpoint().is_some_and(|ie| {
+                ie.metadata.uid != changed.metadata.uid && ie.inference_id_str() == id
+            })
+        })
         .iter()
         .filter_map(|w| w.endpoint())
-        .filter(|ie| ie.metadata.uid != changed.metadata.uid && ie.inference_id() == id)
         .map(object_ref)
         .collect()
 }

@@ -328,3 +328,24 @@ fn the_inference_id_prefix_policy_example_admits_only_prefixed_ids() {
         "the '-' counts"
     );
 }
+
+#[test]
+fn the_inference_id_is_the_spec_field_or_else_the_name() {
+    // The scans that find resources sharing an id compare `inference_id_str`; it must agree
+    // with `inference_id` in both cases.
+    let decode = |spec: Value| -> InferenceEndpoint {
+        serde_json::from_value(json!({
+            "apiVersion": "es-inference.dev/v1alpha1", "kind": "InferenceEndpoint",
+            "metadata": {"name": "from-name", "namespace": "ns"}, "spec": spec,
+        }))
+        .expect("decodes")
+    };
+    let named = decode(
+        json!({"inferenceId": "from-spec", "taskType": "completion", "service": "anthropic"}),
+    );
+    assert_eq!(named.inference_id_str(), "from-spec");
+    assert_eq!(named.inference_id(), "from-spec");
+    let unnamed = decode(json!({"taskType": "completion", "service": "anthropic"}));
+    assert_eq!(unnamed.inference_id_str(), "from-name");
+    assert_eq!(unnamed.inference_id(), "from-name");
+}

@@ -137,10 +137,15 @@ pub struct InferenceEndpointSpec {
 impl InferenceEndpoint {
     /// The Elasticsearch inference id this resource manages.
     pub fn inference_id(&self) -> String {
+        self.inference_id_str().to_string()
+    }
+
+    /// [`Self::inference_id`] without a copy: what the scans over every object compare.
+    pub fn inference_id_str(&self) -> &str {
         self.spec
             .inference_id
-            .clone()
-            .or_else(|| self.metadata.name.clone())
+            .as_deref()
+            .or(self.metadata.name.as_deref())
             .unwrap_or_default()
     }
 }

@@ -50,7 +50,7 @@ pub fn conflict_owner<'a>(
             (Some(a), Some(b)) => a != b,
             _ => order(p) != mine,
         })
-        .filter(|p| p.inference_id() == id)
+        .filter(|p| p.inference_id_str() == id)
         .filter(|p| {
             crate::connection::target_key(p) == my_target
                 || p.status.as_ref().and_then(|s| s.cluster_uuid.as_deref())

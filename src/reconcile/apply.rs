@@ -687,7 +687,7 @@ impl Pass<'_> {
     }
 
     fn conflict(&self, target: &Target, info: &ClusterInfo) -> Option<String> {
-        let peers: Vec<Arc<Watched>> = self.ctx.peer_endpoints();
+        let peers: Vec<Arc<Watched>> = self.ctx.peers_with_id(&self.id);
         conflict_owner(
             self.ie,
             &target.key,

@@ -76,7 +76,7 @@ impl Deletion<'_> {
             status: Some(self.stored.clone()),
             ..ie.clone()
         };
-        let peers = self.ctx.peer_endpoints();
+        let peers = self.ctx.peers_with_id(&self.id);
         conflict_owner(&me, target, uuid, peers.iter().filter_map(|p| p.endpoint()))
     }
 
