@@ -415,10 +415,12 @@ fn build_snapshot(list: Vec<RawEndpoint>) -> Snapshot {
             // resource needs it.
             let ep = raw.parse().ok()?;
             let hash = endpoint_hash(&ep);
+            // The list's own text is kept (moved, not copied).
+            let RawEndpoint { inference_id, raw } = raw;
             Some((
-                raw.inference_id,
+                inference_id,
                 Entry {
-                    json: String::from(raw.raw.get()).into_boxed_str(),
+                    json: raw.into(),
                     hash,
                 },
             ))
