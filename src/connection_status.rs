@@ -36,17 +36,17 @@ pub const CLOUD_CONNECT: &str = "CloudConnect";
 /// How many InferenceEndpoints in `namespace` refer to the connection `name`.
 pub fn users(ctx: &Context, namespace: &str, name: &str) -> i32 {
     let n = ctx
-        .peer_endpoints()
-        .iter()
-        .filter_map(|w| w.endpoint())
-        .filter(|ie| connection_namespace(ie).as_deref() == Some(namespace))
-        .filter(|ie| {
-            ie.spec
-                .elasticsearch_ref
-                .as_ref()
-                .is_some_and(|r| r.name == name)
+        .peers_where(|w| {
+            w.endpoint().is_some_and(|ie| {
+                connection_namespace(ie).as_deref() == Some(namespace)
+                    && ie
+                        .spec
+                        .elasticsearch_ref
+                        .as_ref()
+                        .is_some_and(|r| r.name == name)
+            })
         })
-        .count();
+        .len();
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 

@@ -255,26 +255,21 @@ impl Context {
             .push(store);
     }
 
-    /// Every decodable InferenceEndpoint the controllers know.
-    pub fn peer_endpoints(&self) -> Vec<Arc<Watched>> {
+    /// The InferenceEndpoints the controllers know that `keep` selects, found under the stores'
+    /// read locks: nothing is copied for the others (these scans run per event and per pass).
+    pub fn peers_where(&self, keep: impl Fn(&Watched) -> bool) -> Vec<Arc<Watched>> {
         self.stores
             .lock()
             .expect("stores lock poisoned")
             .iter()
-            .flat_map(|s| s.state())
+            .flat_map(|s| s.state_filter(&keep))
             .collect()
     }
 
     /// The decodable InferenceEndpoints that manage the inference id `id` (the conflict rule's
-    /// candidates), found under the stores' read locks: nothing is copied for the others.
+    /// candidates).
     pub fn peers_with_id(&self, id: &str) -> Vec<Arc<Watched>> {
-        let matches = |w: &Watched| w.endpoint().is_some_and(|ie| ie.inference_id_str() == id);
-        self.stores
-            .lock()
-            .expect("stores lock poisoned")
-            .iter()
-            .flat_map(|s| s.state_filter(matches))
-            .collect()
+        self.peers_where(|w| w.endpoint().is_some_and(|ie| ie.inference_id_str() == id))
     }
 
     fn with_memory<T>(&self, uid: &str, f: impl FnOnce(&mut ObjectMemory) -> T) -> T {
