@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::{
     crd::{
         ElasticsearchConnection, ElasticsearchConnectionSpec, ElasticsearchRef,
-        ElasticsearchRefKind, InferenceEndpoint, SecretKeyRef,
+        ElasticsearchRefKind, EndpointParts, InferenceEndpoint, SecretKeyRef,
     },
     es::EsAuth,
 };
@@ -121,12 +121,13 @@ impl TargetProblem {
 }
 
 /// The namespace of the ElasticsearchConnection `ie` refers to, if it refers to one (pure).
-pub fn connection_namespace(ie: &InferenceEndpoint) -> Option<String> {
-    let r = ie.spec.elasticsearch_ref.as_ref()?;
+pub fn connection_namespace(ie: &impl EndpointParts) -> Option<String> {
+    let (metadata, spec) = ie.parts();
+    let r = spec.elasticsearch_ref.as_ref()?;
     (r.kind == ElasticsearchRefKind::ElasticsearchConnection).then(|| {
         r.namespace
             .clone()
-            .or_else(|| ie.metadata.namespace.clone())
+            .or_else(|| metadata.namespace.clone())
             .unwrap_or_default()
     })
 }
@@ -183,12 +184,13 @@ pub fn eck_elastic_user_secret(name: &str) -> String {
 /// The Secret names a resource's cluster reference depends on, in their namespaces (pure, for
 /// mapping Secret changes to resources). `connection` is the referenced connection, if known.
 pub fn referenced_secrets(
-    ie: &InferenceEndpoint,
+    ie: &impl EndpointParts,
     connection: Option<&ElasticsearchConnectionSpec>,
 ) -> Vec<(String, String)> {
-    let ns = ie.metadata.namespace.clone().unwrap_or_default();
+    let (metadata, spec) = ie.parts();
+    let ns = metadata.namespace.clone().unwrap_or_default();
     let mut out = Vec::new();
-    match &ie.spec.elasticsearch_ref {
+    match &spec.elasticsearch_ref {
         None => {}
         Some(r) if r.kind == ElasticsearchRefKind::ElasticsearchConnection => {
             let conn_ns = r.namespace.clone().unwrap_or_else(|| ns.clone());

@@ -38,7 +38,7 @@ pub fn users(ctx: &Context, namespace: &str, name: &str) -> i32 {
     let n = ctx
         .peers_where(|w| {
             w.endpoint().is_some_and(|ie| {
-                connection_namespace(ie).as_deref() == Some(namespace)
+                connection_namespace(&ie).as_deref() == Some(namespace)
                     && ie
                         .spec
                         .elasticsearch_ref

@@ -170,16 +170,16 @@ fn dependents(
         .collect();
     for ie in all.iter().filter_map(|w| w.endpoint()) {
         let conn = ie.spec.elasticsearch_ref.as_ref().and_then(|r| {
-            let conn_ns = connection_namespace(ie);
+            let conn_ns = connection_namespace(&ie);
             conns
                 .iter()
                 .find(|c| c.name_any() == r.name && c.namespace() == conn_ns)
                 .map(|c| &c.spec)
         });
-        let uses = connection_refs(ie, conn)
+        let uses = connection_refs(&ie, conn)
             .iter()
             .any(|(n, s)| n == ns && s == name);
-        let r = ObjectRef::new(&ie.name_any()).within(&ie.namespace().unwrap_or_default());
+        let r = ie.object_ref();
         if uses && !out.contains(&r) {
             out.push(r);
         }
@@ -281,10 +281,6 @@ fn endpoint_controller(
         .reconcile_on(triggers)
 }
 
-fn object_ref(ie: &crate::crd::InferenceEndpoint) -> ObjectRef<Watched> {
-    ObjectRef::new(&ie.name_any()).within(&ie.namespace().unwrap_or_default())
-}
-
 /// The other resources with the inference id of `changed`.
 fn same_inference_id(store: &Store<Watched>, changed: &Watched) -> Vec<ObjectRef<Watched>> {
     let Some(changed) = changed.endpoint() else {
@@ -301,7 +297,7 @@ fn same_inference_id(store: &Store<Watched>, changed: &Watched) -> Vec<ObjectRef
         })
         .iter()
         .filter_map(|w| w.endpoint())
-        .map(object_ref)
+        .map(|ie| ie.object_ref())
         .collect()
 }
 
@@ -321,7 +317,7 @@ fn using_connection(
                 .as_ref()
                 .is_some_and(|r| r.name == c.name_any())
         })
-        .map(object_ref)
+        .map(|ie| ie.object_ref())
         .collect()
 }
 

@@ -25,35 +25,76 @@ use std::{
 };
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::Resource;
+use kube::{Resource, runtime::reflector::ObjectRef};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value, value::RawValue};
 
 use crate::crd::{
-    ChunkingSettings, DeletionPolicy, ElasticsearchRef, InferenceEndpoint, InferenceEndpointSpec,
-    InferenceEndpointStatus, ManagementPolicy, SecretValueSource, TaskType,
+    ChunkingSettings, DeletionPolicy, ElasticsearchRef, EndpointParts, InferenceEndpoint,
+    InferenceEndpointSpec, InferenceEndpointStatus, ManagementPolicy, SecretValueSource, TaskType,
 };
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// An InferenceEndpoint, or the parts of one that could be read.
 #[derive(Clone, Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "the cache holds each object in an Arc: a boxed Valid would cost one more allocation per object"
+)]
 pub enum Watched {
     Valid(Cached),
-    Invalid(Undecodable),
+    /// Boxed: invalid objects are rare, and the enum is as large as its largest variant.
+    Invalid(Box<Undecodable>),
 }
 
-/// A decodable InferenceEndpoint as the cache keeps it: everything decoded but the settings,
-/// which are JSON text.
+/// A decodable InferenceEndpoint as the cache keeps it: metadata and spec decoded but the
+/// settings, which are JSON text, and the status as JSON text.
 #[derive(Clone, Debug)]
 pub struct Cached {
-    /// The object with empty `serviceSettings`, `taskSettings`, `chunkingSettings` and
+    metadata: ObjectMeta,
+    /// The spec with empty `serviceSettings`, `taskSettings`, `chunkingSettings` and
     /// `secretSettings`.
-    endpoint: InferenceEndpoint,
+    spec: InferenceEndpointSpec,
     /// Those settings, `None` when all are empty.
     settings: Option<Box<str>>,
+    /// The status as the API server sent it. It was decoded once when the object arrived (an
+    /// undecodable one makes the object `Invalid`); a pass and the conflict rule decode it again,
+    /// the watches read none of it. Decoded, it is about 1.2 KiB per object; as text, 0.5.
+    status: Option<Box<str>>,
     /// The Secrets `secretSettings` names (in the object's namespace), sorted.
     secrets: Box<[Box<str>]>,
+}
+
+/// What the watches and the scans read of a cached endpoint: its metadata and its spec without
+/// settings.
+#[derive(Clone, Copy, Debug)]
+pub struct Light<'a> {
+    pub metadata: &'a ObjectMeta,
+    pub spec: &'a InferenceEndpointSpec,
+}
+
+impl<'a> Light<'a> {
+    /// The inference id, borrowed from the cached object.
+    pub fn inference_id_str(&self) -> &'a str {
+        self.spec
+            .inference_id
+            .as_deref()
+            .or(self.metadata.name.as_deref())
+            .unwrap_or_default()
+    }
+
+    /// The key of the object in the controller's queue.
+    pub fn object_ref(&self) -> ObjectRef<Watched> {
+        ObjectRef::new(self.metadata.name.as_deref().unwrap_or_default())
+            .within(self.metadata.namespace.as_deref().unwrap_or_default())
+    }
+}
+
+impl EndpointParts for Light<'_> {
+    fn parts(&self) -> (&ObjectMeta, &InferenceEndpointSpec) {
+        (self.metadata, self.spec)
+    }
 }
 
 /// The settings as they are kept (field names as in the spec).
@@ -71,8 +112,21 @@ struct Settings {
 }
 
 impl Cached {
-    fn new(mut endpoint: InferenceEndpoint) -> Self {
-        let spec = &mut endpoint.spec;
+    /// From a decoded object (built in memory; the watch keeps the status text it received).
+    fn new(endpoint: InferenceEndpoint) -> Self {
+        let status = endpoint
+            .status
+            .as_ref()
+            .and_then(|s| serde_json::to_string(s).ok())
+            .map(String::into_boxed_str);
+        Self::from_decoded(endpoint.metadata, endpoint.spec, status)
+    }
+
+    fn from_decoded(
+        metadata: ObjectMeta,
+        mut spec: InferenceEndpointSpec,
+        status: Option<Box<str>>,
+    ) -> Self {
         let settings = Settings {
             service_settings: std::mem::take(&mut spec.service_settings),
             task_settings: spec.task_settings.take(),
@@ -85,43 +139,50 @@ impl Cached {
             .map(|s| s.secret_key_ref.name.as_str())
             .collect();
         let secrets = secrets.into_iter().map(Box::from).collect();
-        if settings.service_settings.is_empty()
+        let text = if settings.service_settings.is_empty()
             && settings.task_settings.is_none()
             && settings.chunking_settings.is_none()
             && settings.secret_settings.is_empty()
         {
-            return Cached {
-                endpoint,
-                settings: None,
-                secrets,
-            };
-        }
-        match serde_json::to_string(&settings) {
-            Ok(text) => Cached {
-                endpoint,
-                settings: Some(text.into_boxed_str()),
-                secrets,
-            },
-            // Maps of JSON values always serialize; were it ever to fail, the object is kept
-            // whole rather than without its settings.
-            Err(_) => {
-                settings.restore(&mut endpoint.spec);
-                Cached {
-                    endpoint,
-                    settings: None,
-                    secrets,
+            None
+        } else {
+            match serde_json::to_string(&settings) {
+                Ok(text) => Some(text.into_boxed_str()),
+                // Maps of JSON values always serialize; were it ever to fail, the spec is kept
+                // whole rather than without its settings.
+                Err(_) => {
+                    settings.restore(&mut spec);
+                    None
                 }
             }
+        };
+        Cached {
+            metadata,
+            spec,
+            settings: text,
+            status,
+            secrets,
         }
     }
 
-    /// The whole object, settings decoded, for a pass over it.
+    fn status(&self) -> Result<Option<InferenceEndpointStatus>, serde_json::Error> {
+        self.status
+            .as_deref()
+            .map(serde_json::from_str::<InferenceEndpointStatus>)
+            .transpose()
+    }
+
+    /// The whole object, settings and status decoded, for a pass over it.
     pub fn decoded(&self) -> Result<InferenceEndpoint, serde_json::Error> {
-        let mut ie = self.endpoint.clone();
+        let mut spec = self.spec.clone();
         if let Some(text) = &self.settings {
-            serde_json::from_str::<Settings>(text)?.restore(&mut ie.spec);
+            serde_json::from_str::<Settings>(text)?.restore(&mut spec);
         }
-        Ok(ie)
+        Ok(InferenceEndpoint {
+            metadata: self.metadata.clone(),
+            spec,
+            status: self.status()?,
+        })
     }
 }
 
@@ -189,17 +250,33 @@ impl Identity {
 impl Watched {
     pub fn meta(&self) -> &ObjectMeta {
         match self {
-            Watched::Valid(c) => &c.endpoint.metadata,
+            Watched::Valid(c) => &c.metadata,
             Watched::Invalid(u) => &u.metadata,
         }
     }
 
-    /// The endpoint without its settings (`serviceSettings`, `taskSettings`,
-    /// `chunkingSettings` and `secretSettings` are empty): what the watches and the conflict rule
-    /// read.
-    pub fn endpoint(&self) -> Option<&InferenceEndpoint> {
+    /// The metadata and the spec without its settings (`serviceSettings`, `taskSettings`,
+    /// `chunkingSettings` and `secretSettings` are empty): what the watches read.
+    pub fn endpoint(&self) -> Option<Light<'_>> {
         match self {
-            Watched::Valid(c) => Some(&c.endpoint),
+            Watched::Valid(c) => Some(Light {
+                metadata: &c.metadata,
+                spec: &c.spec,
+            }),
+            Watched::Invalid(_) => None,
+        }
+    }
+
+    /// The endpoint with its status but without its settings: what the conflict rule reads of
+    /// the (few) other resources with the same inference id. The status decoded when the object
+    /// arrived, so it decodes again; were it not to, the object is left out like an invalid one.
+    pub fn with_status(&self) -> Option<InferenceEndpoint> {
+        match self {
+            Watched::Valid(c) => Some(InferenceEndpoint {
+                metadata: c.metadata.clone(),
+                spec: c.spec.clone(),
+                status: c.status().ok()?,
+            }),
             Watched::Invalid(_) => None,
         }
     }
@@ -254,7 +331,7 @@ impl Resource for Watched {
     }
     fn meta_mut(&mut self) -> &mut ObjectMeta {
         match self {
-            Watched::Valid(c) => &mut c.endpoint.metadata,
+            Watched::Valid(c) => &mut c.metadata,
             Watched::Invalid(u) => &mut u.metadata,
         }
     }
@@ -328,30 +405,22 @@ impl Watched {
             None => serde_json::from_str::<InferenceEndpointSpec>("null"),
         };
         match (spec_parsed, status_parsed) {
-            (Ok(spec), None) => InferenceEndpoint {
-                metadata,
-                spec,
-                status: None,
+            // The status decodes: keep its text.
+            (Ok(spec), None | Some(Ok(_))) => {
+                Watched::Valid(Cached::from_decoded(metadata, spec, status.map(Box::from)))
             }
-            .into(),
-            (Ok(spec), Some(Ok(status))) => InferenceEndpoint {
-                metadata,
-                spec,
-                status: Some(status),
-            }
-            .into(),
-            (Ok(_), Some(Err(e))) => Watched::Invalid(Undecodable {
+            (Ok(_), Some(Err(e))) => Watched::Invalid(Box::new(Undecodable {
                 metadata,
                 error: format!("status: {e}"),
                 identity: spec.and_then(|s| serde_json::from_str(s).ok()),
                 status: None,
-            }),
-            (Err(e), status) => Watched::Invalid(Undecodable {
+            })),
+            (Err(e), status) => Watched::Invalid(Box::new(Undecodable {
                 metadata,
                 error: format!("spec: {e}"),
                 identity: spec.and_then(|s| serde_json::from_str(s).ok()),
                 status: status.and_then(Result::ok),
-            }),
+            })),
         }
     }
 }
@@ -391,7 +460,7 @@ mod tests {
         assert!(serde_json::from_str::<kube::api::ObjectList<InferenceEndpoint>>(&list).is_err());
         let decoded: kube::api::ObjectList<Watched> =
             serde_json::from_str(&list).expect("the list decodes");
-        let good = decoded.items[0].endpoint().expect("valid");
+        let good = decoded.items[0].with_status().expect("valid");
         assert_eq!(good.spec.inference_id.as_deref(), Some("id-good"));
         assert_eq!(
             good.status.as_ref().and_then(|s| s.ownership),
@@ -455,11 +524,18 @@ mod tests {
         assert!(light.spec.secret_settings.is_empty());
         assert_eq!(light.spec.inference_id.as_deref(), Some("id-a"));
         assert_eq!(light.spec.elasticsearch_ref, plain.spec.elasticsearch_ref);
-        assert_eq!(light.status, plain.status);
+        assert_eq!(light.inference_id_str(), "id-a");
+        // ...and keeps the status as text: the conflict rule gets it back with the metadata.
+        assert!(cached.status.is_some());
+        let peer = w.with_status().expect("valid");
+        assert_eq!(peer.status, plain.status);
+        assert_eq!(peer.metadata, plain.metadata);
+        assert!(peer.spec.service_settings.is_empty());
         // ...and a pass gets the object exactly as the API server sent it, so the configuration
         // hash and the request body are the same as before.
         let full = cached.decoded().expect("settings decode");
         assert_eq!(full.spec, plain.spec);
+        assert_eq!(full.status, plain.status);
         assert_eq!(
             crate::desired::config_hash(&full.spec),
             crate::desired::config_hash(&plain.spec)
@@ -468,7 +544,9 @@ mod tests {
         let Watched::Valid(built) = Watched::from(plain.clone()) else {
             panic!("valid");
         };
-        assert_eq!(built.decoded().expect("decodes").spec, plain.spec);
+        let rebuilt = built.decoded().expect("decodes");
+        assert_eq!(rebuilt.spec, plain.spec);
+        assert_eq!(rebuilt.status, plain.status);
     }
 
     #[test]
@@ -482,6 +560,21 @@ mod tests {
         let decoded = cached.decoded().expect("decodes");
         assert_eq!(decoded.spec, plain.spec);
         assert_eq!(decoded.metadata, plain.metadata);
+        assert!(cached.status.is_none());
+        assert!(decoded.status.is_none());
+    }
+
+    #[test]
+    fn a_status_that_does_not_decode_makes_the_object_invalid_and_keeps_its_identity() {
+        let text = r#"{"metadata":{"name":"x","namespace":"ns"},"spec":{"inferenceId":"i","taskType":"completion","service":"elastic"},"status":{"ownership":7}}"#;
+        let Watched::Invalid(u) = serde_json::from_str::<Watched>(text).expect("decodes") else {
+            panic!("invalid");
+        };
+        assert!(u.error.starts_with("status: "), "{}", u.error);
+        assert_eq!(
+            u.identity.and_then(|i| i.inference_id).as_deref(),
+            Some("i")
+        );
     }
 
     #[test]

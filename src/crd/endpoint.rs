@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -142,11 +142,28 @@ impl InferenceEndpoint {
 
     /// [`Self::inference_id`] without a copy: what the scans over every object compare.
     pub fn inference_id_str(&self) -> &str {
-        self.spec
-            .inference_id
+        EndpointParts::inference_id_str(self)
+    }
+}
+
+/// The metadata and spec of an InferenceEndpoint: the whole object, or what the watch cache
+/// keeps of it (`guard::Light`). What the scans over every object read goes through this.
+pub trait EndpointParts {
+    fn parts(&self) -> (&ObjectMeta, &InferenceEndpointSpec);
+
+    /// The inference id (`spec.inferenceId`, else the name), without a copy.
+    fn inference_id_str(&self) -> &str {
+        let (metadata, spec) = self.parts();
+        spec.inference_id
             .as_deref()
-            .or(self.metadata.name.as_deref())
+            .or(metadata.name.as_deref())
             .unwrap_or_default()
+    }
+}
+
+impl EndpointParts for InferenceEndpoint {
+    fn parts(&self) -> (&ObjectMeta, &InferenceEndpointSpec) {
+        (&self.metadata, &self.spec)
     }
 }
 

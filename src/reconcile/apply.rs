@@ -687,13 +687,13 @@ impl Pass<'_> {
     }
 
     fn conflict(&self, target: &Target, info: &ClusterInfo) -> Option<String> {
-        let peers: Vec<Arc<Watched>> = self.ctx.peers_with_id(&self.id);
-        conflict_owner(
-            self.ie,
-            &target.key,
-            &info.uuid,
-            peers.iter().filter_map(|p| p.endpoint()),
-        )
+        let peers: Vec<InferenceEndpoint> = self
+            .ctx
+            .peers_with_id(&self.id)
+            .iter()
+            .filter_map(|p| p.with_status())
+            .collect();
+        conflict_owner(self.ie, &target.key, &info.uuid, &peers)
     }
 
     async fn warn_if_cluster_changed(&self, info: &ClusterInfo) {

@@ -76,8 +76,13 @@ impl Deletion<'_> {
             status: Some(self.stored.clone()),
             ..ie.clone()
         };
-        let peers = self.ctx.peers_with_id(&self.id);
-        conflict_owner(&me, target, uuid, peers.iter().filter_map(|p| p.endpoint()))
+        let peers: Vec<InferenceEndpoint> = self
+            .ctx
+            .peers_with_id(&self.id)
+            .iter()
+            .filter_map(|p| p.with_status())
+            .collect();
+        conflict_owner(&me, target, uuid, &peers)
     }
 
     async fn run(&self, ie: &InferenceEndpoint) -> Result<Action> {

@@ -121,7 +121,7 @@ async fn invalid(ctx: &Context, u: &Undecodable) -> Result<Action> {
                     .map(|id| format!(" {id:?}"))
                     .unwrap_or_default()
             );
-            let reference = Watched::Invalid(u.clone()).object_ref(&());
+            let reference = Watched::Invalid(Box::new(u.clone())).object_ref(&());
             publish(
                 ctx,
                 &reference,
@@ -149,7 +149,7 @@ async fn invalid(ctx: &Context, u: &Undecodable) -> Result<Action> {
     write_endpoint_status(ctx, meta, &mut rv, &prev, next).await?;
     if prev.condition(READY).map(|c| c.reason.as_str()) != Some(reason::INVALID_OBJECT) {
         warn!(object = %format!("{}/{}", meta.namespace.as_deref().unwrap_or_default(), meta.name.as_deref().unwrap_or_default()), "{}", outcome.message);
-        let reference = Watched::Invalid(u.clone()).object_ref(&());
+        let reference = Watched::Invalid(Box::new(u.clone())).object_ref(&());
         publish(
             ctx,
             &reference,
