@@ -27,7 +27,7 @@ pub enum Command {
         write: bool,
     },
     /// Print, offline, the Elasticsearch requests the operator would send for a manifest
-    /// (secret values shown as <redacted>).
+    /// (secret values shown as `<redacted>`).
     Render(RenderArgs),
     /// Write InferenceEndpoint manifests (adopt: true) and Secret stubs for the endpoints an
     /// Elasticsearch cluster already has: the way in from Kibana, Terraform or scripts.

@@ -14,10 +14,13 @@
 //!
 //! For the same reason the settings (`serviceSettings`, `taskSettings`, `chunkingSettings`,
 //! `secretSettings`) are kept as compact JSON text: decoded, each map costs a `BTreeMap` node
-//! sized for eleven entries, and only a pass over the object itself reads them. The watches and
-//! the conflict rule read the rest (inference id, cluster reference, status, metadata) from
-//! [`Watched::endpoint`] and the names of the Secrets it reads from [`Watched::uses_secret`]; a
-//! pass gets the whole object from [`Cached::decoded`].
+//! sized for eleven entries, and only a pass over the object itself reads them. So is the
+//! status (as the API server sent it, once it decoded): its struct of optional fields costs
+//! 1.2 KiB decoded against 0.5 as text. The watches read metadata and spec (inference id,
+//! cluster reference) from [`Watched::endpoint`] and the names of the Secrets it reads from
+//! [`Watched::uses_secret`]; the conflict rule gets the few resources with the same id with
+//! their status from [`Watched::with_status`]; a pass gets the whole object from
+//! [`Cached::decoded`].
 
 use std::{
     borrow::Cow,
