@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use crate::{
     cluster::ClusterPool,
     connection::ReferenceRules,
-    crd::{DeletionPolicy, InferenceEndpointStatus},
+    crd::{DeletionPolicy, InferenceEndpoint, InferenceEndpointStatus},
     guard::Watched,
     lease::Fence,
     metrics::Metrics,
@@ -266,10 +266,13 @@ impl Context {
             .collect()
     }
 
-    /// The decodable InferenceEndpoints that manage the inference id `id` (the conflict rule's
-    /// candidates).
-    pub fn peers_with_id(&self, id: &str) -> Vec<Arc<Watched>> {
+    /// The decodable InferenceEndpoints that manage the inference id `id`, with their status
+    /// but not their settings (the conflict rule's candidates).
+    pub fn peers_with_id(&self, id: &str) -> Vec<InferenceEndpoint> {
         self.peers_where(|w| w.endpoint().is_some_and(|ie| ie.inference_id_str() == id))
+            .iter()
+            .filter_map(|p| p.with_status())
+            .collect()
     }
 
     fn with_memory<T>(&self, uid: &str, f: impl FnOnce(&mut ObjectMemory) -> T) -> T {

@@ -687,12 +687,7 @@ impl Pass<'_> {
     }
 
     fn conflict(&self, target: &Target, info: &ClusterInfo) -> Option<String> {
-        let peers: Vec<InferenceEndpoint> = self
-            .ctx
-            .peers_with_id(&self.id)
-            .iter()
-            .filter_map(|p| p.with_status())
-            .collect();
+        let peers = self.ctx.peers_with_id(&self.id);
         conflict_owner(self.ie, &target.key, &info.uuid, &peers)
     }
 

@@ -76,12 +76,7 @@ impl Deletion<'_> {
             status: Some(self.stored.clone()),
             ..ie.clone()
         };
-        let peers: Vec<InferenceEndpoint> = self
-            .ctx
-            .peers_with_id(&self.id)
-            .iter()
-            .filter_map(|p| p.with_status())
-            .collect();
+        let peers = self.ctx.peers_with_id(&self.id);
         conflict_owner(&me, target, uuid, &peers)
     }
 
