@@ -35,6 +35,7 @@ use serde_json::{Map, Value, value::RawValue};
 use crate::crd::{
     ChunkingSettings, DeletionPolicy, ElasticsearchRef, EndpointParts, InferenceEndpoint,
     InferenceEndpointSpec, InferenceEndpointStatus, ManagementPolicy, SecretValueSource, TaskType,
+    inference_id_of,
 };
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -80,11 +81,7 @@ pub struct Light<'a> {
 impl<'a> Light<'a> {
     /// The inference id, borrowed from the cached object.
     pub fn inference_id_str(&self) -> &'a str {
-        self.spec
-            .inference_id
-            .as_deref()
-            .or(self.metadata.name.as_deref())
-            .unwrap_or_default()
+        inference_id_of(self.metadata, self.spec)
     }
 
     /// The key of the object in the controller's queue.

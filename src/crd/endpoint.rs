@@ -154,11 +154,16 @@ pub trait EndpointParts {
     /// The inference id (`spec.inferenceId`, else the name), without a copy.
     fn inference_id_str(&self) -> &str {
         let (metadata, spec) = self.parts();
-        spec.inference_id
-            .as_deref()
-            .or(metadata.name.as_deref())
-            .unwrap_or_default()
+        inference_id_of(metadata, spec)
     }
+}
+
+/// The inference id of the object with `metadata` and `spec`: `spec.inferenceId`, else the name.
+pub fn inference_id_of<'a>(metadata: &'a ObjectMeta, spec: &'a InferenceEndpointSpec) -> &'a str {
+    spec.inference_id
+        .as_deref()
+        .or(metadata.name.as_deref())
+        .unwrap_or_default()
 }
 
 impl EndpointParts for InferenceEndpoint {

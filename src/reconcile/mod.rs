@@ -63,7 +63,7 @@ pub async fn reconcile(obj: Arc<Watched>, ctx: Arc<Context>) -> Result<Action> {
                 Ok(ie) => apply::run(&ctx, &ie).await,
                 // Where, never what: serde's message can quote a value.
                 Err(e) => Err(Error::Unavailable(format!(
-                    "the cached settings did not decode ({:?} error at column {})",
+                    "the cached settings or status did not decode ({:?} error at column {})",
                     e.classify(),
                     e.column()
                 ))),
