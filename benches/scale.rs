@@ -324,6 +324,15 @@ impl Operator {
             .sum()
     }
 
+    /// Reconcile passes of InferenceEndpoints so far.
+    async fn passes(&self) -> f64 {
+        self.metric(
+            "es_inference_operator_reconciles_total",
+            &["kind=\"InferenceEndpoint\""],
+        )
+        .await
+    }
+
     async fn k8s_writes(&self) -> f64 {
         self.metric("es_inference_operator_kubernetes_writes_total", &[])
             .await
@@ -462,7 +471,7 @@ async fn run(s: Settings) {
     op.ready().await;
     let rss_idle = op.rss();
     es.clear_requests();
-    let w0 = op.k8s_writes().await;
+    let (w0, p0, cpu_c0) = (op.k8s_writes().await, op.passes().await, op.cpu());
     let t = Instant::now();
     let waiter = {
         let (client, ns_op) = (client.clone(), ns_op.clone());
@@ -477,14 +486,15 @@ async fn run(s: Settings) {
         es_create.count("PUT", |p| !p.ends_with("_update")),
     );
     let writes_create = op.k8s_writes().await - w0;
+    let (passes_create, cpu_create) = (op.passes().await - p0, op.cpu() - cpu_c0);
     let rss_n = op.rss();
     println!(
-        "  created: all Ready after {all_ready:.1?}; {es_requests_create} ES requests ({puts} PUTs); {writes_create} Kubernetes writes; RSS {rss_n:.1} MiB"
+        "  created: all Ready after {all_ready:.1?}; {es_requests_create} ES requests ({puts} PUTs); {writes_create} Kubernetes writes; {passes_create} passes; {cpu_create:.1} s CPU; RSS {rss_n:.1} MiB"
     );
 
     // Rotation of the shared Secret.
     es.clear_requests();
-    let w1 = op.k8s_writes().await;
+    let (w1, p1) = (op.k8s_writes().await, op.passes().await);
     let fp_before = {
         let api: Api<InferenceEndpoint> = Api::namespaced(client.clone(), &ns_op);
         api.list(&ListParams::default().limit(1))
@@ -516,8 +526,9 @@ async fn run(s: Settings) {
     let es_rotation = es.requests().len();
     let updates = EsCount(&es).count("PUT", |p| p.ends_with("_update"));
     let writes_rotation = op.k8s_writes().await - w1;
+    let passes_rotation = op.passes().await - p1;
     println!(
-        "  rotated: {rotated:.1?}; {updates} _update of {es_rotation} ES requests; {writes_rotation} Kubernetes writes"
+        "  rotated: {rotated:.1?}; {updates} _update of {es_rotation} ES requests; {writes_rotation} Kubernetes writes; {passes_rotation} passes"
     );
 
     // Two idle resyncs.
@@ -565,6 +576,12 @@ async fn run(s: Settings) {
     println!(
         "| all {n} Ready after the first create | {all_ready:.1?} (creating took {created:.1?}) | {ref_total:.1?} (creating {ref_create:.1?} + work {ref_work:.1?}) | {:.2} |",
         all_ready.as_secs_f64() / ref_total.as_secs_f64()
+    );
+    println!(
+        "| reconcile passes per create; per rotated endpoint | {:.2}; {:.2} ({:.1} s CPU for the creates) | 1; 1 | |",
+        per(passes_create),
+        per(passes_rotation),
+        cpu_create
     );
     // Both sides write through the same API server: when it is the slow part, time follows
     // the number of writes (the user's creates included), and these two rates are close.

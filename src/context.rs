@@ -72,11 +72,44 @@ pub struct ObjectMemory {
     stale: VecDeque<String>,
     /// The last status this operator wrote.
     written: Option<Arc<InferenceEndpointStatus>>,
+    /// The resource version this operator's last write produced: the object as its last pass
+    /// left it.
+    own: Option<String>,
     /// Where the object's endpoint is and what it looked like when last decided on: the
     /// periodic resync triggers the object only when that changes.
     pub watch: Option<EndpointWatch>,
     /// MAC (under the process key) of the secret values Elasticsearch holds.
     values_mac: Option<[u8; 16]>,
+}
+
+impl ObjectMemory {
+    /// A write of this operator turned `previous` into `new`.
+    fn superseded(&mut self, previous: Option<&str>, new: Option<&str>) {
+        // What the pass read, and what the last write produced (a pass started from it, or
+        // from what was kept for it when the cache had not seen it yet). A write that changed
+        // nothing on the server (the same apply again) supersedes nothing.
+        let own = self.own.take();
+        for rv in [previous, own.as_deref()].into_iter().flatten() {
+            if Some(rv) != new && !self.stale.iter().any(|s| s == rv) {
+                self.stale.push_back(rv.to_string());
+            }
+        }
+        while self.stale.len() > 8 {
+            self.stale.pop_front();
+        }
+        self.own = new.map(str::to_string);
+    }
+
+    /// See [`Context::is_own_write`].
+    fn own_write(&mut self, rv: &str) -> bool {
+        if self.own.as_deref() == Some(rv) {
+            self.written = None;
+            self.stale = VecDeque::new();
+            true
+        } else {
+            self.stale.iter().any(|s| s == rv)
+        }
+    }
 }
 
 /// The endpoint an object depends on, as last seen.
@@ -395,34 +428,36 @@ impl Context {
         }
     }
 
-    /// Remember a status write that replaced `previous_rv`.
+    /// Remember a status write that replaced `previous_rv` with `new_rv`.
     pub fn wrote_status(
         &self,
         uid: &str,
         previous_rv: Option<&str>,
+        new_rv: Option<&str>,
         written: InferenceEndpointStatus,
     ) {
         self.with_memory(uid, |m| {
-            if let Some(rv) = previous_rv {
-                m.stale.push_back(rv.to_string());
-                while m.stale.len() > 8 {
-                    m.stale.pop_front();
-                }
-            }
+            m.superseded(previous_rv, new_rv);
             m.written = Some(Arc::new(written));
         });
     }
 
-    /// Remember that an object write (e.g. the finalizer) replaced `previous_rv`.
-    pub fn wrote_object(&self, uid: &str, previous_rv: Option<&str>) {
-        self.with_memory(uid, |m| {
-            if let Some(rv) = previous_rv {
-                m.stale.push_back(rv.to_string());
-                while m.stale.len() > 8 {
-                    m.stale.pop_front();
-                }
-            }
-        });
+    /// Remember that an object write (e.g. the finalizer) replaced `previous_rv` with `new_rv`.
+    pub fn wrote_object(&self, uid: &str, previous_rv: Option<&str>, new_rv: Option<&str>) {
+        self.with_memory(uid, |m| m.superseded(previous_rv, new_rv));
+    }
+
+    /// Whether an event of the object's own watch shows only what this operator's passes
+    /// already saw or wrote: a version one of its writes superseded, or the version its last
+    /// write produced. Such an event needs no pass (the pass that wrote it decided on it), so it
+    /// is not a trigger; the store still takes it. Seeing the last write also means the cache
+    /// has caught up: what was kept for a lagging cache is dropped.
+    pub fn is_own_write(&self, uid: Option<&str>, resource_version: Option<&str>) -> bool {
+        let (Some(uid), Some(rv)) = (uid, resource_version) else {
+            return false;
+        };
+        self.peek_memory_mut(uid, |m| m.own_write(rv))
+            .unwrap_or(false)
     }
 
     /// Whether `resource_version` is one this operator's writes superseded.
@@ -572,5 +607,49 @@ mod tests {
         // Retry-After is honoured, but never beyond the cap.
         assert_eq!(backoff(base, max, 1, Some(Duration::from_secs(3600))), max);
         assert!(backoff(base, max, 1, Some(Duration::from_secs(7))) >= Duration::from_secs(7));
+    }
+
+    #[test]
+    fn own_writes_are_not_triggers_and_everyone_elses_are() {
+        let mut m = ObjectMemory::default();
+        // Nothing written yet: every version is someone else's.
+        assert!(!m.own_write("1"));
+        // A pass on version 1 adds the finalizer (2), marks (3) and writes its status (4).
+        m.superseded(Some("1"), Some("2"));
+        m.superseded(Some("2"), Some("3"));
+        m.written = Some(Arc::default());
+        m.superseded(Some("3"), Some("4"));
+        // A user's edit in between is a trigger...
+        assert!(!m.own_write("5"));
+        // ...what the pass read and wrote is not.
+        for rv in ["1", "2", "3"] {
+            assert!(m.own_write(rv), "{rv}");
+        }
+        assert!(
+            m.written.is_some(),
+            "kept until the cache has the last write"
+        );
+        assert!(m.own_write("4"));
+        assert!(
+            m.written.is_none() && m.stale.is_empty(),
+            "the cache caught up"
+        );
+    }
+
+    #[test]
+    fn a_last_write_not_yet_seen_is_superseded_by_the_next_one() {
+        let mut m = ObjectMemory::default();
+        m.superseded(Some("1"), Some("4"));
+        // A pass started from a cache still at 3 (with the status kept for it) writes again:
+        // version 4, when it arrives, is a state that pass already had.
+        m.superseded(Some("3"), Some("6"));
+        assert!(m.own_write("4"));
+        assert!(m.own_write("3"));
+        assert!(!m.own_write("5"));
+        // An apply that changed nothing on the server supersedes nothing.
+        let mut same = ObjectMemory::default();
+        same.superseded(Some("7"), Some("7"));
+        assert!(same.stale.is_empty());
+        assert!(same.own_write("7"));
     }
 }

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{
     Api, Client, ResourceExt,
@@ -130,7 +130,13 @@ impl Readiness {
 }
 
 /// A controller for `api` whose watch reports to `readiness` once it has listed everything.
-fn controller_for<K>(api: Api<K>, readiness: &Readiness, what: String) -> Controller<K>
+/// Every object the watch sees goes to the store; only those `trigger` accepts start a pass.
+fn controller_for<K>(
+    api: Api<K>,
+    readiness: &Readiness,
+    what: String,
+    trigger: impl Fn(&K) -> bool + Send + 'static,
+) -> Controller<K>
 where
     K: kube::Resource<DynamicType = ()>
         + Clone
@@ -149,7 +155,8 @@ where
                 readiness.synced(&flag, &what);
             }
         })
-        .applied_objects();
+        .applied_objects()
+        .try_filter(move |o| futures::future::ready(trigger(o)));
     Controller::for_stream(stream, reader)
 }
 
@@ -226,6 +233,7 @@ fn connection_controller(
         apis.connections.clone(),
         readiness,
         format!("ElasticsearchConnections in {scope}"),
+        |_| true,
     );
     let store = controller.store();
     controller
@@ -244,7 +252,7 @@ fn connection_controller(
 /// it reconciles it), when another resource with the same inference id changes (the conflict
 /// rule: the next owner takes over at once), and when the resync sees its endpoint change.
 fn endpoint_controller(
-    ctx: &Context,
+    ctx: &Arc<Context>,
     apis: Apis,
     connections: Store<ElasticsearchConnection>,
     scope: Option<String>,
@@ -255,8 +263,13 @@ fn endpoint_controller(
         "InferenceEndpoints in {}",
         scope.as_deref().unwrap_or("all namespaces")
     );
-    let controller = controller_for(apis.endpoints.clone(), readiness, what)
-        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
+    // The operator's own writes (finalizer, mark, status) come back through the watch: the pass
+    // that made them already decided on them, so they update the store without a new pass.
+    let own = ctx.clone();
+    let controller = controller_for(apis.endpoints.clone(), readiness, what, move |w| {
+        !own.is_own_write(w.uid(), w.meta().resource_version.as_deref())
+    })
+    .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
     let store: Store<Watched> = controller.store();
     ctx.add_store(store.clone());
     let (s1, c1) = (store.clone(), connections.clone());

@@ -177,10 +177,11 @@ pub async fn write_endpoint_status(
     let value = serde_json::to_value(&next).map_err(|e| Error::Unavailable(e.to_string()))?;
     let updated = apply_status(&api, name, value).await?;
     ctx.metrics.kubernetes_write("status");
+    let new_rv = updated.meta().resource_version.clone();
     if let Some(uid) = meta.uid.as_deref() {
-        ctx.wrote_status(uid, rv.as_deref(), next.clone());
+        ctx.wrote_status(uid, rv.as_deref(), new_rv.as_deref(), next.clone());
     }
-    *rv = updated.meta().resource_version.clone();
+    *rv = new_rv;
     Ok(next)
 }
 
@@ -219,10 +220,11 @@ pub async fn ensure_finalizer(
         )
         .await?;
     ctx.metrics.kubernetes_write("finalizer");
+    let new_rv = updated.meta().resource_version.clone();
     if let Some(uid) = meta.uid.as_deref() {
-        ctx.wrote_object(uid, rv.as_deref());
+        ctx.wrote_object(uid, rv.as_deref(), new_rv.as_deref());
     }
-    *rv = updated.meta().resource_version.clone();
+    *rv = new_rv;
     Ok(true)
 }
 
