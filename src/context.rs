@@ -614,22 +614,24 @@ mod tests {
         let mut m = ObjectMemory::default();
         // Nothing written yet: every version is someone else's.
         assert!(!m.own_write("1"));
-        // A pass on version 1 adds the finalizer (2), marks (3) and writes its status (4).
+        // A pass on version 1 adds the finalizer (2); a user edits the spec (3) before the
+        // pass marks (4, on top of the edit) and writes its status (5).
         m.superseded(Some("1"), Some("2"));
-        m.superseded(Some("2"), Some("3"));
+        m.superseded(Some("2"), Some("4"));
         m.written = Some(Arc::default());
-        m.superseded(Some("3"), Some("4"));
-        // A user's edit in between is a trigger...
-        assert!(!m.own_write("5"));
+        m.superseded(Some("4"), Some("5"));
+        // The user's edit between two of the pass's writes is a trigger, and so is a later one...
+        assert!(!m.own_write("3"));
+        assert!(!m.own_write("6"));
         // ...what the pass read and wrote is not.
-        for rv in ["1", "2", "3"] {
+        for rv in ["1", "2", "4"] {
             assert!(m.own_write(rv), "{rv}");
         }
         assert!(
             m.written.is_some(),
             "kept until the cache has the last write"
         );
-        assert!(m.own_write("4"));
+        assert!(m.own_write("5"));
         assert!(
             m.written.is_none() && m.stale.is_empty(),
             "the cache caught up"
