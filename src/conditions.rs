@@ -28,6 +28,9 @@ pub mod reason {
     pub const REJECTED: &str = "Rejected";
     pub const UNAUTHORIZED: &str = "Unauthorized";
     pub const UNSUPPORTED_VERSION: &str = "UnsupportedVersion";
+    /// The connected cluster cannot accept what the spec asks (service, task type, chunking
+    /// strategy too new for its version): nothing is sent until the spec or the version changes.
+    pub const UNSUPPORTED_BY_CLUSTER: &str = "UnsupportedByCluster";
     pub const ELASTICSEARCH_UNAVAILABLE: &str = "ElasticsearchUnavailable";
     pub const CREATING: &str = "Creating";
     pub const KUBERNETES_ERROR: &str = "KubernetesError";

@@ -120,6 +120,9 @@ pub struct EndpointWatch {
     pub inference_id: String,
     /// Hash of the endpoint's configuration, `None` when it did not exist.
     pub endpoint: Option<u64>,
+    /// The Elasticsearch version the pass decided on: an upgrade triggers a pass (what the
+    /// cluster accepts may have changed, e.g. `UnsupportedByCluster`).
+    pub version: Option<crate::model::Version>,
     /// The inputs of the last pass were fully in sync with it.
     pub in_sync: bool,
 }

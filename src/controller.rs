@@ -402,15 +402,17 @@ pub async fn resync_once(ctx: &Context) -> usize {
         }
         // A fresh identity: a cluster that changed behind the same reference re-triggers all.
         cluster.forget_identity().await;
-        let identity_ok = cluster.identity().await.is_ok();
+        let version = cluster.identity().await.ok().map(|i| i.version);
         let snapshot = match cluster.snapshot(Duration::ZERO).await {
-            Ok(s) if identity_ok => s,
+            Ok(s) if version.is_some() => s,
             // Down: the resources are reconciled when it comes back (their own retries).
             _ => continue,
         };
         for w in watches {
-            // Only what changed in Elasticsearch: permanent problems wait for a change.
-            if snapshot.hash(&w.inference_id) != w.endpoint {
+            // Only what changed in Elasticsearch (the endpoint, or the version: an upgrade may
+            // accept what was refused): permanent problems wait for a change.
+            let upgraded = w.version.is_some_and(|v| Some(v) != version);
+            if snapshot.hash(&w.inference_id) != w.endpoint || upgraded {
                 ctx.triggers.send(w.object.clone());
                 triggered += 1;
             }

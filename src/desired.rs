@@ -54,6 +54,14 @@ pub enum SpecProblem {
         "secretSettings.{key} is also set in serviceSettings: remove it from serviceSettings (the Secret's value would replace it on every request)"
     )]
     SecretShadowsSetting { key: String },
+    #[error(
+        "{field} is a credential header written in clear (anyone who can read the resource sees it): store the value in a Secret and reference it with secretSettings.{key}"
+    )]
+    CredentialHeader { field: String, key: String },
+    #[error(
+        "secretSettings.secret_parameters would send one Secret value where the custom service expects a map: write one entry per parameter, secretSettings.secret_parameters.<name>"
+    )]
+    SecretParametersWhole,
 }
 
 /// Bounds and consistency that Elasticsearch does not check (or checks only after a paid
@@ -100,11 +108,47 @@ pub fn validate(spec: &InferenceEndpointSpec) -> Result<(), SpecProblem> {
         return Err(SpecProblem::TooLarge { bytes });
     }
     for key in spec.secret_settings.keys() {
-        let top = key.split('.').next().unwrap_or(key);
-        if spec.service_settings.contains_key(key)
-            || (top != key && spec.service_settings.contains_key(top))
-        {
+        if key == "secret_parameters" {
+            return Err(SpecProblem::SecretParametersWhole);
+        }
+        let (settings, path) = match key.strip_prefix("task_settings.") {
+            Some(rest) => (spec.task_settings.as_ref(), rest),
+            None => (Some(&spec.service_settings), key.as_str()),
+        };
+        let shadowed = settings.is_some_and(|m| match path.split_once('.') {
+            Some((parent, child)) => match m.get(parent) {
+                Some(Value::Object(p)) => p.contains_key(child),
+                Some(_) => true,
+                None => false,
+            },
+            None => m.contains_key(path),
+        });
+        if shadowed {
             return Err(SpecProblem::SecretShadowsSetting { key: key.clone() });
+        }
+    }
+    let literal_headers = [
+        ("serviceSettings", "", Some(&spec.service_settings)),
+        (
+            "taskSettings",
+            "task_settings.",
+            spec.task_settings.as_ref(),
+        ),
+    ];
+    for (field, prefix, settings) in literal_headers {
+        let Some(Value::Object(headers)) = settings.and_then(|m| m.get("headers")) else {
+            continue;
+        };
+        for (name, value) in headers {
+            // The custom service fills `${name}` from secret_parameters: not a credential.
+            let placeholder = field == "serviceSettings"
+                && value.as_str().is_some_and(crate::catalog::is_placeholder);
+            if crate::catalog::is_credential_header(name) && !placeholder {
+                return Err(SpecProblem::CredentialHeader {
+                    field: format!("{field}.headers.{name}"),
+                    key: format!("{prefix}headers.{name}"),
+                });
+            }
         }
     }
     Ok(())
@@ -200,11 +244,23 @@ pub fn config_hash(spec: &InferenceEndpointSpec) -> String {
     hex::encode(&digest[..8])
 }
 
-/// Put the secrets into a `service_settings` map.
-fn merge_secrets(settings: &mut Map<String, Value>, keys: &[String], mode: SecretMode<'_>) {
-    for path in keys {
+/// Put the secrets whose keys are `service_settings` paths (`api_key`,
+/// `secret_parameters.<name>`, `headers.<Name>`) into a `service_settings` map, or those under
+/// `task_settings.` (`task_settings.headers.<Name>`) into a `task_settings` map.
+fn merge_secrets(
+    settings: &mut Map<String, Value>,
+    scope: Scope,
+    spec: &InferenceEndpointSpec,
+    mode: SecretMode<'_>,
+) {
+    for key in spec.secret_settings.keys() {
+        let path = match (scope, key.strip_prefix("task_settings.")) {
+            (Scope::Service, None) => key.as_str(),
+            (Scope::Task, Some(rest)) => rest,
+            _ => continue,
+        };
         let value = match mode {
-            SecretMode::Reveal(s) => match s.values.get(path) {
+            SecretMode::Reveal(s) => match s.values.get(key) {
                 Some(v) => Value::String(v.expose_secret().to_string()),
                 None => continue,
             },
@@ -220,27 +276,36 @@ fn merge_secrets(settings: &mut Map<String, Value>, keys: &[String], mode: Secre
                 }
             }
             None => {
-                settings.insert(path.clone(), value);
+                settings.insert(path.to_string(), value);
             }
         }
     }
 }
 
-fn secret_keys(spec: &InferenceEndpointSpec) -> Vec<String> {
-    spec.secret_settings.keys().cloned().collect()
+/// Which settings map a secret goes into.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    Service,
+    Task,
+}
+
+/// `task_settings` as sent: the spec's, with headers from Secrets merged in.
+fn task_settings(spec: &InferenceEndpointSpec, mode: SecretMode<'_>) -> Map<String, Value> {
+    let mut t = spec.task_settings.clone().unwrap_or_default();
+    merge_secrets(&mut t, Scope::Task, spec, mode);
+    t
 }
 
 /// The body of `PUT /_inference/{task_type}/{id}`.
 pub fn create_body(spec: &InferenceEndpointSpec, mode: SecretMode<'_>) -> Value {
     let mut service_settings = spec.service_settings.clone();
-    merge_secrets(&mut service_settings, &secret_keys(spec), mode);
+    merge_secrets(&mut service_settings, Scope::Service, spec, mode);
     let mut body = Map::new();
     body.insert("service".into(), json!(spec.service));
     body.insert("service_settings".into(), Value::Object(service_settings));
-    if let Some(t) = &spec.task_settings
-        && !t.is_empty()
-    {
-        body.insert("task_settings".into(), Value::Object(t.clone()));
+    let task = task_settings(spec, mode);
+    if !task.is_empty() {
+        body.insert("task_settings".into(), Value::Object(task));
     }
     if let Some(c) = &spec.chunking_settings {
         body.insert("chunking_settings".into(), Value::Object(chunking_to_es(c)));
@@ -259,7 +324,16 @@ pub fn update_body(
     version: Version,
 ) -> Option<Value> {
     let mut service_settings = Map::new();
-    merge_secrets(&mut service_settings, &secret_keys(spec), mode);
+    // Headers from Secrets go with the literal ones: a partial map would drop the others.
+    if let Some(h) = spec.service_settings.get("headers")
+        && spec
+            .secret_settings
+            .keys()
+            .any(|k| k.starts_with("headers."))
+    {
+        service_settings.insert("headers".into(), h.clone());
+    }
+    merge_secrets(&mut service_settings, Scope::Service, spec, mode);
     for d in changed.iter().filter(|d| d.mutable) {
         if let Some(key) = d.field.strip_prefix("service_settings.")
             && let Some(v) = spec.service_settings.get(key)
@@ -271,10 +345,9 @@ pub fn update_body(
     if !service_settings.is_empty() {
         body.insert("service_settings".into(), Value::Object(service_settings));
     }
-    if let Some(t) = &spec.task_settings
-        && !t.is_empty()
-    {
-        body.insert("task_settings".into(), Value::Object(t.clone()));
+    let task = task_settings(spec, mode);
+    if !task.is_empty() {
+        body.insert("task_settings".into(), Value::Object(task));
     }
     if version.update_accepts_chunking()
         && changed.iter().any(|d| d.field == "chunking_settings")

@@ -2,6 +2,7 @@
 //!
 //! See ARCHITECTURE.md for the reconcile pipeline and which module owns which step.
 
+pub mod catalog;
 pub mod cluster;
 pub mod conditions;
 pub mod config;

@@ -34,25 +34,7 @@ impl Version {
 
     /// Oldest supported version: `_update` appeared in 8.17.
     pub const MIN_SUPPORTED: Version = Version::new(8, 17, 0);
-
-    /// `timeout` on create: 8.19 and 9.1+, not 9.0 (9.0 rejects unknown query parameters).
-    pub fn put_accepts_timeout(self) -> bool {
-        (self.major == 8 && self.minor >= 19)
-            || (self.major == 9 && self.minor >= 1)
-            || self.major > 9
-    }
-    /// `_update` accepts `chunking_settings` (9.5+).
-    pub fn update_accepts_chunking(self) -> bool {
-        self >= Version::new(9, 5, 0)
-    }
-    /// `adaptive_allocations` can be changed with `_update` (9.4+).
-    pub fn update_accepts_adaptive_allocations(self) -> bool {
-        self >= Version::new(9, 4, 0)
-    }
-    /// `_update` resets stored chunking settings before 9.3 (elastic/elasticsearch#139574).
-    pub fn update_resets_chunking(self) -> bool {
-        self < Version::new(9, 3, 0)
-    }
+    // What each version accepts is data in `catalog` (`Version::put_accepts_timeout`, …).
 }
 
 impl std::fmt::Display for Version {
@@ -144,7 +126,7 @@ mod tests {
         assert!(!Version::new(8, 18, 2).put_accepts_timeout());
         assert!(Version::new(8, 16, 0) < Version::MIN_SUPPORTED);
         assert!(Version::new(9, 2, 0).update_resets_chunking());
-        assert!(!Version::new(9, 3, 0).update_resets_chunking());
+        assert!(!Version::new(9, 3, 1).update_resets_chunking());
     }
 
     #[test]

@@ -101,10 +101,13 @@ fn inline_credentials_are_refused_with_guidance() {
             .find(|r| r["rule"] == format!("!has(self.{key})"))
             .unwrap_or_else(|| panic!("no rule for {key}"));
         let msg = rule["message"].as_str().expect("message");
-        assert!(
-            msg.contains(&format!("secretSettings.{key}.secretKeyRef")),
-            "{msg}"
-        );
+        let reference = if key == "secret_parameters" {
+            // A map: one Secret value per parameter, never the whole map.
+            "secretSettings.secret_parameters.<name>.secretKeyRef".to_string()
+        } else {
+            format!("secretSettings.{key}.secretKeyRef")
+        };
+        assert!(msg.contains(&reference), "{msg}");
     }
 }
 
@@ -214,10 +217,15 @@ fn examples_are_valid_and_render() {
         Validator::new()
             .validate(&schema(), &obj, None)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let input = es_inference_operator::render::Input {
+            name: path.display().to_string(),
+            text: text.clone(),
+        };
+        // The newest version the table knows: every example is for some supported version.
         es_inference_operator::render::render(
-            &text,
+            &input,
             &[],
-            es_inference_operator::model::Version::new(9, 1, 0),
+            es_inference_operator::catalog::CHECKED_UP_TO,
             std::time::Duration::from_secs(60),
         )
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -348,4 +356,92 @@ fn the_inference_id_is_the_spec_field_or_else_the_name() {
     let unnamed = decode(json!({"taskType": "completion", "service": "anthropic"}));
     assert_eq!(unnamed.inference_id_str(), "from-name");
     assert_eq!(unnamed.inference_id(), "from-name");
+}
+
+/// The secret rules of `catalog::SERVICES` that CEL can express, at `kubectl apply`.
+#[test]
+fn per_service_secret_rules_at_admission() {
+    let key = |k: &str| json!({"secretKeyRef": {"name": "s", "key": k}});
+    let bedrock = |secrets: Value| {
+        json!({
+            "taskType": "completion",
+            "service": "amazonbedrock",
+            "serviceSettings": {"region": "us-east-1", "model": "m", "provider": "anthropic"},
+            "secretSettings": secrets,
+        })
+    };
+    let e = check(bedrock(json!({"access_key": key("a")})), None).expect_err("one key");
+    assert!(
+        e.contains("need secretSettings.access_key and secretSettings.secret_key together"),
+        "{e}"
+    );
+    check(
+        bedrock(json!({"access_key": key("a"), "secret_key": key("s")})),
+        None,
+    )
+    .expect("both");
+    let mut observe = bedrock(json!({}));
+    observe["managementPolicy"] = json!("Observe");
+    check(observe, None).expect("Observe needs no Secret");
+    let azure = |secrets: Value| {
+        json!({
+            "taskType": "completion",
+            "service": "azureopenai",
+            "serviceSettings": {"resource_name": "r", "deployment_id": "d", "api_version": "v"},
+            "secretSettings": secrets,
+        })
+    };
+    check(azure(json!({"entra_id": key("e")})), None).expect("one");
+    let e = check(
+        azure(json!({"api_key": key("a"), "entra_id": key("e")})),
+        None,
+    )
+    .expect_err("two");
+    assert!(e.contains("exactly one of"), "{e}");
+    let e = check(azure(json!({})), None).expect_err("none");
+    assert!(e.contains("exactly one of"), "{e}");
+}
+
+#[test]
+fn secret_settings_keys_and_headers() {
+    let key = json!({"secretKeyRef": {"name": "s", "key": "k"}});
+    let mut s = valid();
+    s["secretSettings"] = json!({"api_key": key, "task_settings.headers.X-Org-Token": key});
+    check(s, None).expect("a task header from a Secret");
+    let mut s = valid();
+    s["service"] = json!("custom");
+    s["secretSettings"] = json!({"headers.X-Api-Key": key, "secret_parameters.token": key});
+    check(s.clone(), None).expect("service headers and parameters from Secrets");
+    s["secretSettings"] = json!({"secret_parameters": key});
+    let e = check(s, None).expect_err("a whole map from one value");
+    assert!(
+        e.contains("secret_parameters.<name> (one per parameter)"),
+        "{e}"
+    );
+    for (scope, field) in [
+        ("serviceSettings", "serviceSettings"),
+        ("taskSettings", "taskSettings"),
+    ] {
+        for name in [
+            "Authorization",
+            "x-api-key",
+            "X-Goog-Api-Key",
+            "x-auth-token",
+        ] {
+            let mut s = valid();
+            s[field] = json!({"model_id": "m", "headers": {name: "Bearer sk-LITERAL"}});
+            let e = check(s, None).expect_err(name);
+            assert!(
+                e.contains(&format!("{scope}.headers must not hold credentials")),
+                "{e}"
+            );
+            assert!(!e.contains("sk-LITERAL"), "{e}");
+        }
+        let mut s = valid();
+        s[field] = json!({"model_id": "m", "headers": {"Content-Type": "application/json"}});
+        check(s, None).expect("an ordinary header");
+    }
+    let mut s = valid();
+    s["serviceSettings"] = json!({"url": "u", "headers": {"Authorization": "${token}"}});
+    check(s, None).expect("a placeholder of the custom service");
 }

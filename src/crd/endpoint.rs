@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{ElasticsearchRef, conditions_schema, free_form_object, service_settings_schema};
+use super::{ElasticsearchRef, conditions_schema, service_settings_schema, task_settings_schema};
 
 /// An Elasticsearch inference endpoint, kept in sync with this resource.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -38,6 +38,11 @@ use super::{ElasticsearchRef, conditions_schema, free_form_object, service_setti
         .message("elasticsearchRef is immutable: moving an endpoint to another cluster is a new InferenceEndpoint"),
     validation = Rule::new("!has(self.inferenceId) || !self.inferenceId.startsWith('.') || self.managementPolicy == 'Observe'")
         .message("inference ids starting with '.' are preconfigured endpoints of Elasticsearch: they can only be observed (managementPolicy: Observe)"),
+    // What `catalog::SERVICES` says of these services' secrets (a test keeps the two equal).
+    validation = Rule::new("!(self.service in ['amazonbedrock', 'amazon_sagemaker', 'sagemaker', 'amazonsagemaker']) || (has(self.managementPolicy) && self.managementPolicy == 'Observe') || (has(self.secretSettings) && 'access_key' in self.secretSettings && 'secret_key' in self.secretSettings)")
+        .message("amazonbedrock and amazon_sagemaker need secretSettings.access_key and secretSettings.secret_key together"),
+    validation = Rule::new("self.service != 'azureopenai' || ((has(self.secretSettings) ? ['api_key', 'entra_id', 'client_secret'].filter(k, k in self.secretSettings).size() : 0) <= 1 && ((has(self.managementPolicy) && self.managementPolicy == 'Observe') || (has(self.secretSettings) ? ['api_key', 'entra_id', 'client_secret'].filter(k, k in self.secretSettings).size() : 0) == 1))")
+        .message("azureopenai takes exactly one of secretSettings.api_key, secretSettings.entra_id and secretSettings.client_secret"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct InferenceEndpointSpec {
@@ -73,19 +78,23 @@ pub struct InferenceEndpointSpec {
     #[schemars(schema_with = "service_settings_schema")]
     pub service_settings: Map<String, Value>,
 
-    /// Credentials merged into `service_settings` only while a request is sent. Each key is a
+    /// Credentials merged into the request only while it is sent. Each key is a
     /// `service_settings` key (api_key, access_key, secret_key, service_account_json,
-    /// client_secret, entra_id) or `secret_parameters.<name>` for the custom service; each
-    /// value names a key of a Secret in this namespace.
+    /// client_secret, entra_id), `secret_parameters.<name>` for the custom service,
+    /// `headers.<Header-Name>` for the custom service's `service_settings.headers`, or
+    /// `task_settings.headers.<Header-Name>` for the task settings headers of openai and
+    /// azureopenai; each value names a key of a Secret in this namespace. Which keys a service
+    /// takes: the README's table of services.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 16))]
-    #[x_kube(validation = Rule::new(r"self.all(k, k.matches('^([a-z][a-z0-9_]*|secret_parameters[.][A-Za-z0-9_.-]+)$'))")
-        .message("secretSettings keys are service_settings keys such as api_key, or secret_parameters.<name> for the custom service"))]
+    #[x_kube(validation = Rule::new(r"self.all(k, k.matches('^([a-z][a-z0-9_]*|secret_parameters[.][A-Za-z0-9_.-]+|headers[.][A-Za-z0-9_-]+|task_settings[.]headers[.][A-Za-z0-9_-]+)$') && k != 'secret_parameters')")
+        .message("secretSettings keys are service_settings keys such as api_key, secret_parameters.<name> (one per parameter) for the custom service, headers.<Header-Name>, or task_settings.headers.<Header-Name>"))]
     pub secret_settings: BTreeMap<String, SecretValueSource>,
 
     /// Sent as `task_settings` (for example max_tokens, temperature, user), free-form.
+    /// Credentials in `headers` come from secretSettings (`task_settings.headers.<Name>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "free_form_object")]
+    #[schemars(schema_with = "task_settings_schema")]
     pub task_settings: Option<Map<String, Value>>,
 
     /// How documents are chunked before embedding (embedding task types only). When omitted,

@@ -40,18 +40,80 @@ pub use endpoint::*;
 /// Most keys at the top of serviceSettings or taskSettings (real services use a handful).
 pub const MAX_SETTINGS_PROPERTIES: u32 = 64;
 
-pub(crate) fn free_form_object(_: &mut SchemaGenerator) -> Schema {
+/// Most HTTP headers in one `headers` map, and the longest value.
+const MAX_HEADERS: u32 = 32;
+const MAX_HEADER_VALUE: u32 = 8192;
+
+/// The CEL test of a header name that carries a credential (`catalog::is_credential_header`),
+/// spelled out in the usual casings: CEL's lowerAscii would cost in proportion to the name, and
+/// the operator checks every casing again before anything is sent.
+fn credential_header_cel(k: &str) -> String {
+    let names = [
+        "authorization",
+        "Authorization",
+        "AUTHORIZATION",
+        "proxy-authorization",
+        "Proxy-Authorization",
+        "api-key",
+        "Api-Key",
+        "API-Key",
+        "API-KEY",
+        "x-api-key",
+        "X-Api-Key",
+        "X-API-Key",
+        "X-API-KEY",
+    ];
+    let list = names
+        .iter()
+        .map(|n| format!("'{n}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let suffixes = ["-token", "-Token", "-TOKEN", "-key", "-Key", "-KEY"]
+        .iter()
+        .map(|s| format!("{k}.endsWith('{s}')"))
+        .collect::<Vec<_>>()
+        .join(" || ");
+    format!("({k} in [{list}] || {suffixes})")
+}
+
+/// The schema of a `headers` map (`scope`: `serviceSettings` or `taskSettings`): literal values
+/// of credential headers are refused (a `${name}` placeholder of the custom service is not one).
+fn headers_schema(scope: &str) -> Value {
+    let (allowed, secret_key) = if scope == "serviceSettings" {
+        (
+            " || (self[k].startsWith('${') && self[k].endsWith('}'))",
+            "headers.<Name>",
+        )
+    } else {
+        ("", "task_settings.headers.<Name>")
+    };
+    serde_json::json!({
+        "type": "object",
+        "description": "HTTP headers sent with each request to the provider. Credentials do not belong here: reference them with secretSettings.",
+        "maxProperties": MAX_HEADERS,
+        "additionalProperties": { "type": "string", "maxLength": MAX_HEADER_VALUE },
+        "x-kubernetes-validations": [{
+            "rule": format!("self.all(k, !{}{allowed})", credential_header_cel("k")),
+            "message": format!(
+                "{scope}.headers must not hold credentials (Authorization, api-key, x-api-key, names ending in -token or -key) in clear: store the value in a Secret and reference it with secretSettings.{secret_key}"
+            ),
+        }],
+    })
+}
+
+pub(crate) fn task_settings_schema(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "object",
         "maxProperties": MAX_SETTINGS_PROPERTIES,
         "x-kubernetes-preserve-unknown-fields": true,
+        "properties": { "headers": headers_schema("taskSettings") },
     })
 }
 
 pub(crate) fn service_settings_schema(_: &mut SchemaGenerator) -> Schema {
     // Secret keys are declared so that CEL can see them and refuse them with a message
     // that says what to do; every other key passes through to Elasticsearch.
-    let properties: Map<String, Value> = SECRET_SETTING_KEYS
+    let mut properties: Map<String, Value> = SECRET_SETTING_KEYS
         .iter()
         .map(|k| {
             let schema = if *k == "secret_parameters" {
@@ -62,13 +124,20 @@ pub(crate) fn service_settings_schema(_: &mut SchemaGenerator) -> Schema {
             ((*k).to_string(), schema)
         })
         .collect();
+    properties.insert("headers".into(), headers_schema("serviceSettings"));
     let rules: Vec<Value> = SECRET_SETTING_KEYS
         .iter()
         .map(|k| {
+            let reference = if *k == "secret_parameters" {
+                "secretSettings.secret_parameters.<name>.secretKeyRef, one entry per parameter"
+                    .to_string()
+            } else {
+                format!("secretSettings.{k}.secretKeyRef")
+            };
             serde_json::json!({
                 "rule": format!("!has(self.{k})"),
                 "message": format!(
-                    "serviceSettings.{k} is a credential and must not be written inline: store it in a Secret and reference it with secretSettings.{k}.secretKeyRef"
+                    "serviceSettings.{k} is a credential and must not be written inline: store it in a Secret and reference it with {reference}"
                 ),
             })
         })

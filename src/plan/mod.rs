@@ -156,6 +156,16 @@ impl Step {
         matches!(self, Step::Claim(_) | Step::Forget | Step::Replace { .. })
     }
 
+    /// Whether the step sends a request to Elasticsearch (or prepares one: the mark): such a
+    /// step is taken only when the cluster can accept what the spec asks
+    /// (`catalog::check_version`).
+    pub fn sends_request(&self) -> bool {
+        matches!(
+            self,
+            Step::MarkCreating | Step::Create | Step::Update { .. } | Step::Replace { .. }
+        )
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Step::MarkCreating => "mark",

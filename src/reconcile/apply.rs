@@ -17,6 +17,7 @@ use super::{
     steps::{Effect, StepInputs},
 };
 use crate::{
+    catalog,
     cluster::{Cluster, endpoint_hash},
     conditions::{self, Outcome, READY, Severity, reason},
     connection::{Target, TargetProblem, resolve_ref},
@@ -28,7 +29,7 @@ use crate::{
     desired::{SecretValues, config_hash, validate},
     error::{Error, Result},
     guard::Watched,
-    model::{ClusterInfo, EndpointConfig},
+    model::{ClusterInfo, EndpointConfig, Version},
     plan::{Decision, Facts, Record, Step, conflict_owner, decide},
     policy::{self, NamespaceInfo},
     secrets::{
@@ -82,6 +83,9 @@ pub(super) struct Pass<'a> {
     pub deletion_policy: DeletionPolicy,
     /// The namespace's labels and annotations, when they could be read.
     pub ns_info: Option<NamespaceInfo>,
+    /// What the table of Elasticsearch services does not know of the spec (sent as written):
+    /// added to the Ready message, and a Warning Event when it first appears.
+    pub notice: Option<String>,
 }
 
 pub async fn run(ctx: &Context, ie: &InferenceEndpoint) -> Result<Action> {
@@ -146,6 +150,7 @@ pub async fn run(ctx: &Context, ie: &InferenceEndpoint) -> Result<Action> {
         forced,
         deletion_policy,
         ns_info,
+        notice: None,
     };
     let result = if observe_only {
         pass.observe_only().await
@@ -202,6 +207,12 @@ impl Pass<'_> {
                 format!("{problem}; nothing was sent to Elasticsearch"),
             ));
         }
+        if let Err(problem) = catalog::check_secrets(spec) {
+            return Ok(Outcome::stalled(
+                reason::INVALID_SPEC,
+                format!("{problem}; nothing was sent to Elasticsearch"),
+            ));
+        }
         let (values, current) = match self.load_secrets().await? {
             Ok(v) => v,
             Err(problem) => return Ok(secret_outcome(&problem)),
@@ -223,7 +234,15 @@ impl Pass<'_> {
             ));
         }
         self.warn_if_cluster_changed(&info).await;
+        let unsupported = match catalog::check_version(spec, info.version) {
+            Ok(unknown) => {
+                self.notice = (!unknown.is_empty()).then(|| unknown.join("; "));
+                None
+            }
+            Err(u) => Some(u),
+        };
         let inputs = StepInputs {
+            unsupported,
             cluster: &cluster,
             info: &info,
             values: &values,
@@ -297,6 +316,14 @@ impl Pass<'_> {
                 }
                 Decision::Act(step) => step,
             };
+            if step.sends_request()
+                && let Some(u) = &inputs.unsupported
+            {
+                return Ok(Outcome::stalled(
+                    reason::UNSUPPORTED_BY_CLUSTER,
+                    format!("{u}; nothing was sent to Elasticsearch"),
+                ));
+            }
             // The same write, with the same inputs, against the same endpoint. A create's mark
             // counts as the create: a refused create is not marked again.
             let family = match &step {
@@ -446,6 +473,7 @@ impl Pass<'_> {
             }
             Err(e) => (failure_outcome(&e), Err(e)),
         };
+        let outcome = self.with_notice(outcome).await;
         let next = build_status(
             &self.stored,
             &self.record,
@@ -494,6 +522,24 @@ impl Pass<'_> {
         ret
     }
 
+    /// The outcome with what the table of services does not know of the spec; a Warning Event
+    /// the first time it is reported.
+    async fn with_notice(&self, mut outcome: Outcome) -> Outcome {
+        let Some(notice) = &self.notice else {
+            return outcome;
+        };
+        let said = self
+            .stored
+            .condition(READY)
+            .is_some_and(|c| c.message.contains(notice.as_str()));
+        if !said {
+            self.event(EventType::Warning, "UnknownToOperator", notice.clone())
+                .await;
+        }
+        outcome.message = format!("{}. Note: {notice}", outcome.message);
+        outcome
+    }
+
     /// What the resync should compare: the endpoint as last observed, on the resolved cluster.
     fn resync_watch(&mut self) -> Option<EndpointWatch> {
         if let Some(w) = self.watch.take() {
@@ -506,6 +552,7 @@ impl Pass<'_> {
             cluster,
             inference_id: self.id.clone(),
             endpoint: self.observed.as_ref().map(endpoint_hash),
+            version: self.version.as_deref().and_then(Version::parse),
             in_sync: false,
         })
     }

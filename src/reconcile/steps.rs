@@ -23,6 +23,8 @@ pub(super) struct StepInputs<'a> {
     pub values: &'a SecretValues,
     pub secrets: Option<&'a str>,
     pub desired_hash: String,
+    /// What the cluster cannot accept of the spec (`catalog::check_version`), if anything.
+    pub unsupported: Option<crate::catalog::Unsupported>,
 }
 
 impl StepInputs<'_> {
