@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 
 use crate::{
+    catalog,
     config::ImportArgs,
     es::{EsClient, EsConfig},
     model::EndpointConfig,
@@ -18,23 +19,50 @@ use crate::{
 /// What replaces a secret value in a stub.
 pub const PLACEHOLDER: &str = "REPLACE-ME";
 
-/// The secret settings a service needs (what Elasticsearch never returns).
+/// The secret settings a service needs (what Elasticsearch never returns), from the table of
+/// services (`catalog`). A service the table does not know gets the usual `api_key`.
 fn secret_keys(service: &str, settings: &Map<String, Value>) -> Vec<String> {
-    match service {
-        "elasticsearch" | "elser" | "elastic" => vec![],
-        "amazonbedrock" | "amazon_sagemaker" | "sagemaker" | "amazonsagemaker" => {
-            vec!["access_key".into(), "secret_key".into()]
-        }
-        "googlevertexai" => vec!["service_account_json".into()],
-        "custom" => settings
+    let Some(row) = catalog::service(service) else {
+        return vec!["api_key".into()];
+    };
+    match row.secrets {
+        catalog::SecretRule::Parameters => settings
             .get("secret_parameters")
             .and_then(Value::as_object)
             .map(|m| m.keys().map(|k| format!("secret_parameters.{k}")).collect())
             .unwrap_or_default(),
-        // OpenAI and Azure OpenAI may use OAuth2 or Entra ID instead: the stub names the API
-        // key, the usual case; edit it for the others.
-        _ => vec!["api_key".into()],
+        // Alternatives (OpenAI and Azure OpenAI may use OAuth2 or Entra ID): the stub names the
+        // first, the usual case; edit it for the others.
+        rule => rule.stub_keys().iter().map(|k| (*k).to_string()).collect(),
     }
+}
+
+/// Take the credential headers Elasticsearch returned in clear out of `settings.headers` (a
+/// `${…}` placeholder of the custom service stays): they become secret settings with `prefix`
+/// (`headers.` or `task_settings.headers.`), never literal values in a manifest.
+fn take_credential_headers(
+    settings: &mut Map<String, Value>,
+    prefix: &str,
+    keep_placeholders: bool,
+) -> Vec<String> {
+    let Some(Value::Object(headers)) = settings.get_mut("headers") else {
+        return Vec::new();
+    };
+    let names: Vec<String> = headers
+        .iter()
+        .filter(|(name, value)| {
+            catalog::is_credential_header(name)
+                && !(keep_placeholders && value.as_str().is_some_and(catalog::is_placeholder))
+        })
+        .map(|(name, _)| name.clone())
+        .collect();
+    for n in &names {
+        headers.remove(n);
+    }
+    if headers.is_empty() {
+        settings.remove("headers");
+    }
+    names.into_iter().map(|n| format!("{prefix}{n}")).collect()
 }
 
 /// Whether `chunking` is the default Elasticsearch gives new endpoints.
@@ -87,8 +115,15 @@ pub fn manifests(ep: &EndpointConfig, namespace: &str) -> Vec<Value> {
     {
         *model = base.to_string();
     }
-    let keys = secret_keys(&ep.service, &ep.service_settings);
+    let mut keys = secret_keys(&ep.service, &ep.service_settings);
     settings.remove("secret_parameters");
+    keys.extend(take_credential_headers(&mut settings, "headers.", true));
+    let mut task_settings = ep.task_settings.clone();
+    keys.extend(take_credential_headers(
+        &mut task_settings,
+        "task_settings.headers.",
+        false,
+    ));
     let secret_name = format!("{name}-credentials");
     let mut spec = json!({
         "inferenceId": ep.inference_id,
@@ -97,8 +132,8 @@ pub fn manifests(ep: &EndpointConfig, namespace: &str) -> Vec<Value> {
         "adopt": true,
         "serviceSettings": settings,
     });
-    if !ep.task_settings.is_empty() {
-        spec["taskSettings"] = Value::Object(ep.task_settings.clone());
+    if !task_settings.is_empty() {
+        spec["taskSettings"] = Value::Object(task_settings);
     }
     if let Some(c) = &ep.chunking_settings
         && !default_chunking(c)
@@ -274,6 +309,39 @@ mod tests {
         );
         assert_eq!(docs[0]["stringData"]["access-key"], PLACEHOLDER);
         assert_eq!(docs[0]["stringData"]["secret-key"], PLACEHOLDER);
+        let custom = manifests(
+            &ep(
+                json!({"inference_id": "c", "task_type": "rerank", "service": "custom",
+                "service_settings": {"url": "https://x", "headers": {"Authorization": "Bearer sk-CLEAR",
+                    "X-Key": "${token}", "Content-Type": "application/json"}}}),
+            ),
+            "x",
+        );
+        let text = serde_json::to_string(&custom).expect("json");
+        assert!(
+            !text.contains("sk-CLEAR"),
+            "a credential header never lands in a manifest"
+        );
+        let spec = &custom[1]["spec"];
+        assert!(
+            spec["secretSettings"]["headers.Authorization"].is_object(),
+            "{spec}"
+        );
+        assert_eq!(spec["serviceSettings"]["headers"]["X-Key"], "${token}");
+        assert_eq!(
+            custom[0]["stringData"]["headers-Authorization"],
+            PLACEHOLDER
+        );
+        let openai = manifests(
+            &ep(
+                json!({"inference_id": "o", "task_type": "completion", "service": "openai",
+                "service_settings": {"model_id": "m"}, "task_settings": {"headers": {"x-api-key": "k"}}}),
+            ),
+            "x",
+        );
+        let spec = &openai[1]["spec"];
+        assert!(spec.get("taskSettings").is_none(), "{spec}");
+        assert!(spec["secretSettings"]["task_settings.headers.x-api-key"].is_object());
         assert!(glob("team-a-*", "team-a-emb"));
         assert!(!glob("team-a-*", "team-b-emb"));
         assert!(glob("e?b", "emb"));

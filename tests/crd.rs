@@ -445,3 +445,18 @@ fn secret_settings_keys_and_headers() {
     s["serviceSettings"] = json!({"url": "u", "headers": {"Authorization": "${token}"}});
     check(s, None).expect("a placeholder of the custom service");
 }
+
+/// The README's table of services is the one `catalog::markdown_table` generates.
+#[test]
+fn the_readme_lists_the_services_of_the_table() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    let (begin, end) = ("<!-- services:begin -->\n", "<!-- services:end -->");
+    let start = readme.find(begin).expect("services table marker") + begin.len();
+    let stop = readme[start..].find(end).expect("end marker") + start;
+    let want = es_inference_operator::catalog::markdown_table();
+    assert!(
+        readme[start..stop] == want,
+        "README's table of services is stale; it should be:\n{want}"
+    );
+}

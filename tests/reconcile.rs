@@ -1184,3 +1184,189 @@ async fn of_two_records_claiming_one_endpoint_the_one_the_conflict_rule_passes_o
         h.event_reasons()
     );
 }
+
+fn openai(task: &str) -> Value {
+    json!({
+        "taskType": task,
+        "service": "openai",
+        "serviceSettings": {"model_id": "gpt-4o"},
+        "secretSettings": {"api_key": {"secretKeyRef": {"name": "openai", "key": "api-key"}}}
+    })
+}
+
+/// A request the connected cluster cannot accept is never sent (no mark, no PUT), the resource
+/// waits without looping, and an upgrade of the cluster is what makes it go.
+#[tokio::test]
+async fn requests_the_cluster_cannot_accept_are_not_sent_until_it_is_upgraded() {
+    let h = Harness::with(
+        StandinConfig::for_version("8.17.0"),
+        Harness::settings(),
+        Duration::from_secs(5),
+    )
+    .await;
+    h.secret("openai", &[("api-key", KEY)]);
+    h.endpoint("chat", openai("chat_completion"));
+    h.settle("chat").await.expect("reconciles");
+    let (ready, reason, message) = h.ready("chat");
+    assert_eq!(
+        (ready.as_str(), reason.as_str()),
+        ("False", "UnsupportedByCluster")
+    );
+    assert!(
+        message.contains("task type chat_completion needs Elasticsearch 8.18.0"),
+        "{message}"
+    );
+    assert!(message.contains("nothing was sent"), "{message}");
+    assert_eq!(h.es.write_count(), 0, "{:?}", h.es_writes());
+    assert_eq!(
+        h.ownership("chat"),
+        None,
+        "no Creating mark for a create never sent"
+    );
+    assert!(
+        h.event_reasons()
+            .contains(&"UnsupportedByCluster".to_string())
+    );
+    // Nothing moves: another pass and a resync write nothing and trigger nothing.
+    h.kube.clear_requests();
+    h.reconcile("chat").await.expect("again");
+    assert_eq!(h.kube.write_count(), 0, "{}", h.kubernetes_writes_text());
+    assert_eq!(
+        es_inference_operator::controller::resync_once(&h.ctx).await,
+        0
+    );
+    assert_eq!(h.es.write_count(), 0);
+    // The cluster is upgraded: the resync notices and the endpoint is created.
+    h.es.set_version("8.18.1");
+    assert_eq!(
+        es_inference_operator::controller::resync_once(&h.ctx).await,
+        1
+    );
+    h.settle("chat")
+        .await
+        .expect("reconciles after the upgrade");
+    assert_eq!(h.ready("chat").0, "True", "{:?}", h.ready("chat"));
+    assert_eq!(h.es_writes().len(), 1, "{:?}", h.es_writes());
+}
+
+/// Per-service secret rules are checked before anything is read or sent.
+#[tokio::test]
+async fn secret_settings_the_service_cannot_take_are_refused_before_sending() {
+    let h = Harness::new().await;
+    h.secret("aws", &[("id", "AKIA-EXAMPLE")]);
+    h.endpoint(
+        "bedrock",
+        json!({
+            "taskType": "text_embedding", "service": "amazonbedrock",
+            "serviceSettings": {"region": "us-east-1", "model": "amazon.titan-embed-text-v2:0", "provider": "amazontitan"},
+            "secretSettings": {"access_key": {"secretKeyRef": {"name": "aws", "key": "id"}}}
+        }),
+    );
+    h.settle("bedrock").await.expect("reconciles");
+    let (ready, reason, message) = h.ready("bedrock");
+    assert_eq!((ready.as_str(), reason.as_str()), ("False", "InvalidSpec"));
+    assert!(
+        message.contains("secretSettings.secret_key is missing"),
+        "{message}"
+    );
+    assert!(!message.contains("AKIA-EXAMPLE"));
+    assert_eq!(h.es.write_count(), 0);
+}
+
+/// Unknown is not wrong: a service the table does not know is sent as written, with a Warning
+/// Event once and a note in the condition.
+#[tokio::test]
+async fn an_unknown_service_is_sent_with_a_warning() {
+    let h = Harness::new().await;
+    h.secret("openai", &[("api-key", KEY)]);
+    let mut spec = openai("rerank");
+    spec["service"] = json!("mixedbread");
+    h.endpoint("new", spec);
+    let _ = h.settle("new").await;
+    let creates: Vec<_> =
+        h.es.requests()
+            .into_iter()
+            .filter(|r| r.method == "PUT" && r.path == "/_inference/rerank/new")
+            .collect();
+    assert_eq!(creates.len(), 1, "sent as written: {:?}", h.es_writes());
+    let (_, _, message) = h.ready("new");
+    assert!(
+        message.contains("Note: service \"mixedbread\" is not in this operator's table"),
+        "{message}"
+    );
+    let warnings = |h: &Harness| {
+        h.event_reasons()
+            .iter()
+            .filter(|r| r.as_str() == "UnknownToOperator")
+            .count()
+    };
+    assert_eq!(warnings(&h), 1);
+    let before = h.ready("new");
+    h.kube.clear_requests();
+    let _ = h.reconcile("new").await;
+    assert_eq!(warnings(&h), 1, "the warning is raised once");
+    assert_eq!(h.ready("new"), before, "the note is not appended twice");
+    assert_eq!(h.kube.write_count(), 0, "{}", h.kubernetes_writes_text());
+}
+
+/// Headers from Secrets reach the request on create and again on rotation, and nowhere else.
+#[tokio::test(flavor = "current_thread")]
+async fn headers_from_secrets_are_sent_on_create_and_on_rotation() {
+    let (_guard, logs) = capture_logs();
+    const TOKEN: &str = "org-token-FIRST-VALUE";
+    const NEW_TOKEN: &str = "org-token-ROTATED-VALUE";
+    let h = Harness::new().await;
+    h.secret("openai", &[("api-key", KEY), ("org-token", TOKEN)]);
+    let mut spec = openai("completion");
+    spec["secretSettings"]["task_settings.headers.X-Org-Token"] =
+        json!({"secretKeyRef": {"name": "openai", "key": "org-token"}});
+    spec["taskSettings"] = json!({"user": "search", "headers": {"X-Request-Source": "operator"}});
+    h.endpoint("gpt", spec);
+    h.settle("gpt").await.expect("reconciles");
+    assert_eq!(h.ready("gpt").0, "True", "{:?}", h.ready("gpt"));
+    let body = |method: &str, suffix: &str| {
+        h.es.requests()
+            .into_iter()
+            .rfind(|r| r.method == method && r.path.ends_with(suffix))
+            .and_then(|r| r.body)
+            .expect("request")
+    };
+    let create = body("PUT", "/_inference/completion/gpt");
+    assert_eq!(create["task_settings"]["headers"]["X-Org-Token"], TOKEN);
+    assert_eq!(
+        create["task_settings"]["headers"]["X-Request-Source"],
+        "operator"
+    );
+    assert_eq!(create["task_settings"]["user"], "search");
+    h.secret("openai", &[("api-key", KEY), ("org-token", NEW_TOKEN)]);
+    h.settle("gpt").await.expect("rotation");
+    let update = body("PUT", "/_update");
+    assert_eq!(update["task_settings"]["headers"]["X-Org-Token"], NEW_TOKEN);
+    assert_eq!(
+        update["task_settings"]["headers"]["X-Request-Source"],
+        "operator"
+    );
+    assert_eq!(update["service_settings"]["api_key"], KEY);
+    assert_eq!(h.ready("gpt").0, "True");
+    let everything = format!(
+        "{}\n{}\n{:?}",
+        logs.text(),
+        h.kubernetes_writes_text(),
+        h.kube.events()
+    );
+    for v in [TOKEN, NEW_TOKEN, KEY] {
+        assert!(!everything.contains(v), "a header secret leaked");
+    }
+}
+
+/// The operator's table of Elasticsearch services knows every service the stand-in simulates
+/// (a service added to one and not the other fails here).
+#[test]
+fn the_table_knows_every_service_of_the_stand_in() {
+    for name in support::es_standin::service_names() {
+        assert!(
+            es_inference_operator::catalog::service(name).is_some(),
+            "{name} is missing from src/catalog.rs"
+        );
+    }
+}

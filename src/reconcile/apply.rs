@@ -536,7 +536,10 @@ impl Pass<'_> {
             self.event(EventType::Warning, "UnknownToOperator", notice.clone())
                 .await;
         }
-        outcome.message = format!("{}. Note: {notice}", outcome.message);
+        // A gated outcome repeats the stored message, which has the note already.
+        if !outcome.message.contains(notice.as_str()) {
+            outcome.message = format!("{}. Note: {notice}", outcome.message);
+        }
         outcome
     }
 

@@ -875,3 +875,58 @@ pub(crate) async fn conflict_takeover_against_a_real_api_server() {
     es.delete(&id).await;
     drop(operator);
 }
+
+/// A request the cluster's version cannot accept (chat_completion on 8.17) is never sent: the
+/// resource ends `UnsupportedByCluster` without a PUT; an upgrade of the cluster (noticed by the
+/// resync) lets it through. Always on a stand-in, which can be upgraded in place.
+pub(crate) async fn unsupported_by_cluster_against_a_real_api_server() {
+    let Some(env) = Env::get() else { return };
+    let standin = EsStandin::start(StandinConfig::for_version("8.17.0")).await;
+    let client = client(&env).await;
+    install_crd(&client).await;
+    let ns = TempNamespace::new(&client, "e2e-unsupported").await;
+    let es = Es::Standin(standin);
+    let operator = Operator::start_with(&env.kubeconfig, &es, &ns.name, "single", &[]);
+    let Es::Standin(standin) = &es else {
+        unreachable!()
+    };
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "openai"},
+        "stringData": {"api-key": "sk-e2e-UNSUPPORTED-0001"}
+    }))
+    .expect("secret");
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("secret");
+    let api: Api<InferenceEndpoint> = Api::namespaced(client.clone(), &ns.name);
+    let spec = json!({
+        "inferenceId": "e2e-chat", "taskType": "chat_completion", "service": "openai",
+        "serviceSettings": {"model_id": "gpt-4o"},
+        "secretSettings": {"api_key": {"secretKeyRef": {"name": "openai", "key": "api-key"}}}
+    });
+    api.create(&PostParams::default(), &ie("chat", &ns.name, spec))
+        .await
+        .expect("create");
+    wait(&api, "chat", "UnsupportedByCluster", |o| {
+        ready_reason(o) == Some(("False".into(), "UnsupportedByCluster".into()))
+    })
+    .await;
+    let puts = |s: &EsStandin| {
+        s.requests()
+            .iter()
+            .filter(|r| r.method == "PUT" && r.path.starts_with("/_inference/"))
+            .count()
+    };
+    assert_eq!(puts(standin), 0, "nothing is sent to 8.17");
+    let status = api.get("chat").await.expect("get").status.expect("status");
+    assert_eq!(status.ownership, None, "no Creating mark either");
+    standin.set_version("8.18.0");
+    wait(&api, "chat", "Ready=True after the upgrade", |o| {
+        ready_reason(o) == Some(("True".into(), "InSync".into()))
+    })
+    .await;
+    assert_eq!(puts(standin), 1, "one create once the cluster accepts it");
+    drop(operator);
+}

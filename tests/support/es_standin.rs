@@ -278,7 +278,7 @@ impl EsStandin {
         let Some(Value::String(id)) = cfg.remove("inference_id") else {
             panic!("insert_endpoint: the body needs a string \"inference_id\"");
         };
-        match build_endpoint(self.shared.ver, None, &id, cfg, false) {
+        match build_endpoint(self.shared.ver(), None, &id, cfg, false) {
             Ok(stored) => {
                 self.lock().endpoints.insert(id, stored);
             }
@@ -439,6 +439,12 @@ impl EsStandin {
         self.lock().eis_metadata.insert(model_id.into(), metadata);
     }
 
+    /// Upgrade (or downgrade) the cluster in place: `GET /` and every version-dependent
+    /// behaviour follow `version` from now on.
+    pub fn set_version(&self, version: &str) {
+        *self.shared.version.write().expect("version lock") = version.to_string();
+    }
+
     pub fn set_cluster_uuid(&self, uuid: Option<&str>) {
         self.lock().uuid_override = uuid.map(str::to_string);
     }
@@ -552,7 +558,9 @@ struct Deployment {
 
 struct Shared {
     cfg: StandinConfig,
-    ver: Ver,
+    /// The version `GET /` reports and every behaviour follows: `cfg.version` until
+    /// `set_version` (an upgrade), kept apart from `inner` so it is read without its lock.
+    version: std::sync::RwLock<String>,
     inner: Mutex<Inner>,
     in_flight: AtomicUsize,
     idle: Notify,
@@ -599,13 +607,18 @@ impl Shared {
             }
         }
         let (inner, in_flight, idle) = (Mutex::new(inner), AtomicUsize::new(0), Notify::new());
+        let _ = ver;
         Shared {
+            version: std::sync::RwLock::new(cfg.version.clone()),
             cfg,
-            ver,
             inner,
             in_flight,
             idle,
         }
+    }
+
+    fn ver(&self) -> Ver {
+        Ver::parse(&self.version.read().expect("version lock"))
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -614,14 +627,14 @@ impl Shared {
 
     /// §1.2: 8.11–8.14 print `model_id` instead of `inference_id`.
     fn view<'a>(&self, cfg: &'a Obj) -> EndpointView<'a> {
-        let modern = self.ver.at_least(8, 15);
+        let modern = self.ver().at_least(8, 15);
         let id_key = if modern { "inference_id" } else { "model_id" };
         EndpointView { cfg, id_key }
     }
 
     /// §1.2: `{"endpoints":[...]}` from 8.15, `{"models":[...]}` before.
     fn list_response(&self, items: Vec<EndpointView<'_>>) -> Response {
-        let modern = self.ver.at_least(8, 15);
+        let modern = self.ver().at_least(8, 15);
         let key = if modern { "endpoints" } else { "models" };
         let mut body = BTreeMap::new();
         body.insert(key, items);
@@ -708,7 +721,7 @@ impl Shared {
         let req = Req { path, params, body };
         let (get, put) = (method == Method::GET, method == Method::PUT);
         let delete = method == Method::DELETE;
-        let update = put && self.ver.at_least(8, 17); // §1.2: _update exists from 8.17
+        let update = put && self.ver().at_least(8, 17); // §1.2: _update exists from 8.17
         match segs.as_slice() {
             [] if get || method == Method::HEAD => req.check_params(&[]).map(|_| self.root()),
             ["_ingest", "pipeline", id] if put => self.put_pipeline(id, body),
@@ -718,11 +731,11 @@ impl Shared {
             ["_inference"] | ["_inference", "_all" | "*"] if get => self.list(&req, None),
             ["_inference", id] if get => self.get(&req, None, id),
             ["_inference", task, "_all" | "*"] if get => {
-                let task = parse_task(task, self.ver)?;
+                let task = parse_task(task, self.ver())?;
                 self.list(&req, task)
             }
             ["_inference", task, id] if get => {
-                let task = parse_task(task, self.ver)?;
+                let task = parse_task(task, self.ver())?;
                 self.get(&req, task, id)
             }
             ["_inference", id, "_update"] if update => self.update(&req, None, id),
@@ -786,7 +799,7 @@ impl Shared {
             .unwrap_or_else(|| cfg.cluster_uuid.clone());
         let body = json!({
             "name": "es-standin-0", "cluster_name": cfg.cluster_name, "cluster_uuid": uuid,
-            "version": {"number": cfg.version, "build_flavor": "default", "build_type": "docker",
+            "version": {"number": *self.version.read().expect("version lock"), "build_flavor": "default", "build_type": "docker",
                 "build_hash": build, "build_date": "2025-01-01T00:00:00.000Z", "build_snapshot": false,
                 "lucene_version": "10.0.0", "minimum_wire_compatibility_version": "7.17.0",
                 "minimum_index_compatibility_version": "7.0.0"},
@@ -818,7 +831,7 @@ impl Shared {
 
     /// §2 create, in the processing order of §2.2.
     fn create(&self, req: &Req, path_task: Option<&str>, id: &str) -> Result<Response, EsError> {
-        let v = self.ver;
+        let v = self.ver();
         // REST layer: path task type, query parameters, body presence.
         let url_task = path_task.map(|t| parse_task(t, v)).transpose()?.flatten();
         let timeout = (v.at_least(8, 19) && !v.at_least(9, 0)) || v.at_least(9, 1); // §1.3
@@ -951,7 +964,7 @@ impl Shared {
 
     /// §9 update.
     fn update(&self, req: &Req, path_task: Option<&str>, id: &str) -> Result<Response, EsError> {
-        let v = self.ver;
+        let v = self.ver();
         // The single-segment form failed until the fix of Feb 2025 (taken as 8.18 / 9.0).
         if path_task.is_none() && !v.at_least(8, 18) {
             return Err(EsError::bad("Inference ID must be provided in the path"));
@@ -1044,7 +1057,7 @@ impl Shared {
 
     /// §8 delete.
     fn delete(&self, req: &Req, path_task: Option<&str>, id: &str) -> Result<Response, EsError> {
-        let v = self.ver;
+        let v = self.ver();
         let task = path_task.map(|t| parse_task(t, v)).transpose()?.flatten();
         let (with_pipelines, with_indexes) = (v.at_least(8, 15), v.at_least(8, 16));
         let params = ["dry_run", "force"];
@@ -1449,6 +1462,12 @@ const SERVICES: &[Service] = &[
     svc("voyageai", (8, 19), &[TEXT, RERANK], &["model_id"], K::ApiKey, &[("*", 2000)]),
     svc("watsonxai", (8, 16), &[TEXT, CHAT, COMPLETION, RERANK], &["api_version", "model_id", "project_id", "url"], K::ApiKey, &[("*", 120)]),
 ];
+
+/// The names of the services the stand-in accepts (for the check that the operator's table
+/// knows each of them).
+pub fn service_names() -> Vec<&'static str> {
+    SERVICES.iter().map(|s| s.name).collect()
+}
 
 /// §2.2 step 6, with the documented aliases; `v: None` skips the "since" gate.
 fn find_service(name: &str, v: Option<Ver>) -> Option<&'static Service> {
