@@ -100,6 +100,54 @@ pub(crate) async fn crd_rules_on_a_real_api_server() {
     raw.create(&dry, &raw_ie("ok", &ns.name, spec))
         .await
         .expect("secret_parameters.<name> accepted");
+    // Per-service secret rules and credential headers, as Go's CEL evaluates them.
+    let refused = |spec: Value, what: &'static str| {
+        let raw = raw.clone();
+        let ns = ns.name.clone();
+        async move {
+            let (code, msg) = api_error(
+                raw.create(&dry_run(), &raw_ie("bad", &ns, spec))
+                    .await
+                    .expect_err(what),
+            );
+            assert_eq!(code, 422, "{what}: {msg}");
+            msg
+        }
+    };
+    let key = |k: &str| json!({"secretKeyRef": {"name": "s", "key": k}});
+    let bedrock = json!({"taskType": "completion", "service": "amazonbedrock",
+        "serviceSettings": {"region": "us-east-1", "model": "m", "provider": "anthropic"},
+        "secretSettings": {"access_key": key("a")}});
+    let msg = refused(bedrock.clone(), "one Bedrock key").await;
+    assert!(msg.contains("secret_key together"), "{msg}");
+    let mut both = bedrock;
+    both["secretSettings"]["secret_key"] = key("s");
+    raw.create(&dry, &raw_ie("ok", &ns.name, both))
+        .await
+        .expect("both Bedrock keys accepted");
+    let azure = json!({"taskType": "completion", "service": "azureopenai",
+        "serviceSettings": {"resource_name": "r", "deployment_id": "d", "api_version": "v"},
+        "secretSettings": {"api_key": key("a"), "entra_id": key("e")}});
+    let msg = refused(azure, "two Azure credentials").await;
+    assert!(msg.contains("exactly one of"), "{msg}");
+    let mut header = anthropic_spec("hdr");
+    header["taskSettings"] = json!({"max_tokens": 5, "headers": {"X-Api-Key": "sk-e2e-LITERAL"}});
+    let msg = refused(header, "a literal credential header").await;
+    assert!(
+        msg.contains("taskSettings.headers must not hold credentials"),
+        "{msg}"
+    );
+    let mut whole = anthropic_spec("whole");
+    whole["secretSettings"] = json!({"secret_parameters": key("k")});
+    refused(whole, "a whole secret_parameters map").await;
+    let mut custom = anthropic_spec("custom-hdr");
+    custom["service"] = json!("custom");
+    custom["serviceSettings"] = json!({"url": "https://x", "headers": {"Authorization": "${token}", "Content-Type": "application/json"}});
+    custom["secretSettings"] =
+        json!({"secret_parameters.token": key("t"), "headers.X-Other-Key": key("h")});
+    raw.create(&dry, &raw_ie("ok", &ns.name, custom))
+        .await
+        .expect("a placeholder and headers from Secrets accepted");
 
     // Immutability: service, taskType, inferenceId (including adding one later).
     let obj = api
@@ -157,6 +205,13 @@ pub(crate) async fn crd_rules_on_a_real_api_server() {
     api.delete(&obj.name_any(), &DeleteParams::default())
         .await
         .expect("delete");
+}
+
+fn dry_run() -> PostParams {
+    PostParams {
+        dry_run: true,
+        ..Default::default()
+    }
 }
 
 const LIFECYCLE_ID: &str = "e2e-claude";
