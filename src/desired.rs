@@ -235,7 +235,7 @@ pub fn config_hash(spec: &InferenceEndpointSpec) -> String {
     let canonical = json!({
         "service": spec.service,
         "task_type": spec.task_type.as_str(),
-        "service_settings": spec.service_settings,
+        "service_settings": service_settings(spec),
         "task_settings": spec.task_settings,
         "chunking_settings": spec.chunking_settings.as_ref().map(chunking_to_es),
     });
@@ -253,9 +253,17 @@ fn merge_secrets(
     spec: &InferenceEndpointSpec,
     mode: SecretMode<'_>,
 ) {
+    let placeholders = headers_as_placeholders(spec);
     for key in spec.secret_settings.keys() {
+        let parameter;
         let path = match (scope, key.strip_prefix("task_settings.")) {
-            (Scope::Service, None) => key.as_str(),
+            (Scope::Service, None) => match key.strip_prefix("headers.") {
+                Some(name) if placeholders => {
+                    parameter = format!("secret_parameters.{}", header_parameter(name));
+                    parameter.as_str()
+                }
+                _ => key.as_str(),
+            },
             (Scope::Task, Some(rest)) => rest,
             _ => continue,
         };
@@ -282,6 +290,47 @@ fn merge_secrets(
     }
 }
 
+/// The `secret_parameters` entry that carries the header `name` of a service whose headers
+/// take `${…}` placeholders (the custom service): the header is sent as `${<this>}`, the value
+/// as a secret parameter, which Elasticsearch keeps with its secrets (never returned by GET,
+/// replaced by `_update` on rotation).
+pub fn header_parameter(name: &str) -> String {
+    format!("es_inference_header_{name}")
+}
+
+/// Whether `headers.<Name>` secrets of this spec are sent as placeholders (`header_parameter`).
+fn headers_as_placeholders(spec: &InferenceEndpointSpec) -> bool {
+    crate::catalog::service(&spec.service)
+        .is_some_and(|s| s.headers == crate::catalog::Headers::Service)
+}
+
+/// The `service_settings` the spec asks Elasticsearch to hold, without secrets: the spec's,
+/// plus the `${…}` placeholder of each header that comes from a Secret (custom service). What
+/// is created, compared and hashed.
+pub fn service_settings(spec: &InferenceEndpointSpec) -> std::borrow::Cow<'_, Map<String, Value>> {
+    let names: Vec<&str> = spec
+        .secret_settings
+        .keys()
+        .filter_map(|k| k.strip_prefix("headers."))
+        .collect();
+    if names.is_empty() || !headers_as_placeholders(spec) {
+        return std::borrow::Cow::Borrowed(&spec.service_settings);
+    }
+    let mut settings = spec.service_settings.clone();
+    let headers = settings
+        .entry("headers".to_string())
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(h) = headers {
+        for name in names {
+            h.insert(
+                name.to_string(),
+                Value::String(format!("${{{}}}", header_parameter(name))),
+            );
+        }
+    }
+    std::borrow::Cow::Owned(settings)
+}
+
 /// Which settings map a secret goes into.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Scope {
@@ -298,7 +347,7 @@ fn task_settings(spec: &InferenceEndpointSpec, mode: SecretMode<'_>) -> Map<Stri
 
 /// The body of `PUT /_inference/{task_type}/{id}`.
 pub fn create_body(spec: &InferenceEndpointSpec, mode: SecretMode<'_>) -> Value {
-    let mut service_settings = spec.service_settings.clone();
+    let mut service_settings = service_settings(spec).into_owned();
     merge_secrets(&mut service_settings, Scope::Service, spec, mode);
     let mut body = Map::new();
     body.insert("service".into(), json!(spec.service));
@@ -324,15 +373,6 @@ pub fn update_body(
     version: Version,
 ) -> Option<Value> {
     let mut service_settings = Map::new();
-    // Headers from Secrets go with the literal ones: a partial map would drop the others.
-    if let Some(h) = spec.service_settings.get("headers")
-        && spec
-            .secret_settings
-            .keys()
-            .any(|k| k.starts_with("headers."))
-    {
-        service_settings.insert("headers".into(), h.clone());
-    }
     merge_secrets(&mut service_settings, Scope::Service, spec, mode);
     for d in changed.iter().filter(|d| d.mutable) {
         if let Some(key) = d.field.strip_prefix("service_settings.")
@@ -449,7 +489,8 @@ fn diff_service_settings(
     };
     let adaptive_on =
         builtin && (adaptive(&spec.service_settings) || adaptive(&observed.service_settings));
-    for (key, want) in &spec.service_settings {
+    let wanted = service_settings(spec);
+    for (key, want) in wanted.iter() {
         // A key Elasticsearch does not return cannot be observed; comparing it would be a
         // perpetual difference.
         let Some(got) = observed.service_settings.get(key) else {
@@ -466,7 +507,17 @@ fn diff_service_settings(
         {
             continue;
         }
-        if !same_setting(key, want, got) {
+        // A header from a Secret that Elasticsearch does not have (added after the create):
+        // absent keys are otherwise tolerated, but this one would never be sent.
+        let missing_header = key == "headers"
+            && want.as_object().is_some_and(|w| {
+                w.iter().any(|(name, v)| {
+                    v.as_str()
+                        .is_some_and(|v| v == format!("${{{}}}", header_parameter(name)))
+                        && got.get(name).is_none()
+                })
+            });
+        if !same_setting(key, want, got) || missing_header {
             let mutable = builtin
                 && (key == "num_allocations"
                     || (key == "adaptive_allocations"
@@ -540,6 +591,63 @@ mod tests {
             body["service_settings"]["secret_parameters"]["token"],
             REDACTED
         );
+    }
+
+    #[test]
+    fn headers_from_secrets_are_placeholders_for_custom_and_task_settings_for_openai() {
+        let custom = spec(
+            "taskType: rerank\nservice: custom\nserviceSettings: {url: 'https://x', headers: {Content-Type: application/json}}\n\
+             secretSettings: {headers.X-Api-Key: {secretKeyRef: {name: a, key: h}}}\n",
+        );
+        let mut values = SecretValues::default();
+        values
+            .values
+            .insert("headers.X-Api-Key".into(), SecretString::from("hdr-SECRET"));
+        let body = create_body(&custom, SecretMode::Reveal(&values));
+        let ss = &body["service_settings"];
+        assert_eq!(
+            ss["headers"]["X-Api-Key"],
+            "${es_inference_header_X-Api-Key}"
+        );
+        assert_eq!(ss["headers"]["Content-Type"], "application/json");
+        assert_eq!(
+            ss["secret_parameters"]["es_inference_header_X-Api-Key"],
+            "hdr-SECRET"
+        );
+        // Rotation sends the parameter again; the placeholder is part of the compared config.
+        let update = update_body(
+            &custom,
+            SecretMode::Reveal(&values),
+            &[],
+            Version::new(9, 1, 0),
+        )
+        .expect("body");
+        assert_eq!(
+            update["service_settings"]["secret_parameters"]["es_inference_header_X-Api-Key"],
+            "hdr-SECRET"
+        );
+        assert!(update["service_settings"].get("headers").is_none());
+        let stored = observed(json!({
+            "inference_id": "c", "task_type": "rerank", "service": "custom",
+            "service_settings": {"url": "https://x", "headers": {"Content-Type": "application/json",
+                "X-Api-Key": "${es_inference_header_X-Api-Key}"}}
+        }));
+        assert!(diff(&custom, &stored, Version::new(9, 1, 0)).is_empty());
+        let without = observed(json!({
+            "inference_id": "c", "task_type": "rerank", "service": "custom",
+            "service_settings": {"url": "https://x", "headers": {"Content-Type": "application/json"}}
+        }));
+        assert!(
+            !diff(&custom, &without, Version::new(9, 1, 0)).is_empty(),
+            "a header added later is a change"
+        );
+        let openai = spec(
+            "taskType: completion\nservice: openai\nserviceSettings: {model_id: m}\n\
+             secretSettings: {task_settings.headers.X-Org-Token: {secretKeyRef: {name: a, key: t}}}\n",
+        );
+        let body = create_body(&openai, SecretMode::Redacted);
+        assert_eq!(body["task_settings"]["headers"]["X-Org-Token"], REDACTED);
+        assert!(body["service_settings"].get("headers").is_none());
     }
 
     #[test]

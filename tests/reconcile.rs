@@ -1370,3 +1370,44 @@ fn the_table_knows_every_service_of_the_stand_in() {
         );
     }
 }
+
+/// The custom service's headers from Secrets are `${…}` placeholders filled from
+/// `secret_parameters`: Elasticsearch keeps the value with its secrets, and rotation replaces it.
+#[tokio::test]
+async fn custom_service_headers_from_secrets_are_secret_parameters() {
+    const TOKEN: &str = "custom-header-FIRST";
+    const NEW_TOKEN: &str = "custom-header-ROTATED";
+    let h = Harness::new().await;
+    h.secret("custom", &[("token", TOKEN)]);
+    h.endpoint(
+        "custom",
+        json!({
+            "taskType": "rerank", "service": "custom",
+            "serviceSettings": {"url": "https://rerank.example.com/v1",
+                "headers": {"Content-Type": "application/json"},
+                "request": {"content": "{\"query\": \"${query}\", \"documents\": ${input}}"},
+                "response": {"json_parser": {"reranked_index": "$.results[*].index", "relevance_score": "$.results[*].score"}}},
+            "secretSettings": {"headers.Authorization": {"secretKeyRef": {"name": "custom", "key": "token"}}}
+        }),
+    );
+    h.settle("custom").await.expect("reconciles");
+    assert_eq!(h.ready("custom").0, "True", "{:?}", h.ready("custom"));
+    let stored = h.es.endpoint("custom").expect("stored");
+    let text = stored.to_string();
+    assert!(!text.contains(TOKEN), "the stored configuration has no value: {text}");
+    assert_eq!(
+        stored["service_settings"]["headers"]["Authorization"],
+        "${es_inference_header_Authorization}"
+    );
+    assert_eq!(
+        h.es.endpoint_secrets("custom").expect("secrets")["secret_parameters"]["es_inference_header_Authorization"],
+        TOKEN
+    );
+    h.secret("custom", &[("token", NEW_TOKEN)]);
+    h.settle("custom").await.expect("rotation");
+    assert_eq!(
+        h.es.endpoint_secrets("custom").expect("secrets")["secret_parameters"]["es_inference_header_Authorization"],
+        NEW_TOKEN
+    );
+    assert_eq!(h.ready("custom").0, "True");
+}
