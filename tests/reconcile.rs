@@ -1247,6 +1247,30 @@ async fn requests_the_cluster_cannot_accept_are_not_sent_until_it_is_upgraded() 
         .expect("reconciles after the upgrade");
     assert_eq!(h.ready("chat").0, "True", "{:?}", h.ready("chat"));
     assert_eq!(h.es_writes().len(), 1, "{:?}", h.es_writes());
+    // Settled: the next resync triggers nothing; another upgrade triggers one quiet pass, once.
+    assert_eq!(
+        es_inference_operator::controller::resync_once(&h.ctx).await,
+        0
+    );
+    h.es.set_version("8.19.0");
+    assert_eq!(
+        es_inference_operator::controller::resync_once(&h.ctx).await,
+        1
+    );
+    h.kube.clear_requests();
+    h.settle("chat").await.expect("quiet pass");
+    // One status write: status reports the version the endpoint lives on.
+    assert_eq!(h.kube.write_count(), 1, "{}", h.kubernetes_writes_text());
+    assert!(
+        h.kubernetes_writes_text()
+            .contains("\"elasticsearchVersion\":\"8.19.0\"")
+    );
+    assert_eq!(h.es_writes().len(), 1, "{:?}", h.es_writes());
+    assert_eq!(
+        es_inference_operator::controller::resync_once(&h.ctx).await,
+        0,
+        "an upgrade is one pass, not one per resync"
+    );
 }
 
 /// Per-service secret rules are checked before anything is read or sent.
@@ -1394,7 +1418,10 @@ async fn custom_service_headers_from_secrets_are_secret_parameters() {
     assert_eq!(h.ready("custom").0, "True", "{:?}", h.ready("custom"));
     let stored = h.es.endpoint("custom").expect("stored");
     let text = stored.to_string();
-    assert!(!text.contains(TOKEN), "the stored configuration has no value: {text}");
+    assert!(
+        !text.contains(TOKEN),
+        "the stored configuration has no value: {text}"
+    );
     assert_eq!(
         stored["service_settings"]["headers"]["Authorization"],
         "${es_inference_header_Authorization}"

@@ -430,7 +430,11 @@ impl Pass<'_> {
             .is_some_and(|w| w.endpoint == listed && listed.is_some());
         if quiet && unchanged && watch.as_ref().is_some_and(|w| w.in_sync) {
             debug!("in sync (the shared snapshot shows the endpoint as last seen)");
-            self.watch = watch;
+            // Decided on this version now: an upgrade triggers one pass, not one per resync.
+            self.watch = watch.map(|w| EndpointWatch {
+                version: Some(inputs.info.version),
+                ..w
+            });
             return Ok(Some(Outcome::ready(format!(
                 "inference endpoint {:?} matches the spec",
                 self.id
