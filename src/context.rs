@@ -174,6 +174,8 @@ pub struct Context {
     pub settings: Settings,
     pub fence: Fence,
     pub triggers: Triggers,
+    /// Secret versions from the watch, and values read once per version.
+    pub secret_reads: crate::secret_reads::SecretReads,
     /// Boxed: the table has a slot per object and grows by doubling, so each empty slot costs a
     /// pointer instead of a whole `ObjectMemory` (about 260 bytes).
     memory: Mutex<HashMap<String, Box<ObjectMemory>>>,
@@ -208,6 +210,7 @@ impl Context {
             settings,
             fence,
             triggers: Triggers::default(),
+            secret_reads: Default::default(),
             memory: Mutex::default(),
             released: Mutex::default(),
             stores: Mutex::default(),
@@ -378,6 +381,7 @@ impl Context {
     /// Forget objects no controller knows any more (deleted without a finalizer, or while
     /// another replica led). Returns how many were forgotten.
     pub fn sweep(&self) -> usize {
+        self.secret_reads.sweep();
         let stores = self.stores.lock().expect("stores lock poisoned").clone();
         if stores.is_empty() {
             return 0;

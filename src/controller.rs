@@ -275,11 +275,12 @@ fn endpoint_controller(
     let (s1, c1) = (store.clone(), connections.clone());
     let (s2, c2) = (store.clone(), connections);
     let (by_id, by_connection) = (store.clone(), store);
-    let triggers = futures::stream::unfold(ctx.triggers.subscribe(scope), |mut rx| async {
+    let triggers = futures::stream::unfold(ctx.triggers.subscribe(scope.clone()), |mut rx| async {
         rx.recv().await.map(|r| (r, rx))
     });
+    let secrets = secret_metadata(ctx, apis.secrets, scope.clone());
     controller
-        .watches(apis.secrets, watch_config(), move |s| {
+        .watches_stream(secrets, move |s| {
             dependents(&s1, &c1, &s.namespace().unwrap_or_default(), &s.name_any())
         })
         .watches(apis.config_maps, watch_config(), move |m| {
@@ -292,6 +293,41 @@ fn endpoint_controller(
             using_connection(&by_connection, &c)
         })
         .reconcile_on(triggers)
+}
+
+/// The watch of Secret metadata: it re-triggers the resources that use a Secret, and its store
+/// tells each pass which version of a Secret is current (`secret_reads`), so that a pass reads
+/// values only when it sends them. The store keeps the name, namespace and resourceVersion of
+/// each Secret and nothing else: the annotations can hold a copy of the data
+/// (`kubectl.kubernetes.io/last-applied-configuration`).
+fn secret_metadata(
+    ctx: &Arc<Context>,
+    api: Api<PartialObjectMeta<Secret>>,
+    scope: Option<String>,
+) -> impl futures::Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + 'static
+{
+    let (store, writer) = reflector::store();
+    let (synced, listed) = watch::channel(false);
+    ctx.secret_reads.add_store(scope, store, listed);
+    let stream = watcher(api, watch_config()).default_backoff().modify(
+        |s: &mut PartialObjectMeta<Secret>| {
+            let m = &mut s.metadata;
+            *m = kube::api::ObjectMeta {
+                name: m.name.take(),
+                namespace: m.namespace.take(),
+                resource_version: m.resource_version.take(),
+                uid: m.uid.take(),
+                ..Default::default()
+            };
+        },
+    );
+    reflector(writer, stream)
+        .inspect(move |event| {
+            if let Ok(watcher::Event::InitDone) = event {
+                let _ = synced.send(true);
+            }
+        })
+        .touched_objects()
 }
 
 /// The other resources with the inference id of `changed`.

@@ -25,6 +25,7 @@ pub mod rbac;
 pub mod reconcile;
 pub mod render;
 pub mod run;
+pub mod secret_reads;
 pub mod secrets;
 pub mod server;
 pub mod status;

@@ -96,6 +96,7 @@ pub struct Metrics {
     endpoint_ready: Family<ObjectLabels, Gauge>,
     drift_corrections: Counter,
     secret_rotations: Counter,
+    secret_reads: Counter,
     leader: Gauge,
     kubernetes_writes: Family<WriteLabels, Counter>,
     /// The Ready reason of every object, so the gauges count each object once.
@@ -224,6 +225,11 @@ impl Metrics {
                 "secret_rotations",
                 "Secret rotations applied to Elasticsearch",
             ),
+            secret_reads: reg(
+                &mut r,
+                "secret_reads",
+                "Secrets read (GET) for their values: once per version and change, never on an idle resync",
+            ),
             kubernetes_writes: reg(
                 &mut r,
                 "kubernetes_writes",
@@ -305,6 +311,11 @@ impl Metrics {
 
     pub fn secret_rotated(&self) {
         self.secret_rotations.inc();
+    }
+
+    /// Count one GET of a Secret for its values.
+    pub fn secret_read(&self) {
+        self.secret_reads.inc();
     }
 
     /// Count one write to the Kubernetes API (`status`, `finalizer`, `event`).

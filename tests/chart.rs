@@ -1910,6 +1910,7 @@ const METRICS: &[&str] = &[
     "es_inference_operator_endpoint_ready",
     "es_inference_operator_drift_corrections_total",
     "es_inference_operator_secret_rotations_total",
+    "es_inference_operator_secret_reads_total",
 ];
 /// The histograms among them, queried through `_bucket`, `_sum` and `_count`.
 const HISTOGRAMS: &[&str] = &[

@@ -1438,3 +1438,56 @@ async fn custom_service_headers_from_secrets_are_secret_parameters() {
     );
     assert_eq!(h.ready("custom").0, "True");
 }
+
+/// A pass whose recorded Secret versions are the ones the Secret watch shows reads no Secret; a
+/// rotation of a Secret shared by several endpoints reads it once.
+#[tokio::test]
+async fn secrets_are_read_only_to_be_sent_and_once_per_version() {
+    let h = Harness::new().await;
+    h.secret("anthropic", &[("api-key", KEY)]);
+    h.watch_secrets();
+    let names = ["a", "b", "c"];
+    for n in names {
+        let mut spec = anthropic();
+        spec["inferenceId"] = json!(format!("claude-{n}"));
+        h.endpoint(n, spec);
+    }
+    for n in names {
+        h.settle(n).await.expect("creates");
+        assert_eq!(h.ready(n).0, "True", "{:?}", h.ready(n));
+    }
+    assert_eq!(
+        h.secret_reads(),
+        1,
+        "three creates share one read of the Secret"
+    );
+    // Restart and idle: the versions come from the watch, no value is needed.
+    h.ctx.secret_reads.forget_values();
+    h.ctx.clusters.invalidate_all().await;
+    h.kube.clear_requests();
+    for n in names {
+        h.reconcile(n).await.expect("idle");
+    }
+    assert_eq!(h.secret_reads(), 0, "no Secret read on an idle pass");
+    assert_eq!(h.kube.write_count(), 0, "{}", h.kubernetes_writes_text());
+    // Rotation: the watch shows the new version, every endpoint sends it, one read in all.
+    h.secret("anthropic", &[("api-key", ROTATED)]);
+    h.sync_secrets();
+    for n in names {
+        h.settle(n).await.expect("rotation");
+        assert_eq!(h.ready(n).0, "True");
+    }
+    assert_eq!(h.secret_reads(), 1, "one read per Secret version");
+    for n in names {
+        assert_eq!(
+            h.es.endpoint_secrets(&format!("claude-{n}"))
+                .expect("secrets")["api_key"],
+            ROTATED
+        );
+    }
+    // A Secret that disappears: the watch cannot vouch for it, the pass reads and reports.
+    h.kube.remove("v1", "Secret", NS, "anthropic");
+    h.sync_secrets();
+    h.settle("a").await.expect("reconciles");
+    assert_eq!(h.ready("a").1, "SecretNotFound");
+}

@@ -166,6 +166,14 @@ impl Step {
         )
     }
 
+    /// Whether the step sends the secret values (then they are read first).
+    pub fn sends_secrets(&self) -> bool {
+        matches!(
+            self,
+            Step::Create | Step::Update { .. } | Step::Replace { .. }
+        )
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Step::MarkCreating => "mark",

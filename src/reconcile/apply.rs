@@ -1,7 +1,7 @@
 //! One apply pass: read the inputs (Secrets, the cluster reference), observe the endpoint as
 //! cheaply as the situation allows, then ask the pure core for steps until it says `Done`.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::sync::Arc;
 
 use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
 use kube::{
@@ -213,12 +213,24 @@ impl Pass<'_> {
                 format!("{problem}; nothing was sent to Elasticsearch"),
             ));
         }
-        let (values, current) = match self.load_secrets().await? {
-            Ok(v) => v,
-            Err(problem) => return Ok(secret_outcome(&problem)),
+        // The Secret watch says which versions are current: when Elasticsearch holds those, no
+        // value is read unless a step sends it (then `load_values`).
+        let ns = self.ie.namespace().unwrap_or_default();
+        let names = referenced_secrets(spec);
+        let known = self.ctx.secret_reads.versions(&ns, &names).await;
+        let (values, current) = match known {
+            Some(v) if self.record.secrets_applied.as_deref() == Some(v.as_str()) => {
+                (None, Some(v))
+            }
+            _ => match self.load_secrets().await? {
+                Ok((values, current)) => {
+                    self.values_mac = Some(values_mac(self.ctx.process_key(), &values));
+                    self.recognise_unchanged_values(&values, current.as_deref());
+                    (Some(values), current)
+                }
+                Err(problem) => return Ok(secret_outcome(&problem)),
+            },
         };
-        self.values_mac = Some(values_mac(self.ctx.process_key(), &values));
-        self.recognise_unchanged_values(&values, current.as_deref());
         let (target, cluster, info) =
             match self.reach("; nothing was sent to Elasticsearch").await? {
                 Ok(reached) => reached,
@@ -241,18 +253,34 @@ impl Pass<'_> {
             }
             Err(u) => Some(u),
         };
-        let inputs = StepInputs {
+        let mut inputs = StepInputs {
             unsupported,
             cluster: &cluster,
             info: &info,
-            values: &values,
-            secrets: current.as_deref(),
+            values,
+            secrets: current,
             desired_hash: config_hash(spec),
         };
         if let Some(done) = self.observe(&inputs).await? {
             return Ok(done);
         }
-        self.steps(&inputs).await
+        self.steps(&mut inputs).await
+    }
+
+    /// Read the Secrets' values for a step that sends them (the pass started without them):
+    /// `Some` outcome when they cannot be read. The versions read may be newer than the watch
+    /// said; the core is asked again with them.
+    async fn load_values(&mut self, inputs: &mut StepInputs<'_>) -> Result<Option<Outcome>> {
+        match self.load_secrets().await? {
+            Ok((values, current)) => {
+                self.values_mac = Some(values_mac(self.ctx.process_key(), &values));
+                self.recognise_unchanged_values(&values, current.as_deref());
+                inputs.values = Some(values);
+                inputs.secrets = current;
+                Ok(None)
+            }
+            Err(problem) => Ok(Some(secret_outcome(&problem))),
+        }
     }
 
     /// The cluster of this pass: the reference resolved (and allowed by the tenancy rules), its
@@ -291,7 +319,7 @@ impl Pass<'_> {
     }
 
     /// Ask the pure core for steps until it is done.
-    async fn steps(&mut self, inputs: &StepInputs<'_>) -> Result<Outcome> {
+    async fn steps(&mut self, inputs: &mut StepInputs<'_>) -> Result<Outcome> {
         let mut last_update = None;
         for _ in 0..MAX_STEPS {
             let decision = decide(&Facts {
@@ -299,7 +327,7 @@ impl Pass<'_> {
                 inference_id: &self.id,
                 record: &self.record,
                 cluster: inputs.info,
-                secrets: inputs.secrets,
+                secrets: inputs.secrets.as_deref(),
                 observed: self.observed.as_ref(),
             });
             let step = match decision {
@@ -324,6 +352,12 @@ impl Pass<'_> {
                     format!("{u}; nothing was sent to Elasticsearch"),
                 ));
             }
+            if step.sends_secrets() && inputs.values.is_none() {
+                match self.load_values(inputs).await? {
+                    Some(outcome) => return Ok(outcome),
+                    None => continue,
+                }
+            }
             // The same write, with the same inputs, against the same endpoint. A create's mark
             // counts as the create: a refused create is not marked again.
             let family = match &step {
@@ -333,7 +367,7 @@ impl Pass<'_> {
             let attempt = format!(
                 "{family}/{}/{}/{:?}",
                 inputs.desired_hash,
-                inputs.secrets.unwrap_or("-"),
+                inputs.secrets.as_deref().unwrap_or("-"),
                 self.observed.as_ref().map(endpoint_hash)
             );
             if self.ctx.gate_closed(&self.uid, &attempt) {
@@ -422,7 +456,7 @@ impl Pass<'_> {
         let quiet = self.stored.condition(READY).map(|c| c.reason.as_str())
             == Some(reason::IN_SYNC)
             && self.stored.observed_generation == self.ie.metadata.generation
-            && self.record.secrets_applied.as_deref() == inputs.secrets
+            && self.record.secrets_applied.as_deref() == inputs.secrets.as_deref()
             && self.record.applied_config_hash.as_deref() == Some(inputs.desired_hash.as_str())
             && matches!(ownership, Some(Ownership::Created | Ownership::Adopted));
         let unchanged = watch
@@ -685,10 +719,13 @@ impl Pass<'_> {
             return Ok(Err(p));
         }
         let api: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &ns);
-        let mut fetched = BTreeMap::new();
-        for name in referenced_secrets(&self.ie.spec) {
-            fetched.insert(name.clone(), api.get_opt(&name).await?);
-        }
+        let names = referenced_secrets(&self.ie.spec);
+        let metrics = &self.ctx.metrics;
+        let fetched = self
+            .ctx
+            .secret_reads
+            .read(&api, &ns, &names, || metrics.secret_read())
+            .await?;
         Ok(resolve(&self.ie.spec, &ns, &fetched)
             .map(|values| (values, versions(&self.ie.spec, &fetched))))
     }

@@ -20,19 +20,31 @@ use crate::{
 pub(super) struct StepInputs<'a> {
     pub cluster: &'a Cluster,
     pub info: &'a ClusterInfo,
-    pub values: &'a SecretValues,
-    pub secrets: Option<&'a str>,
+    /// The secret values, once read: a pass whose recorded versions are current starts without
+    /// them, and reads them only for a step that sends them (`Step::sends_secrets`).
+    pub values: Option<SecretValues>,
+    /// Which Secret versions are current (`secrets::versions`).
+    pub secrets: Option<String>,
     pub desired_hash: String,
     /// What the cluster cannot accept of the spec (`catalog::check_version`), if anything.
     pub unsupported: Option<crate::catalog::Unsupported>,
 }
 
+/// No values: what a step sees if it ran before they were read (the pass reads them first).
+static NO_VALUES: SecretValues = SecretValues {
+    values: std::collections::BTreeMap::new(),
+};
+
 impl StepInputs<'_> {
+    fn values(&self) -> &SecretValues {
+        self.values.as_ref().unwrap_or(&NO_VALUES)
+    }
+
     /// A request body with the secret values, and a scrubber for them.
     fn secret_body(&self, body: serde_json::Value) -> SecretBody {
         SecretBody {
             body,
-            scrubber: Scrubber::new(self.values.values.values()),
+            scrubber: Scrubber::new(self.values().values.values()),
         }
     }
 }
@@ -96,7 +108,7 @@ impl Pass<'_> {
             && self.record.inference_id.as_deref() == Some(self.id.as_str());
         self.record = Record {
             replaced_for: self.record.replaced_for.clone(),
-            ..Record::creating(&self.id, &inputs.info.uuid, inputs.secrets)
+            ..Record::creating(&self.id, &inputs.info.uuid, inputs.secrets.as_deref())
         };
         self.write_now(&self.creating_outcome()).await?;
         self.marked_this_pass = true;
@@ -108,12 +120,12 @@ impl Pass<'_> {
             // A create may already have been sent under this mark (by an earlier pass or
             // process): count this one in status before it is sent.
             self.record.create_attempts = self.record.create_attempts.saturating_add(1);
-            self.record.secrets_applied = inputs.secrets.map(str::to_string);
+            self.record.secrets_applied = inputs.secrets.clone();
             self.write_now(&self.creating_outcome()).await?;
             self.marked_this_pass = true;
         }
         let spec = &self.ie.spec;
-        let body = inputs.secret_body(create_body(spec, SecretMode::Reveal(inputs.values)));
+        let body = inputs.secret_body(create_body(spec, SecretMode::Reveal(inputs.values())));
         let timeout = inputs
             .info
             .version
@@ -125,7 +137,7 @@ impl Pass<'_> {
                 info!(inference_id = %self.id, "created inference endpoint");
                 self.record.ownership = Some(Ownership::Created);
                 self.record.create_attempts = 0;
-                self.record.secrets_applied = inputs.secrets.map(str::to_string);
+                self.record.secrets_applied = inputs.secrets.clone();
                 self.observed = Some(ep);
                 self.fresh = true;
                 self.observed_known = true;
@@ -247,10 +259,10 @@ impl Pass<'_> {
             )));
         }
         let spec = &self.ie.spec;
-        let Some(body) = update_body(spec, SecretMode::Reveal(inputs.values), &changed, version)
+        let Some(body) = update_body(spec, SecretMode::Reveal(inputs.values()), &changed, version)
         else {
             // Nothing Elasticsearch could take (no secrets, no task settings).
-            self.record.secrets_applied = inputs.secrets.map(str::to_string);
+            self.record.secrets_applied = inputs.secrets.clone();
             return Ok(Effect::Continue);
         };
         let body = inputs.secret_body(body);
@@ -260,7 +272,7 @@ impl Pass<'_> {
             .await
         {
             Ok(ep) => {
-                self.record.secrets_applied = inputs.secrets.map(str::to_string);
+                self.record.secrets_applied = inputs.secrets.clone();
                 self.observed = Some(ep);
                 self.fresh = true;
                 self.observed_known = true;

@@ -34,7 +34,12 @@ pub struct Harness {
     pub ctx: Arc<Context>,
     pub metrics: Arc<Metrics>,
     peers: Mutex<reflector::store::Writer<Watched>>,
+    /// The Secret metadata store, once `watch_secrets` made one (as the controller's watch).
+    secret_meta: Mutex<Option<(SecretMetaWriter, tokio::sync::watch::Sender<bool>)>>,
 }
+
+type SecretMetaWriter =
+    reflector::store::Writer<kube::api::PartialObjectMeta<k8s_openapi::api::core::v1::Secret>>;
 
 impl Harness {
     /// The operator's settings with one difference: the stand-in speaks plain `http://`, which
@@ -130,6 +135,7 @@ impl Harness {
             ctx: Arc::new(ctx),
             metrics,
             peers: Mutex::new(writer),
+            secret_meta: Mutex::new(None),
         }
     }
 
@@ -148,6 +154,43 @@ impl Harness {
             writer.apply_watcher_event(&watcher::Event::InitApply(ie));
         }
         writer.apply_watcher_event(&watcher::Event::InitDone);
+    }
+
+    /// Give the operator a Secret metadata store, as the controller's Secret watch does, holding
+    /// the Secrets the fake has now (call `sync_secrets` after changing them).
+    pub fn watch_secrets(&self) {
+        let (store, writer) = reflector::store();
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        self.ctx.secret_reads.add_store(None, store, rx);
+        *self.secret_meta.lock().expect("secret meta") = Some((writer, tx));
+        self.sync_secrets();
+    }
+
+    /// Make the Secret metadata store show the Secrets the fake has now.
+    pub fn sync_secrets(&self) {
+        let mut guard = self.secret_meta.lock().expect("secret meta");
+        let Some((writer, synced)) = guard.as_mut() else {
+            return;
+        };
+        writer.apply_watcher_event(&watcher::Event::Init);
+        for v in self.kube.list("v1", "Secret", None) {
+            let m = kube::api::PartialObjectMeta::<k8s_openapi::api::core::v1::Secret> {
+                metadata: serde_json::from_value(v["metadata"].clone()).expect("metadata"),
+                ..Default::default()
+            };
+            writer.apply_watcher_event(&watcher::Event::InitApply(m));
+        }
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        let _ = synced.send(true);
+    }
+
+    /// GET requests for Secrets the operator sent.
+    pub fn secret_reads(&self) -> usize {
+        self.kube
+            .requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.contains("/secrets/"))
+            .count()
     }
 
     pub fn secret(&self, name: &str, data: &[(&str, &str)]) {
