@@ -1062,6 +1062,23 @@ fn template_checks_refuse_unsafe_combinations(tools: &Tools) {
         err.contains("podDisruptionBudget.enabled needs replicaCount >= 2"),
         "{err}"
     );
+    // An http:// default cluster only with plaintext allowed (the binary refuses it otherwise).
+    let plain = json!({ "elasticsearch": { "url": "http://es.example:9200" } });
+    let err = try_render(tools, &values(plain.clone())).expect_err("http:// refused");
+    assert!(
+        err.contains("security.allowPlaintextElasticsearch=true"),
+        "{err}"
+    );
+    let mut allowed = values(plain);
+    merge(
+        &mut allowed,
+        json!({ "security": { "allowPlaintextElasticsearch": true } }),
+    );
+    let docs = render(tools, &allowed);
+    assert_eq!(
+        env_value(&docs, "ALLOW_PLAINTEXT_ELASTICSEARCH").as_deref(),
+        Some("true")
+    );
     // Even with the schema skipped, the templates refuse both kinds of credentials.
     let both = values(json!({ "elasticsearch": { "auth": {
         "apiKey": { "existingSecret": "k" }, "basic": { "username": "u", "existingSecret": "p" } } } }));
@@ -1858,7 +1875,8 @@ fn network_policy(tools: &Tools) {
     );
     let docs = render(
         tools,
-        &json!({ "elasticsearch": { "url": "http://es:80" }, "networkPolicy": { "enabled": true } }),
+        &json!({ "elasticsearch": { "url": "http://es:80" }, "networkPolicy": { "enabled": true },
+                 "security": { "allowPlaintextElasticsearch": true } }),
     );
     assert_eq!(
         ports(&one(&docs, "NetworkPolicy")["spec"]["egress"][2]),

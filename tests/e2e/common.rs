@@ -434,6 +434,16 @@ impl Operator {
                 &["--resync-interval", "20s"][..]
             })
             .args(extra)
+            // An http:// default cluster (the stand-in, a fault proxy) is the tester's choice; the
+            // operator refuses one at start unless plaintext is allowed.
+            .args(
+                if url.starts_with("http://") && !extra.contains(&"--allow-plaintext-elasticsearch")
+                {
+                    &["--allow-plaintext-elasticsearch", "true"][..]
+                } else {
+                    &[][..]
+                },
+            )
             .env("KUBECONFIG", kubeconfig)
             .env("POD_NAME", identity)
             .env("RUST_LOG", "debug")
