@@ -156,6 +156,11 @@ fn main() {
             Needs::Helm,
             prometheus_rules_are_well_formed,
         ),
+        (
+            "alerts_link_their_runbooks",
+            Needs::Helm,
+            alerts_link_their_runbooks,
+        ),
         ("crd_toggles", Needs::Helm, crd_toggles),
         (
             "notes_tell_the_next_commands",
@@ -2485,6 +2490,86 @@ fn observability_objects_only_when_enabled(tools: &Tools) {
 
 /// The rendered rules: groups of alerts with expr, for, a severity and a summary; each expression
 /// selects the operator's series and names only metrics it exports (and Prometheus's `up`).
+/// The anchor GitHub gives a Markdown heading: lower case, punctuation dropped, spaces as dashes.
+fn github_anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// Every alert links its own section of docs/runbooks.md (by default on GitHub at the tag of the
+/// chart's appVersion), every section is an alert's, and a base URL of one's own replaces GitHub.
+fn alerts_link_their_runbooks(tools: &Tools) {
+    let alerts = |prometheus_rule: Value| -> Vec<(String, String)> {
+        let docs = render(
+            tools,
+            &values(json!({ "metrics": { "prometheusRule": prometheus_rule } })),
+        );
+        let rule = one(&docs, "PrometheusRule");
+        rule["spec"]["groups"]
+            .as_array()
+            .expect("groups")
+            .iter()
+            .flat_map(|g| g["rules"].as_array().expect("rules").clone())
+            .filter_map(|r| {
+                let name = r["alert"].as_str()?.to_string();
+                let url = r["annotations"]["runbook_url"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{name} has no runbook_url"))
+                    .to_string();
+                Some((name, url))
+            })
+            .collect()
+    };
+    let runbooks = read(&root().join("docs/runbooks.md"));
+    let sections: BTreeSet<String> = runbooks
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .map(github_anchor)
+        .collect();
+    let chart: Value =
+        serde_saphyr::from_str(&read(&chart_dir().join("Chart.yaml"))).expect("Chart.yaml");
+    let base = format!(
+        "https://github.com/es-inference-operator/es-inference-operator/blob/v{}/docs/runbooks.md#",
+        chart["appVersion"].as_str().expect("appVersion")
+    );
+    let linked = alerts(json!({ "enabled": true }));
+    assert!(linked.len() >= 5, "{linked:?}");
+    let mut anchors = BTreeSet::new();
+    for (name, url) in &linked {
+        let anchor = url
+            .strip_prefix(&base)
+            .unwrap_or_else(|| panic!("{name}: {url} is not under {base}"));
+        assert_eq!(anchor, github_anchor(name), "{name} links its own section");
+        assert!(
+            sections.contains(anchor),
+            "{name}: docs/runbooks.md has no section #{anchor}"
+        );
+        anchors.insert(anchor.to_string());
+    }
+    assert_eq!(
+        anchors, sections,
+        "one section per alert in docs/runbooks.md"
+    );
+
+    let own = alerts(
+        json!({ "enabled": true, "runbookBaseUrl": "https://wiki.example.com/es-inference" }),
+    );
+    for (name, url) in own {
+        assert_eq!(
+            url,
+            format!(
+                "https://wiki.example.com/es-inference#{}",
+                github_anchor(&name)
+            )
+        );
+    }
+}
+
 fn prometheus_rules_are_well_formed(tools: &Tools) {
     let rules_of = |v: Value| -> Vec<Value> {
         let docs = render(tools, &values(v));
