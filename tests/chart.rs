@@ -652,7 +652,24 @@ fn dockerfile_agrees_with_chart_and_binary(_: &Tools) {
             "the Dockerfile copies {path}/: {copied:?}"
         );
     }
-    assert!(dockerfile.contains("cargo build --locked --release --target \"$TARGET\""));
+    // Built with cargo-auditable (a pinned version), so the image's SBOM lists the crates.
+    assert!(dockerfile.contains("cargo auditable build --locked --release --target \"$TARGET\""));
+    assert!(
+        !dockerfile.contains("cargo build "),
+        "every build is auditable"
+    );
+    let pinned = dockerfile
+        .split("cargo install --locked cargo-auditable@")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("cargo-auditable installed with --locked at a version");
+    assert!(
+        pinned.split('.').count() == 3
+            && pinned
+                .split('.')
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())),
+        "cargo-auditable pinned to an exact version: {pinned}"
+    );
     // jemalloc built for 64 KiB pages on arm64 (it aborts on pages larger than built for).
     assert!(
         dockerfile.contains(
