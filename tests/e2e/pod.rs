@@ -224,7 +224,7 @@ pub(crate) async fn pod_from_the_chart_on_a_real_node() {
     let api: Api<InferenceEndpoint> = Api::namespaced(client.clone(), &watched.name);
     api.create(
         &PostParams::default(),
-        &ie("one", &watched.name, anthropic_spec("e2e-pod-one")),
+        &ie("one", &watched.name, completion_spec("e2e-pod-one")),
     )
     .await
     .expect("create");
@@ -298,7 +298,7 @@ pub(crate) async fn pod_from_the_chart_on_a_real_node() {
     );
     api.create(
         &PostParams::default(),
-        &ie("two", &watched.name, anthropic_spec("e2e-pod-two")),
+        &ie("two", &watched.name, completion_spec("e2e-pod-two")),
     )
     .await
     .expect("create");
