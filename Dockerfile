@@ -28,6 +28,12 @@ RUN case "$TARGETARCH" in \
     && apt-get install -y --no-install-recommends musl-tools=1.2.3-1 \
     && rm -rf /var/lib/apt/lists/* \
     && rustup target add "$target"
+# cargo-auditable (pinned) embeds the dependency tree of the binary (the crates of Cargo.lock that
+# are compiled in, with their versions) in a section of the binary. BuildKit's SBOM scanner
+# (syft) reads it from the final stage, so the image's SBOM lists every Rust crate although the
+# runtime stage holds only a static, stripped binary (docs/release.md, "Reading the SBOM").
+RUN --mount=type=cache,id=cargo-registry-${TARGETARCH},target=/usr/local/cargo/registry \
+    cargo install --locked cargo-auditable@0.7.7
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 # Build settings (jemalloc's configuration).
@@ -44,7 +50,7 @@ RUN --mount=type=cache,id=cargo-registry-${TARGETARCH},target=/usr/local/cargo/r
     --mount=type=cache,id=cargo-target-${TARGETARCH},target=/src/target \
     TARGET="$(cat /rust-target)" \
     && if [ "$TARGETARCH" = arm64 ]; then export JEMALLOC_SYS_WITH_LG_PAGE=16; fi \
-    && cargo build --locked --release --target "$TARGET" --bin es-inference-operator \
+    && cargo auditable build --locked --release --target "$TARGET" --bin es-inference-operator \
     && cp "target/$TARGET/release/es-inference-operator" /es-inference-operator
 
 # Runtime: no shell, no package manager; CA certificates, /etc/passwd with nonroot (65532), tzdata.

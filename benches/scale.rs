@@ -272,6 +272,12 @@ impl Operator {
                 &s.concurrency.to_string(),
             ])
             .args(["--max-concurrent-reconciles", &s.reconciles.to_string()])
+            // The stand-in is served over http://, which the operator refuses unless allowed.
+            .args(if es_url.starts_with("http://") {
+                &["--allow-plaintext-elasticsearch", "true"][..]
+            } else {
+                &[][..]
+            })
             .env("KUBECONFIG", &s.kubeconfig)
             .env("RUST_LOG", "info")
             .stdout(Stdio::from(out.try_clone().expect("log")))

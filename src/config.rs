@@ -4,11 +4,28 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// The environment variables the binary reads besides the `[env: ...]` of its flags, shown by
+/// `--help` and `run --help` (tests/cli.rs checks that every variable the code reads is here).
+pub const ENVIRONMENT_HELP: &str = "\
+Environment (besides the [env: ...] of each flag):
+  RUST_LOG          log filter of `run` (default info), e.g. info,es_inference_operator=debug
+  POD_NAME          this replica's name in the leader-election Lease and in Events (the chart
+                    sets it from the Pod); else HOSTNAME, else a generated name
+  HOSTNAME          see POD_NAME
+  POD_NAMESPACE     namespace of the Lease when --leader-election-namespace is not given
+  KUBECONFIG        kubeconfig to use outside a cluster (default ~/.kube/config, under HOME);
+                    in a Pod, KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT with the
+                    ServiceAccount token
+  HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY (or lower case)
+                    proxies for the requests to Elasticsearch; outside a cluster the
+                    kubeconfig loader reads HTTPS_PROXY and NO_PROXY too";
+
 #[derive(Parser)]
 #[command(
     name = "es-inference-operator",
     version,
-    about = "Elasticsearch inference endpoints as Kubernetes resources"
+    about = "Elasticsearch inference endpoints as Kubernetes resources",
+    after_help = ENVIRONMENT_HELP
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -18,6 +35,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the controller.
+    #[command(after_help = ENVIRONMENT_HELP)]
     Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions as YAML.
     Crd {
@@ -110,6 +128,7 @@ pub struct EsConnectionArgs {
     )]
     pub elasticsearch_password_file: Option<PathBuf>,
     /// PEM file of the CA(s) that signed Elasticsearch's certificate (default: the Mozilla roots).
+    /// `run` reads it again when its content changes.
     #[arg(long, env = "ELASTICSEARCH_CA_FILE")]
     pub elasticsearch_ca_file: Option<PathBuf>,
 }
@@ -125,8 +144,9 @@ pub struct RunArgs {
     /// Allow useElasticUser (the ECK superuser) for ECK clusters in other namespaces.
     #[arg(long, env = "ALLOW_CROSS_NAMESPACE_ELASTIC_USER", default_value_t = false, action = clap::ArgAction::Set)]
     pub allow_cross_namespace_elastic_user: bool,
-    /// Allow http:// URLs on ElasticsearchConnections and ECK clusters with TLS disabled
-    /// (credentials then cross the network unencrypted).
+    /// Allow http:// URLs: the default cluster's --elasticsearch-url (refused at start
+    /// otherwise), ElasticsearchConnections and ECK clusters with TLS disabled (credentials then
+    /// cross the network unencrypted).
     #[arg(long, env = "ALLOW_PLAINTEXT_ELASTICSEARCH", default_value_t = false, action = clap::ArgAction::Set)]
     pub allow_plaintext_elasticsearch: bool,
     /// Allow tls.insecureSkipVerify on ElasticsearchConnections.

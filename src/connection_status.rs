@@ -50,13 +50,28 @@ pub fn users(ctx: &Context, namespace: &str, name: &str) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
+/// A short id that ties together the log lines of one connection check (`c` and a counter, apart
+/// from the ids of InferenceEndpoint reconciles).
+fn reconcile_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    format!(
+        "c{:x}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
 /// Check one connection and write its status when it changed. The last successful check is
 /// refreshed at most once per resync interval, so a healthy connection costs one status write per
 /// interval.
 pub async fn reconcile(conn: Arc<ElasticsearchConnection>, ctx: Arc<Context>) -> Result<Action> {
+    let namespace = conn.namespace().unwrap_or_default();
+    let name = conn.name_any();
     let span = info_span!(
         "reconcile_connection",
-        object = %format!("{}/{}", conn.namespace().unwrap_or_default(), conn.name_any())
+        object = %format!("{namespace}/{name}"),
+        namespace = %namespace,
+        name = %name,
+        reconcile_id = %reconcile_id()
     );
     let timer = ctx.metrics.reconcile_started(KIND_CONNECTION);
     let result = check(conn, &ctx).instrument(span).await;
@@ -426,7 +441,14 @@ pub fn error_policy(conn: Arc<ElasticsearchConnection>, err: &Error, ctx: Arc<Co
         Error::NotLeader => Action::await_change(),
         _ => {
             let delay = ctx.next_connection_backoff(&key, err.retry_after());
-            warn!(connection = %key, error = %err, retry_in = ?delay, "connection check failed");
+            warn!(
+                connection = %key,
+                namespace = %conn.namespace().unwrap_or_default(),
+                name = %conn.name_any(),
+                error = %err,
+                retry_in = ?delay,
+                "connection check failed"
+            );
             Action::requeue(delay)
         }
     }

@@ -87,12 +87,13 @@ fn default_target(
         return Ok(None);
     };
     check_url(&url).map_err(|e| e.to_string())?;
-    let ca_pem = es_ca(&args.es)?;
+    plaintext_default_cluster(&url, args.allow_plaintext_elasticsearch)?;
     if url.starts_with("http://") {
         warn!(
-            "the default Elasticsearch is reached over plaintext HTTP: credentials and secret settings cross the network unencrypted"
+            "the default Elasticsearch is reached over plaintext HTTP (allowed by --allow-plaintext-elasticsearch): credentials and secret settings cross the network unencrypted"
         );
     }
+    let ca_pem = es_ca(&args.es)?;
     let target = Target {
         key: "default".into(),
         url,
@@ -120,7 +121,21 @@ fn default_target(
             }),
         _ => None,
     };
-    Ok(Some(DefaultTarget::new(target, file)))
+    let default = DefaultTarget::new(target, file);
+    // The CA from a mounted Secret or ConfigMap is read again when it changes, too.
+    Ok(Some(match &args.es.elasticsearch_ca_file {
+        Some(path) => default.with_ca_file(path.clone()),
+        None => default,
+    }))
+}
+
+/// The default cluster follows the rule of ElasticsearchConnections: `http://` only when the
+/// operator allows plaintext. The message names the flag, not the URL.
+fn plaintext_default_cluster(url: &str, allow_plaintext: bool) -> Result<(), String> {
+    if url.starts_with("http://") && !allow_plaintext {
+        return Err("--elasticsearch-url (ELASTICSEARCH_URL) is plaintext http://: the operator's credentials and secret settings would cross the network unencrypted. Use https://, or allow plaintext with --allow-plaintext-elasticsearch true (ALLOW_PLAINTEXT_ELASTICSEARCH, chart value security.allowPlaintextElasticsearch)".into());
+    }
+    Ok(())
 }
 
 /// The tenancy policy of the default cluster, from the flags (`None` when no flag is given).
@@ -360,6 +375,9 @@ pub fn check_args(args: &RunArgs) -> Result<(), String> {
             "--shutdown-timeout ({:?}) must be shorter than --leader-election-lease-duration ({:?}): the drain after SIGTERM must fit inside the lease",
             args.shutdown_timeout, args.leader_election_lease_duration
         ));
+    }
+    if let Some(url) = &args.es.elasticsearch_url {
+        plaintext_default_cluster(url, args.allow_plaintext_elasticsearch)?;
     }
     default_policy(args).map(|_| ())
 }

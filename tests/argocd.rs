@@ -2,9 +2,11 @@
 //! (gitops/argocd/resource_customizations/es-inference.dev/<Kind>/health.lua, health_test.yaml and
 //! testdata/), run by a real Lua 5.1 interpreter (the dialect of Argo CD's gopher-lua) on every
 //! case of every check. Like Argo CD, the object is passed as the global `obj`, converted from
-//! the resource's JSON, and the script returns `{status, message}`. The interpreter has only what
-//! Argo CD gives scripts from argocd-cm: the base and table libraries and a safe `os` with `time`
-//! and `date` (no string or math library).
+//! the resource's JSON, and the script returns `{status, message}`. The interpreter is set up
+//! like Argo CD's sandbox for argocd-cm scripts (argo-cd `util/lua/lua.go` and
+//! `util/lua/oslib_safe.go`): the base, package and table libraries, no global `os`, and a safe
+//! `os` with only `time` and `date` that a script gets from `require("os")`. No string or math
+//! library.
 
 use std::path::{Path, PathBuf};
 
@@ -60,49 +62,183 @@ struct Health {
     message: String,
 }
 
-/// What `os.time()` returns to the script.
+/// What the safe `os.time()` returns to the script.
 #[derive(Clone, Copy)]
 enum Clock {
     /// The real clock, as in Argo CD.
     Real,
     /// A fixed time, in seconds since the epoch.
     At(i64),
-    /// No `os` library at all.
-    Absent,
+}
+
+/// The Lua state a script runs in.
+#[derive(Clone, Copy)]
+enum Sandbox {
+    /// Argo CD's sandbox for an argocd-cm script (no `useOpenLibs`), as argo-cd's
+    /// `util/lua/lua.go` builds it: gopher-lua without its standard libraries, then the package
+    /// (`require`), base and table libraries and argo-cd's safe os (`util/lua/oslib_safe.go`).
+    /// The safe os is not a global: argo-cd registers its functions into the `table` module
+    /// (`table.time`, `table.date`) and preloads them as the module `os`, so a script gets
+    /// `time` and `date` only through `require("os")`. No string, math, io or debug library.
+    ArgoCd(Clock),
+    /// Argo CD's sandbox with a `require` that finds no `os` module: no clock at all.
+    NoClock,
+    /// `resource.customizations.useOpenLibs.<group_kind>: "true"`: every standard library,
+    /// including the global `os`.
+    OpenLibs(Clock),
+}
+
+impl Sandbox {
+    fn name(self) -> &'static str {
+        match self {
+            Sandbox::ArgoCd(_) => "Argo CD's sandbox",
+            Sandbox::NoClock => "no clock",
+            Sandbox::OpenLibs(_) => "useOpenLibs",
+        }
+    }
+}
+
+/// The globals of Argo CD's sandbox: gopher-lua's base library (`baseFuncs` plus `_G`,
+/// `_VERSION`, `ipairs`, `pairs`), `package` and the `table` module.
+const ARGOCD_GLOBALS: &[&str] = &[
+    "_G",
+    "_VERSION",
+    "assert",
+    "collectgarbage",
+    "dofile",
+    "error",
+    "getfenv",
+    "getmetatable",
+    "ipairs",
+    "load",
+    "loadfile",
+    "loadstring",
+    "module",
+    "next",
+    "package",
+    "pairs",
+    "pcall",
+    "print",
+    "rawequal",
+    "rawget",
+    "rawset",
+    "require",
+    "select",
+    "setfenv",
+    "setmetatable",
+    "table",
+    "tonumber",
+    "tostring",
+    "type",
+    "unpack",
+    "xpcall",
+];
+
+/// `os.time` that answers `clock` when called without arguments (as the scripts call it) and
+/// the real `os.time(t)` otherwise.
+fn time_function(lua: &Lua, real: Function, clock: Clock) -> Function {
+    match clock {
+        Clock::Real => real,
+        Clock::At(t) => lua
+            .create_function(move |_, args: mlua::MultiValue| {
+                if args.is_empty() {
+                    Ok(mlua::Value::Number(t as f64))
+                } else {
+                    real.call(args)
+                }
+            })
+            .expect("function"),
+    }
+}
+
+/// A Lua state set up as `sandbox` says, with nothing else in it yet.
+fn lua_in(sandbox: Sandbox) -> Lua {
+    match sandbox {
+        Sandbox::OpenLibs(clock) => {
+            let lua = Lua::new_with(StdLib::ALL_SAFE, LuaOptions::default()).expect("lua");
+            let os: Table = lua.globals().get("os").expect("os");
+            let real: Function = os.get("time").expect("os.time");
+            os.set("time", time_function(&lua, real, clock))
+                .expect("set");
+            lua
+        }
+        Sandbox::ArgoCd(_) | Sandbox::NoClock => {
+            let lua = Lua::new_with(
+                StdLib::PACKAGE | StdLib::TABLE | StdLib::OS,
+                LuaOptions::default(),
+            )
+            .expect("lua");
+            let globals = lua.globals();
+            let os: Table = globals.get("os").expect("os");
+            let date: Function = os.get("date").expect("os.date");
+            let real_time: Function = os.get("time").expect("os.time");
+            // Keep only the globals Argo CD's sandbox has (this drops `os`, `coroutine`, ...).
+            let names: Vec<String> = globals
+                .pairs::<String, mlua::Value>()
+                .map(|pair| pair.expect("global").0)
+                .collect();
+            for name in names {
+                if !ARGOCD_GLOBALS.contains(&name.as_str()) {
+                    globals.set(name, mlua::Value::Nil).expect("unset");
+                }
+            }
+            let package: Table = globals.get("package").expect("package");
+            let loaded: Table = package.get("loaded").expect("package.loaded");
+            let preload: Table = package.get("preload").expect("package.preload");
+            for name in ["os", "coroutine", "string", "math", "io", "debug"] {
+                loaded.set(name, mlua::Value::Nil).expect("unload");
+            }
+            // Only `require` and the preload table: no search of package.path/cpath.
+            let loaders = lua.create_table().expect("table");
+            let by_preload = lua
+                .create_function(|lua, name: String| {
+                    let package: Table = lua.globals().get("package")?;
+                    let preload: Table = package.get("preload")?;
+                    match preload.get::<mlua::Value>(name.as_str())? {
+                        mlua::Value::Nil => Ok(mlua::Value::String(
+                            lua.create_string(format!("\n\tno field package.preload['{name}']"))?,
+                        )),
+                        loader => Ok(loader),
+                    }
+                })
+                .expect("function");
+            loaders.set(1, by_preload).expect("set");
+            package.set("loaders", loaders).expect("set");
+            package.set("path", "").expect("set");
+            package.set("cpath", "").expect("set");
+            if let Sandbox::ArgoCd(clock) = sandbox {
+                let time = time_function(&lua, real_time, clock);
+                let table: Table = globals.get("table").expect("table");
+                table.set("time", time.clone()).expect("set");
+                table.set("date", date.clone()).expect("set");
+                // Like argo-cd's SafeOsLoader: a new table with time and date on each load.
+                let loader = lua
+                    .create_function(move |lua, _: mlua::MultiValue| {
+                        let safe = lua.create_table()?;
+                        safe.set("time", time.clone())?;
+                        safe.set("date", date.clone())?;
+                        Ok(safe)
+                    })
+                    .expect("function");
+                preload.set("os", loader).expect("preload os");
+            }
+            drop(globals);
+            lua
+        }
+    }
 }
 
 /// Runs a health check on one object, the way Argo CD runs one from argocd-cm: a fresh
-/// interpreter with the base and table libraries, Argo CD's safe `os` (time and date only), and
-/// `obj` as a global table.
-fn health_with(script: &str, obj: &Value, clock: Clock) -> Health {
-    let lua = Lua::new_with(StdLib::TABLE | StdLib::OS, LuaOptions::default()).expect("lua");
-    let globals = lua.globals();
-    let os: Table = globals.get("os").expect("os");
-    let safe = lua.create_table().expect("table");
-    match clock {
-        Clock::Real => {
-            safe.set("time", os.get::<Function>("time").expect("os.time"))
-                .expect("set");
-        }
-        Clock::At(t) => {
-            let time = lua.create_function(move |_, ()| Ok(t)).expect("function");
-            safe.set("time", time).expect("set");
-        }
-        Clock::Absent => {}
-    }
-    if matches!(clock, Clock::Absent) {
-        globals.set("os", mlua::Value::Nil).expect("unset os");
-    } else {
-        safe.set("date", os.get::<Function>("date").expect("os.date"))
-            .expect("set");
-        globals.set("os", safe).expect("set os");
-    }
+/// interpreter set up as `sandbox` says, `obj` as a global table, and the script's returned
+/// table read as `{status, message}`.
+fn health_in(script: &str, obj: &Value, sandbox: Sandbox) -> Health {
+    let lua = lua_in(sandbox);
     let options = SerializeOptions::new()
         .serialize_none_to_null(false)
         .serialize_unit_to_null(false)
         .set_array_metatable(false);
     let value = lua.to_value_with(obj, options).expect("object to Lua");
-    globals.set("obj", value).expect("set obj");
+    lua.globals().set("obj", value).expect("set obj");
     let hs: Table = lua
         .load(script)
         .set_name("health.lua")
@@ -114,6 +250,10 @@ fn health_with(script: &str, obj: &Value, clock: Clock) -> Health {
     }
 }
 
+fn health_with(script: &str, obj: &Value, clock: Clock) -> Health {
+    health_in(script, obj, Sandbox::ArgoCd(clock))
+}
+
 fn health(script: &str, obj: &Value) -> Health {
     health_with(script, obj, Clock::Real)
 }
@@ -122,6 +262,84 @@ fn cases(kind: &str) -> Vec<Case> {
     let file: TestFile =
         serde_saphyr::from_str(&read(&check_dir(kind).join("health_test.yaml"))).expect("yaml");
     file.tests
+}
+
+/// The connection check as it was before it took its clock from `require("os")`: it read the
+/// global `os`, which Argo CD's sandbox does not have.
+const CONNECTION_CHECK_WITH_GLOBAL_OS: &str =
+    include_str!("fixtures/argocd/ElasticsearchConnection-health-global-os.lua");
+
+/// The sandbox is Argo CD's: no global `os` (nor string, math, io, coroutine), a `require("os")`
+/// with only `time` and `date`, and Argo CD's side effect of putting both into `table`.
+#[test]
+fn the_sandbox_is_argo_cds() {
+    let lua = lua_in(Sandbox::ArgoCd(Clock::At(1_700_000_000)));
+    let probe = |code: &str| -> mlua::Value {
+        lua.load(code)
+            .eval()
+            .unwrap_or_else(|e| panic!("{code}: {e}"))
+    };
+    for absent in ["os", "string", "math", "io", "debug", "coroutine", "json"] {
+        assert!(
+            probe(&format!("return {absent}")).is_nil(),
+            "global {absent} is absent in Argo CD"
+        );
+    }
+    let mut globals: Vec<String> = lua
+        .globals()
+        .pairs::<String, mlua::Value>()
+        .map(|pair| pair.expect("global").0)
+        .collect();
+    globals.sort();
+    assert_eq!(globals, ARGOCD_GLOBALS, "exactly Argo CD's globals");
+    let now: f64 = lua
+        .load("return require('os').time()")
+        .eval()
+        .expect("require('os').time()");
+    assert_eq!(now, 1_700_000_000.0);
+    let mut safe: Vec<String> = probe("return require('os')")
+        .as_table()
+        .expect("a table")
+        .pairs::<String, mlua::Value>()
+        .map(|pair| pair.expect("field").0)
+        .collect();
+    safe.sort();
+    assert_eq!(safe, ["date", "time"], "the safe os has time and date only");
+    assert!(probe("return table.time ~= nil and table.date ~= nil").as_boolean() == Some(true));
+    assert!(
+        lua.load("return require('io')")
+            .eval::<mlua::Value>()
+            .is_err()
+    );
+    assert!(
+        lua_in(Sandbox::NoClock)
+            .load("return require('os')")
+            .eval::<mlua::Value>()
+            .is_err()
+    );
+}
+
+/// The check that read the global `os` never turned a persisting failure Degraded under Argo
+/// CD, only where a global `os` exists; today's check does in both.
+#[test]
+fn a_check_reading_the_global_os_never_degrades_in_argo_cds_sandbox() {
+    let obj: Value = serde_saphyr::from_str(&read(
+        &check_dir("ElasticsearchConnection").join("testdata/connection-failed-persisting.yaml"),
+    ))
+    .expect("yaml");
+    let old = CONNECTION_CHECK_WITH_GLOBAL_OS;
+    assert!(old.contains("os.time()") && !old.contains("require"));
+    assert_eq!(health(old, &obj).status, "Progressing");
+    assert_eq!(
+        health_in(old, &obj, Sandbox::OpenLibs(Clock::Real)).status,
+        "Degraded"
+    );
+    let today = script("ElasticsearchConnection");
+    assert_eq!(health(&today, &obj).status, "Degraded");
+    assert_eq!(
+        health_in(&today, &obj, Sandbox::OpenLibs(Clock::Real)).status,
+        "Degraded"
+    );
 }
 
 #[test]
@@ -163,12 +381,17 @@ fn health_checks_give_the_expected_status_and_message_for_every_case() {
             let obj: Value = serde_saphyr::from_str(&read(&path))
                 .unwrap_or_else(|e| panic!("{kind}/{}: {e}", case.input_path));
             assert_eq!(obj["kind"], *kind, "{kind}/{}", case.input_path);
-            let got = health(&script, &obj);
-            if got != case.health_status {
-                failures.push(format!(
-                    "{kind}/{}: expected {:?}, got {:?}",
-                    case.input_path, case.health_status, got
-                ));
+            for sandbox in [Sandbox::ArgoCd(Clock::Real), Sandbox::OpenLibs(Clock::Real)] {
+                let got = health_in(&script, &obj, sandbox);
+                if got != case.health_status {
+                    failures.push(format!(
+                        "{kind}/{} ({}): expected {:?}, got {:?}",
+                        case.input_path,
+                        sandbox.name(),
+                        case.health_status,
+                        got
+                    ));
+                }
             }
         }
     }
@@ -315,9 +538,28 @@ fn connection_rules_on_built_objects() {
             "{since} + 300 s"
         );
         assert_eq!(at(epoch(since) + 86_400 * 400).status, "Degraded");
-        // Without a clock Argo CD would never call it Degraded while it is retried.
+        // With useOpenLibs (a global `os`) the same.
         assert_eq!(
-            health_with(&script, &o, Clock::Absent).status,
+            health_in(
+                &script,
+                &o,
+                Sandbox::OpenLibs(Clock::At(epoch(since) + 299))
+            )
+            .status,
+            "Progressing"
+        );
+        assert_eq!(
+            health_in(
+                &script,
+                &o,
+                Sandbox::OpenLibs(Clock::At(epoch(since) + 300))
+            )
+            .status,
+            "Degraded"
+        );
+        // Without any clock a retried failure stays Progressing.
+        assert_eq!(
+            health_in(&script, &o, Sandbox::NoClock).status,
             "Progressing"
         );
         // Stalled: Degraded at once.
@@ -327,7 +569,7 @@ fn connection_rules_on_built_objects() {
             "Degraded"
         );
         assert_eq!(
-            health_with(&script, &stalled, Clock::Absent).status,
+            health_in(&script, &stalled, Sandbox::NoClock).status,
             "Degraded"
         );
     }

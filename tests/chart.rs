@@ -156,6 +156,11 @@ fn main() {
             Needs::Helm,
             prometheus_rules_are_well_formed,
         ),
+        (
+            "alerts_link_their_runbooks",
+            Needs::Helm,
+            alerts_link_their_runbooks,
+        ),
         ("crd_toggles", Needs::Helm, crd_toggles),
         (
             "notes_tell_the_next_commands",
@@ -418,7 +423,9 @@ fn matrix() -> Vec<(&'static str, Value)> {
                     "labelSelector": { "matchLabels": { "app.kubernetes.io/name": "es-inference-operator" } } }],
                 "extraEnv": [{ "name": "EXTRA", "value": "1" }],
                 "extraVolumes": [{ "name": "tmp", "emptyDir": {} }],
-                "extraVolumeMounts": [{ "name": "tmp", "mountPath": "/tmp" }],
+                "extraVolumeMounts": [{ "name": "tmp", "mountPath": "/tmp", "readOnly": false }],
+                "resources": { "requests": { "cpu": "100m", "memory": "64Mi", "ephemeral-storage": "100Mi" },
+                    "limits": { "memory": "256Mi" } },
                 "imagePullSecrets": [{ "name": "regcred" }],
                 "metrics": {
                     "grafanaDashboard": { "enabled": true },
@@ -645,7 +652,24 @@ fn dockerfile_agrees_with_chart_and_binary(_: &Tools) {
             "the Dockerfile copies {path}/: {copied:?}"
         );
     }
-    assert!(dockerfile.contains("cargo build --locked --release --target \"$TARGET\""));
+    // Built with cargo-auditable (a pinned version), so the image's SBOM lists the crates.
+    assert!(dockerfile.contains("cargo auditable build --locked --release --target \"$TARGET\""));
+    assert!(
+        !dockerfile.contains("cargo build "),
+        "every build is auditable"
+    );
+    let pinned = dockerfile
+        .split("cargo install --locked cargo-auditable@")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("cargo-auditable installed with --locked at a version");
+    assert!(
+        pinned.split('.').count() == 3
+            && pinned
+                .split('.')
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())),
+        "cargo-auditable pinned to an exact version: {pinned}"
+    );
     // jemalloc built for 64 KiB pages on arm64 (it aborts on pages larger than built for).
     assert!(
         dockerfile.contains(
@@ -718,6 +742,70 @@ fn chart_metadata(_: &Tools) {
         chart["appVersion"], version,
         "appVersion follows Cargo.toml's version"
     );
+
+    // kubeVersion: the Kubernetes API the operator is built against (k8s-openapi's feature).
+    let minor = cargo
+        .split("features = [\"v1_")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("k8s-openapi's v1_NN feature in Cargo.toml");
+    assert_eq!(chart["kubeVersion"], format!(">=1.{minor}.0-0"));
+
+    // The icon is a file of this repository, on its main branch.
+    let icon = chart["icon"].as_str().expect("icon");
+    let path = icon
+        .strip_prefix(
+            "https://raw.githubusercontent.com/es-inference-operator/es-inference-operator/main/",
+        )
+        .expect("the icon is served from this repository");
+    assert!(root().join(path).is_file(), "{path} does not exist");
+
+    // Artifact Hub: both CRDs, and an example of each that the operator's own types read.
+    use es_inference_operator::crd::{ElasticsearchConnection, InferenceEndpoint};
+    use kube::CustomResourceExt;
+    let annotations = &chart["annotations"];
+    let crds: Vec<Value> = serde_saphyr::from_str(
+        annotations["artifacthub.io/crds"]
+            .as_str()
+            .expect("artifacthub.io/crds"),
+    )
+    .expect("artifacthub.io/crds is a YAML list");
+    let mut names: Vec<&str> = crds.iter().filter_map(|c| c["name"].as_str()).collect();
+    names.sort();
+    let mut want = [
+        InferenceEndpoint::crd_name(),
+        ElasticsearchConnection::crd_name(),
+    ];
+    want.sort();
+    assert_eq!(names, want, "artifacthub.io/crds lists both CRDs");
+    for c in &crds {
+        let kind = c["kind"].as_str().expect("kind");
+        assert!(
+            c["version"] == "v1alpha1" && !c["description"].as_str().unwrap_or("").is_empty(),
+            "{kind}"
+        );
+    }
+    let examples: Vec<Value> = serde_saphyr::from_str(
+        annotations["artifacthub.io/crdsExamples"]
+            .as_str()
+            .expect("artifacthub.io/crdsExamples"),
+    )
+    .expect("artifacthub.io/crdsExamples is a YAML list");
+    let mut kinds: Vec<&str> = examples.iter().filter_map(|e| e["kind"].as_str()).collect();
+    kinds.sort();
+    assert_eq!(kinds, ["ElasticsearchConnection", "InferenceEndpoint"]);
+    for e in &examples {
+        match e["kind"].as_str() {
+            Some("InferenceEndpoint") => {
+                serde_json::from_value::<InferenceEndpoint>(e.clone())
+                    .expect("the InferenceEndpoint example");
+            }
+            _ => {
+                serde_json::from_value::<ElasticsearchConnection>(e.clone())
+                    .expect("the ElasticsearchConnection example");
+            }
+        }
+    }
 }
 
 /// Every object of the schema that has properties forbids others, except the Kubernetes
@@ -1006,6 +1094,68 @@ fn schema_rejects_typos_and_bad_values(tools: &Tools) {
             values(json!({ "leaderElection": { "enabled": "yes" } })),
             "enabled",
         ),
+        // The free-form blocks of Kubernetes types, checked by the schema of their type.
+        (
+            "misspelled resource name",
+            values(json!({ "resources": { "limits": { "cpuu": "1" } } })),
+            "cpuu",
+        ),
+        (
+            "quantity that is not one",
+            values(json!({ "resources": { "requests": { "memory": "lots" } } })),
+            "memory",
+        ),
+        (
+            "misspelled resources key",
+            values(json!({ "resources": { "limit": { "cpu": "1" } } })),
+            "limit",
+        ),
+        (
+            "misspelled toleration field",
+            values(json!({ "tolerations": [{ "key": "a", "operatr": "Exists" }] })),
+            "operatr",
+        ),
+        (
+            "toleration effect outside the enum",
+            values(
+                json!({ "tolerations": [{ "key": "a", "operator": "Exists", "effect": "NoScheduel" }] }),
+            ),
+            "effect",
+        ),
+        (
+            "misspelled affinity kind",
+            values(json!({ "affinity": { "nodeAfinity": {} } })),
+            "nodeAfinity",
+        ),
+        (
+            "pod affinity term without topologyKey",
+            values(json!({ "affinity": { "podAntiAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": [{ "labelSelector": {} }] } } })),
+            "topologyKey",
+        ),
+        (
+            "topology spread with a bad whenUnsatisfiable",
+            values(json!({ "topologySpreadConstraints": [{ "maxSkew": 1,
+                "topologyKey": "zone", "whenUnsatisfiable": "Never" }] })),
+            "whenUnsatisfiable",
+        ),
+        (
+            "misspelled EnvVar field",
+            values(json!({ "extraEnv": [{ "name": "A", "valu": "1" }] })),
+            "valu",
+        ),
+        (
+            "misspelled VolumeMount field",
+            values(
+                json!({ "extraVolumeMounts": [{ "name": "tmp", "mountPath": "/tmp", "readonly": true }] }),
+            ),
+            "readonly",
+        ),
+        (
+            "misspelled seLinuxOptions field",
+            values(json!({ "podSecurityContext": { "seLinuxOptions": { "levl": "s0" } } })),
+            "levl",
+        ),
     ];
     for (what, v, needle) in cases {
         match try_render(tools, &v) {
@@ -1030,6 +1180,22 @@ fn schema_rejects_typos_and_bad_values(tools: &Tools) {
     )
     .expect_err("typo accepted");
     assert!(err.contains("nmae"), "{err}");
+    let err = render_with(
+        tools,
+        &values(json!({})),
+        &["--set", "resources.limits.cpuu=1"],
+    )
+    .expect_err("resources.limits.cpuu accepted");
+    assert!(err.contains("cpuu"), "{err}");
+    // Every kind of resource name Kubernetes accepts, and quantities as people write them.
+    render(
+        tools,
+        &values(json!({ "resources": {
+            "requests": { "cpu": "0.5", "memory": "64Mi", "ephemeral-storage": "1G", "hugepages-2Mi": "0" },
+            "limits": { "cpu": 2, "memory": "1.5Gi", "example.com/device": "1", "nvidia.com/gpu": 1 },
+            "claims": [{ "name": "gpu", "request": "one" }] },
+            "extraEnv": [{ "name": "NODE", "valueFrom": { "fieldRef": { "fieldPath": "spec.nodeName" } } }] })),
+    );
 }
 
 fn url_is_optional_but_needed_by_default_cluster_settings(tools: &Tools) {
@@ -1061,6 +1227,23 @@ fn template_checks_refuse_unsafe_combinations(tools: &Tools) {
     assert!(
         err.contains("podDisruptionBudget.enabled needs replicaCount >= 2"),
         "{err}"
+    );
+    // An http:// default cluster only with plaintext allowed (the binary refuses it otherwise).
+    let plain = json!({ "elasticsearch": { "url": "http://es.example:9200" } });
+    let err = try_render(tools, &values(plain.clone())).expect_err("http:// refused");
+    assert!(
+        err.contains("security.allowPlaintextElasticsearch=true"),
+        "{err}"
+    );
+    let mut allowed = values(plain);
+    merge(
+        &mut allowed,
+        json!({ "security": { "allowPlaintextElasticsearch": true } }),
+    );
+    let docs = render(tools, &allowed);
+    assert_eq!(
+        env_value(&docs, "ALLOW_PLAINTEXT_ELASTICSEARCH").as_deref(),
+        Some("true")
     );
     // Even with the schema skipped, the templates refuse both kinds of credentials.
     let both = values(json!({ "elasticsearch": { "auth": {
@@ -1858,7 +2041,8 @@ fn network_policy(tools: &Tools) {
     );
     let docs = render(
         tools,
-        &json!({ "elasticsearch": { "url": "http://es:80" }, "networkPolicy": { "enabled": true } }),
+        &json!({ "elasticsearch": { "url": "http://es:80" }, "networkPolicy": { "enabled": true },
+                 "security": { "allowPlaintextElasticsearch": true } }),
     );
     assert_eq!(
         ports(&one(&docs, "NetworkPolicy")["spec"]["egress"][2]),
@@ -2324,6 +2508,86 @@ fn observability_objects_only_when_enabled(tools: &Tools) {
 
 /// The rendered rules: groups of alerts with expr, for, a severity and a summary; each expression
 /// selects the operator's series and names only metrics it exports (and Prometheus's `up`).
+/// The anchor GitHub gives a Markdown heading: lower case, punctuation dropped, spaces as dashes.
+fn github_anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// Every alert links its own section of docs/runbooks.md (by default on GitHub at the tag of the
+/// chart's appVersion), every section is an alert's, and a base URL of one's own replaces GitHub.
+fn alerts_link_their_runbooks(tools: &Tools) {
+    let alerts = |prometheus_rule: Value| -> Vec<(String, String)> {
+        let docs = render(
+            tools,
+            &values(json!({ "metrics": { "prometheusRule": prometheus_rule } })),
+        );
+        let rule = one(&docs, "PrometheusRule");
+        rule["spec"]["groups"]
+            .as_array()
+            .expect("groups")
+            .iter()
+            .flat_map(|g| g["rules"].as_array().expect("rules").clone())
+            .filter_map(|r| {
+                let name = r["alert"].as_str()?.to_string();
+                let url = r["annotations"]["runbook_url"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{name} has no runbook_url"))
+                    .to_string();
+                Some((name, url))
+            })
+            .collect()
+    };
+    let runbooks = read(&root().join("docs/runbooks.md"));
+    let sections: BTreeSet<String> = runbooks
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .map(github_anchor)
+        .collect();
+    let chart: Value =
+        serde_saphyr::from_str(&read(&chart_dir().join("Chart.yaml"))).expect("Chart.yaml");
+    let base = format!(
+        "https://github.com/es-inference-operator/es-inference-operator/blob/v{}/docs/runbooks.md#",
+        chart["appVersion"].as_str().expect("appVersion")
+    );
+    let linked = alerts(json!({ "enabled": true }));
+    assert!(linked.len() >= 5, "{linked:?}");
+    let mut anchors = BTreeSet::new();
+    for (name, url) in &linked {
+        let anchor = url
+            .strip_prefix(&base)
+            .unwrap_or_else(|| panic!("{name}: {url} is not under {base}"));
+        assert_eq!(anchor, github_anchor(name), "{name} links its own section");
+        assert!(
+            sections.contains(anchor),
+            "{name}: docs/runbooks.md has no section #{anchor}"
+        );
+        anchors.insert(anchor.to_string());
+    }
+    assert_eq!(
+        anchors, sections,
+        "one section per alert in docs/runbooks.md"
+    );
+
+    let own = alerts(
+        json!({ "enabled": true, "runbookBaseUrl": "https://wiki.example.com/es-inference" }),
+    );
+    for (name, url) in own {
+        assert_eq!(
+            url,
+            format!(
+                "https://wiki.example.com/es-inference#{}",
+                github_anchor(&name)
+            )
+        );
+    }
+}
+
 fn prometheus_rules_are_well_formed(tools: &Tools) {
     let rules_of = |v: Value| -> Vec<Value> {
         let docs = render(tools, &values(v));
@@ -2710,11 +2974,31 @@ fn deploy_manifests_are_up_to_date(tools: &Tools) {
 
 /// The values in the Argo CD Application and the Flux HelmRelease render.
 fn gitops_example_values_render(tools: &Tools) {
+    // Both install the released chart (oci://ghcr.io/<owner>/charts, see release.yml) at the
+    // version of this chart, never a branch.
+    let chart: Value =
+        serde_saphyr::from_str(&read(&chart_dir().join("Chart.yaml"))).expect("Chart.yaml");
+    let version = chart["version"].as_str().expect("version");
     let apps: Vec<Value> = parse_docs(&read(&root().join("gitops/argocd/application.yaml")));
     let app = apps
         .iter()
-        .find(|a| a["spec"]["source"]["path"] == "charts/es-inference-operator")
+        .find(|a| a["spec"]["source"]["chart"] == "es-inference-operator")
         .expect("operator Application");
+    assert_eq!(
+        app["spec"]["source"]["repoURL"],
+        "ghcr.io/es-inference-operator/charts"
+    );
+    assert_eq!(app["spec"]["source"]["targetRevision"], version);
+    let repo = apps
+        .iter()
+        .find(|d| d["kind"] == "Secret")
+        .expect("the registry as a repository");
+    assert_eq!(
+        repo["metadata"]["labels"]["argocd.argoproj.io/secret-type"],
+        "repository"
+    );
+    assert_eq!(repo["stringData"]["url"], app["spec"]["source"]["repoURL"]);
+    assert_eq!(repo["stringData"]["enableOCI"], "true");
     assert!(chart_dir().is_dir());
     let docs = render(tools, &app["spec"]["source"]["helm"]["valuesObject"]);
     assert_eq!(one(&docs, "Deployment")["spec"]["replicas"], 2);
@@ -2727,9 +3011,21 @@ fn gitops_example_values_render(tools: &Tools) {
         .iter()
         .find(|d| d["kind"] == "HelmRelease")
         .expect("HelmRelease");
+    assert_eq!(hr["spec"]["chartRef"]["kind"], "OCIRepository");
+    let oci = flux
+        .iter()
+        .find(|d| {
+            d["kind"] == "OCIRepository" && d["metadata"]["name"] == hr["spec"]["chartRef"]["name"]
+        })
+        .expect("the HelmRelease's OCIRepository");
     assert_eq!(
-        hr["spec"]["chart"]["spec"]["chart"],
-        "./charts/es-inference-operator"
+        oci["spec"]["url"],
+        "oci://ghcr.io/es-inference-operator/charts/es-inference-operator"
+    );
+    assert_eq!(oci["spec"]["ref"]["tag"], version);
+    assert!(
+        !flux.iter().any(|d| d["kind"] == "GitRepository"),
+        "the operator does not track Git"
     );
     let docs = render(tools, &hr["spec"]["values"]);
     assert_eq!(env_value(&docs, "LEADER_ELECTION").as_deref(), Some("true"));

@@ -478,6 +478,146 @@ async fn the_operators_own_key_file_is_read_again_when_it_changes() {
     );
 }
 
+/// A connection check logs in a span with the connection's namespace and name and an id of its
+/// own, like InferenceEndpoint reconciles, so one check's lines can be found and told apart.
+#[tokio::test]
+async fn connection_checks_log_namespace_name_and_a_reconcile_id() {
+    let (_guard, logs) = support::harness::capture_logs();
+    let h = Harness::new().await;
+    for name in ["one", "two"] {
+        h.connection(name, json!({"url": h.es.url()}));
+        h.reconcile_connection(name).await.expect("check");
+    }
+    let text = logs.text();
+    let mut ids = Vec::new();
+    for name in ["one", "two"] {
+        let line = text
+            .lines()
+            .find(|l| {
+                l.contains("reconcile_connection{")
+                    && l.contains(&format!(" name={name} "))
+                    && l.contains("Connected")
+            })
+            .unwrap_or_else(|| panic!("no line of {name}'s check in:\n{text}"));
+        assert!(line.contains(&format!("namespace={NS} ")), "{line}");
+        let id = line
+            .split("reconcile_id=")
+            .nth(1)
+            .and_then(|rest| rest.split(['}', ' ']).next())
+            .unwrap_or_else(|| panic!("no reconcile_id: {line}"));
+        assert!(id.starts_with('c') && id.len() > 1, "{line}");
+        ids.push(id.to_string());
+    }
+    assert_ne!(ids[0], ids[1], "each check has its own id");
+}
+
+/// The default cluster's CA file (a mounted Secret or ConfigMap that cert-manager or Vault
+/// rotates) is read again when its content changes: the next client trusts the new CA, with no
+/// restart. A file that holds no certificate or is gone keeps the CA in use.
+#[tokio::test]
+async fn the_operators_ca_file_is_read_again_when_it_changes() {
+    use es_inference_operator::{
+        cluster::{ClusterPool, ClusterSettings, DefaultTarget},
+        connection::Target,
+        es::EsAuth,
+        lease::Fence,
+    };
+    let (es, ca) = EsStandin::start_tls(StandinConfig::default()).await;
+    // Another server's CA: the one before the rotation, which did not sign `es`'s certificate.
+    let (_other, old_ca) = EsStandin::start_tls(StandinConfig::default()).await;
+    assert_ne!(ca, old_ca);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ca.crt");
+    std::fs::write(&path, &old_ca).expect("write");
+    let target = Target {
+        key: "default".into(),
+        url: es.url(),
+        auth: EsAuth::None,
+        ca_pem: Some(old_ca.clone().into_bytes()),
+        insecure_skip_verify: false,
+        policy: None,
+        home_namespace: None,
+    };
+    let pool = ClusterPool::new(
+        Some(
+            DefaultTarget::new(target, None)
+                .with_ca_file(path.clone())
+                .with_check_interval(Duration::ZERO),
+        ),
+        ClusterSettings::default(),
+        Fence::open(),
+        None,
+    );
+    let ca_in_use = || pool.default_target().expect("default").ca_pem;
+    let current = || {
+        pool.get(&pool.default_target().expect("default"))
+            .expect("client")
+    };
+    let err = current()
+        .identity()
+        .await
+        .expect_err("the old CA did not sign the certificate");
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+
+    // Half a rotation: a file without a certificate. The CA in use stays.
+    std::fs::write(&path, "not a certificate\n").expect("write");
+    assert_eq!(ca_in_use().as_deref(), Some(old_ca.as_bytes()));
+
+    // The rotation: the next look at the file takes the new CA, and a new client trusts it.
+    std::fs::write(&path, &ca).expect("write");
+    assert_eq!(ca_in_use().as_deref(), Some(ca.as_bytes()));
+    current().identity().await.expect("the new CA is trusted");
+
+    // The file gone (a volume being swapped): the CA in use stays.
+    std::fs::remove_file(&path).expect("remove");
+    assert_eq!(ca_in_use().as_deref(), Some(ca.as_bytes()));
+    current().identity().await.expect("still trusted");
+}
+
+/// Without a look at the file (the interval not over), the CA in use is kept as it is: the file is
+/// read at most once per interval, not once per request.
+#[tokio::test]
+async fn the_operators_ca_file_is_looked_at_once_per_interval() {
+    use es_inference_operator::{
+        cluster::{ClusterPool, ClusterSettings, DefaultTarget},
+        connection::Target,
+        es::EsAuth,
+        lease::Fence,
+    };
+    let (_es, ca) = EsStandin::start_tls(StandinConfig::default()).await;
+    let (_other, new_ca) = EsStandin::start_tls(StandinConfig::default()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ca.crt");
+    std::fs::write(&path, &ca).expect("write");
+    let target = Target {
+        key: "default".into(),
+        url: "https://127.0.0.1:9".into(),
+        auth: EsAuth::None,
+        ca_pem: Some(ca.clone().into_bytes()),
+        insecure_skip_verify: false,
+        policy: None,
+        home_namespace: None,
+    };
+    let pool = ClusterPool::new(
+        Some(
+            DefaultTarget::new(target, None)
+                .with_ca_file(path.clone())
+                .with_check_interval(Duration::from_secs(3600)),
+        ),
+        ClusterSettings::default(),
+        Fence::open(),
+        None,
+    );
+    std::fs::write(&path, &new_ca).expect("write");
+    assert_eq!(
+        pool.default_target().expect("default").ca_pem.as_deref(),
+        Some(ca.as_bytes())
+    );
+}
+
 #[tokio::test]
 async fn another_namespaces_elastic_superuser_is_refused_unless_allowed() {
     let eck_crd = ResourceDef::custom(

@@ -358,6 +358,76 @@ fn the_inference_id_is_the_spec_field_or_else_the_name() {
     assert_eq!(unnamed.inference_id(), "from-name");
 }
 
+/// Every property of a schema, with its path (`spec.serviceSettings`, `status.conditions[].type`),
+/// through nested objects, array items, maps and `anyOf`/`oneOf`/`allOf` branches.
+fn properties(schema: &Value, path: &str, into: &mut Vec<(String, Value)>) {
+    if let Some(props) = schema["properties"].as_object() {
+        for (name, prop) in props {
+            let p = if path.is_empty() {
+                name.clone()
+            } else {
+                format!("{path}.{name}")
+            };
+            into.push((p.clone(), prop.clone()));
+            properties(prop, &p, into);
+        }
+    }
+    if schema["items"].is_object() {
+        properties(&schema["items"], &format!("{path}[]"), into);
+    }
+    if schema["additionalProperties"].is_object() {
+        properties(
+            &schema["additionalProperties"],
+            &format!("{path}{{}}"),
+            into,
+        );
+    }
+    for branch in ["anyOf", "oneOf", "allOf"] {
+        for s in schema[branch].as_array().into_iter().flatten() {
+            properties(s, path, into);
+        }
+    }
+}
+
+/// `kubectl explain` shows a description for every field of both CRDs: no property of either
+/// generated schema (crds/ and the chart's copies are generated from the same types) lacks one.
+#[test]
+fn every_crd_field_has_a_description() {
+    use es_inference_operator::crd::ElasticsearchConnection;
+    let mut missing = Vec::new();
+    for crd in [InferenceEndpoint::crd(), ElasticsearchConnection::crd()] {
+        let schema = serde_json::to_value(
+            crd.spec.versions[0]
+                .schema
+                .as_ref()
+                .and_then(|s| s.open_api_v3_schema.as_ref())
+                .expect("schema"),
+        )
+        .expect("json");
+        let mut all = Vec::new();
+        properties(&schema, "", &mut all);
+        assert!(
+            all.len() > 20,
+            "{}: too few properties",
+            crd.spec.names.kind
+        );
+        for (path, prop) in all {
+            let described = prop["description"]
+                .as_str()
+                .is_some_and(|d| !d.trim().is_empty());
+            if !described {
+                missing.push(format!("{}: {path}", crd.spec.names.kind));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "fields without a description ({}):\n{}",
+        missing.len(),
+        missing.join("\n")
+    );
+}
+
 /// The secret rules of `catalog::SERVICES` that CEL can express, at `kubectl apply`.
 #[test]
 fn per_service_secret_rules_at_admission() {

@@ -116,10 +116,13 @@ pub(crate) fn service_settings_schema(_: &mut SchemaGenerator) -> Schema {
     let mut properties: Map<String, Value> = SECRET_SETTING_KEYS
         .iter()
         .map(|k| {
+            let description = format!(
+                "Not allowed here: a credential. Store it in a Secret and reference it with secretSettings.{k}.secretKeyRef."
+            );
             let schema = if *k == "secret_parameters" {
-                serde_json::json!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true })
+                serde_json::json!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true, "description": description })
             } else {
-                serde_json::json!({ "type": "string" })
+                serde_json::json!({ "type": "string", "description": description })
             };
             ((*k).to_string(), schema)
         })
@@ -161,11 +164,11 @@ pub(crate) fn conditions_schema(_: &mut SchemaGenerator) -> Schema {
             "required": ["type", "status", "lastTransitionTime", "reason", "message"],
             "properties": {
                 "type": { "type": "string", "description": "Condition type: Ready, Reconciling or Stalled." },
-                "status": { "type": "string", "enum": ["True", "False", "Unknown"] },
+                "status": { "type": "string", "enum": ["True", "False", "Unknown"], "description": "Whether the condition holds: True, False or Unknown." },
                 "reason": { "type": "string", "description": "One-word CamelCase reason; see the README's troubleshooting table." },
                 "message": { "type": "string", "description": "What happened and what to do about it." },
-                "observedGeneration": { "type": "integer", "format": "int64" },
-                "lastTransitionTime": { "type": "string", "format": "date-time" },
+                "observedGeneration": { "type": "integer", "format": "int64", "description": "The metadata.generation of the spec the condition was computed from." },
+                "lastTransitionTime": { "type": "string", "format": "date-time", "description": "When the status of the condition last changed." },
             },
         },
     })

@@ -196,13 +196,66 @@ pub(crate) fn ie(name: &str, ns: &str, spec: Value) -> InferenceEndpoint {
     .expect("InferenceEndpoint")
 }
 
-pub(crate) fn anthropic_spec(id: &str) -> Value {
-    json!({
-        "inferenceId": id, "taskType": "completion", "service": "anthropic",
-        "serviceSettings": {"model_id": "claude-sonnet-4-5"},
-        "secretSettings": {"api_key": {"secretKeyRef": {"name": "anthropic", "key": "api-key"}}},
-        "taskSettings": {"max_tokens": 256}
-    })
+/// The OpenAI-compatible provider of `E2E_PROVIDER_URL` (e.g. tests/e2e/mock-provider.py), without
+/// a trailing slash; `None` for Anthropic.
+pub(crate) fn provider_url() -> Option<String> {
+    std::env::var("E2E_PROVIDER_URL")
+        .ok()
+        .map(|u| u.trim_end_matches('/').to_string())
+        .filter(|u| !u.is_empty())
+}
+
+/// A completion endpoint of the suite's provider, with its key in the Secret `anthropic`
+/// (`api-key`): Anthropic by default; with `E2E_PROVIDER_URL`, the `openai` service sent to that
+/// URL (its `url` setting), so that a real Elasticsearch's calls to the provider (on create, and
+/// on every `_update`) reach a provider that answers.
+pub(crate) fn completion_spec(id: &str) -> Value {
+    let secret = json!({"api_key": {"secretKeyRef": {"name": "anthropic", "key": "api-key"}}});
+    match provider_url() {
+        None => json!({
+            "inferenceId": id, "taskType": "completion", "service": "anthropic",
+            "serviceSettings": {"model_id": "claude-sonnet-4-5"},
+            "secretSettings": secret,
+            "taskSettings": {"max_tokens": 256}
+        }),
+        Some(url) => json!({
+            "inferenceId": id, "taskType": "completion", "service": "openai",
+            "serviceSettings": {"model_id": "e2e-chat", "url": format!("{url}/v1/chat/completions")},
+            "secretSettings": secret,
+            "taskSettings": {"user": "e2e"}
+        }),
+    }
+}
+
+/// Task settings other than `completion_spec`'s, marked with `n`, for an edit that `_update`
+/// applies: Anthropic's `max_tokens`, or OpenAI's `user`.
+pub(crate) fn task_settings_with(n: u32) -> Value {
+    match provider_url() {
+        None => json!({"max_tokens": n}),
+        Some(_) => json!({"user": format!("e2e-{n}")}),
+    }
+}
+
+/// The edit of the lifecycle and controls scenarios.
+pub(crate) fn edited_task_settings() -> Value {
+    task_settings_with(512)
+}
+
+/// Whether the endpoint as Elasticsearch returns it has every task setting of `want`.
+pub(crate) fn has_task_settings(ep: &Value, want: &Value) -> bool {
+    want.as_object()
+        .expect("task settings")
+        .iter()
+        .all(|(k, v)| ep["task_settings"][k] == *v)
+}
+
+/// `service_settings` of an OpenAI text embedding endpoint (`model_id` and more), sent to
+/// `E2E_PROVIDER_URL` when it is set.
+pub(crate) fn openai_embedding_settings(mut settings: Value) -> Value {
+    if let Some(url) = provider_url() {
+        settings["url"] = json!(format!("{url}/v1/embeddings"));
+    }
+    settings
 }
 
 pub(crate) fn api_error(e: kube::Error) -> (u16, String) {
@@ -348,13 +401,22 @@ impl Es {
         }
     }
 
-    /// Create an Anthropic completion endpoint directly in Elasticsearch (someone else's).
+    /// Create a completion endpoint of the suite's provider (`completion_spec`) directly in
+    /// Elasticsearch (someone else's); `model` is Anthropic's model.
     pub(crate) async fn create_foreign(&self, id: &str, model: &str, key: &str) {
-        let body = json!({
-            "service": "anthropic",
-            "service_settings": {"model_id": model, "api_key": key},
-            "task_settings": {"max_tokens": 256}
-        });
+        let body = match provider_url() {
+            None => json!({
+                "service": "anthropic",
+                "service_settings": {"model_id": model, "api_key": key},
+                "task_settings": {"max_tokens": 256}
+            }),
+            Some(url) => json!({
+                "service": "openai",
+                "service_settings": {"model_id": "e2e-chat", "api_key": key,
+                                     "url": format!("{url}/v1/chat/completions")},
+                "task_settings": {"user": "e2e"}
+            }),
+        };
         match self {
             Es::Standin(s) => {
                 let mut b = body;
@@ -434,6 +496,16 @@ impl Operator {
                 &["--resync-interval", "20s"][..]
             })
             .args(extra)
+            // An http:// default cluster (the stand-in, a fault proxy) is the tester's choice; the
+            // operator refuses one at start unless plaintext is allowed.
+            .args(
+                if url.starts_with("http://") && !extra.contains(&"--allow-plaintext-elasticsearch")
+                {
+                    &["--allow-plaintext-elasticsearch", "true"][..]
+                } else {
+                    &[][..]
+                },
+            )
             .env("KUBECONFIG", kubeconfig)
             .env("POD_NAME", identity)
             .env("RUST_LOG", "debug")

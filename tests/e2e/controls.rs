@@ -52,7 +52,7 @@ pub(crate) async fn controls_against_a_real_api_server() {
     };
     let ns = r.ns.name.clone();
     let id = format!("{ns}-paused");
-    r.create("paused", anthropic_spec(&id)).await;
+    r.create("paused", completion_spec(&id)).await;
     r.ready("paused").await;
 
     // Pause, then rotate the Secret and change the spec.
@@ -79,7 +79,7 @@ pub(crate) async fn controls_against_a_real_api_server() {
         .patch(
             "paused",
             &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"taskSettings": {"max_tokens": 512}}})),
+            &Patch::Merge(json!({"spec": {"taskSettings": edited_task_settings()}})),
         )
         .await
         .expect("edit");
@@ -94,7 +94,7 @@ pub(crate) async fn controls_against_a_real_api_server() {
     .await;
     // ...and a resource created after both changes is reconciled, so both were handled.
     let barrier = format!("{ns}-barrier");
-    r.create("barrier", anthropic_spec(&barrier)).await;
+    r.create("barrier", completion_spec(&barrier)).await;
     r.ready("barrier").await;
     let while_paused = requests_for(&r, &id, mark);
     assert!(
@@ -111,7 +111,7 @@ pub(crate) async fn controls_against_a_real_api_server() {
     })
     .await;
     let ep = r.es.endpoint(&id).await.expect("endpoint");
-    assert_eq!(ep["task_settings"]["max_tokens"], 512);
+    assert!(has_task_settings(&ep, &edited_task_settings()), "{ep}");
     let after = requests_for(&r, &id, mark);
     assert!(
         after
@@ -172,7 +172,7 @@ pub(crate) async fn controls_against_a_real_api_server() {
 
     // An id outside the prefix: refused, nothing sent.
     let mark = r.proxy.log().len();
-    r.create("squatter", anthropic_spec("someone-elses-id"))
+    r.create("squatter", completion_spec("someone-elses-id"))
         .await;
     r.reason("squatter", "PolicyViolation").await;
     assert!(requests_for(&r, "someone-elses-id", mark).is_empty());

@@ -129,7 +129,7 @@ pub(crate) fn provider_key() -> String {
 }
 
 fn spec(id: &str) -> Value {
-    anthropic_spec(id)
+    completion_spec(id)
 }
 
 pub(crate) async fn outage_with_pending_changes_against_a_real_api_server() {
@@ -150,7 +150,7 @@ pub(crate) async fn outage_with_pending_changes_against_a_real_api_server() {
             .patch(
                 &format!("e{i}"),
                 &PatchParams::default(),
-                &Patch::Merge(json!({"spec": {"taskSettings": {"max_tokens": 99}}})),
+                &Patch::Merge(json!({"spec": {"taskSettings": task_settings_with(99)}})),
             )
             .await
             .expect("edit");
@@ -191,7 +191,7 @@ pub(crate) async fn outage_with_pending_changes_against_a_real_api_server() {
     assert!(landed <= Duration::from_secs(20), "{landed:?}");
     for i in 0..5 {
         let ep = r.es.endpoint(&format!("e2e-outage-{i}")).await.expect("ep");
-        assert_eq!(ep["task_settings"]["max_tokens"], 99);
+        assert!(has_task_settings(&ep, &task_settings_with(99)), "{ep}");
     }
     for i in 5..7 {
         assert!(r.es.endpoint(&format!("e2e-outage-{i}")).await.is_none());
@@ -417,7 +417,9 @@ pub(crate) async fn recreate_without_loops_against_a_real_api_server() {
     let spec = json!({
         "inferenceId": "e2e-cosine", "taskType": "text_embedding", "service": "openai",
         "replacementPolicy": "Recreate",
-        "serviceSettings": {"model_id": "text-embedding-3-small", "similarity": "COSINE"},
+        "serviceSettings": openai_embedding_settings(
+            json!({"model_id": "text-embedding-3-small", "similarity": "COSINE"})
+        ),
         "secretSettings": {"api_key": {"secretKeyRef": {"name": "anthropic", "key": "api-key"}}}
     });
     r.create("emb", spec).await;
@@ -454,7 +456,7 @@ pub(crate) async fn unrecovered_cluster_against_a_real_api_server() {
         .patch(
             "na",
             &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"taskSettings": {"max_tokens": 11}}})),
+            &Patch::Merge(json!({"spec": {"taskSettings": task_settings_with(11)}})),
         )
         .await
         .expect("edit");
@@ -674,7 +676,7 @@ pub(crate) async fn lease_loss_while_api_server_unreachable_against_a_real_api_s
     let api: Api<InferenceEndpoint> = Api::namespaced(client.clone(), &ns.name);
     api.create(
         &PostParams::default(),
-        &ie("after", &ns.name, anthropic_spec("e2e-fence")),
+        &ie("after", &ns.name, completion_spec("e2e-fence")),
     )
     .await
     .expect("create");

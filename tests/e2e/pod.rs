@@ -172,6 +172,10 @@ pub(crate) async fn pod_from_the_chart_on_a_real_node() {
     let args = |extra: &[&str]| -> Vec<String> {
         let mut a: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         a.extend(common.iter().cloned());
+        // The chart refuses an http:// default cluster unless plaintext is allowed.
+        if es_url.starts_with("http://") {
+            a.extend(["--set", "security.allowPlaintextElasticsearch=true"].map(str::to_string));
+        }
         a
     };
     let run = |a: Vec<String>| {
@@ -220,7 +224,7 @@ pub(crate) async fn pod_from_the_chart_on_a_real_node() {
     let api: Api<InferenceEndpoint> = Api::namespaced(client.clone(), &watched.name);
     api.create(
         &PostParams::default(),
-        &ie("one", &watched.name, anthropic_spec("e2e-pod-one")),
+        &ie("one", &watched.name, completion_spec("e2e-pod-one")),
     )
     .await
     .expect("create");
@@ -294,7 +298,7 @@ pub(crate) async fn pod_from_the_chart_on_a_real_node() {
     );
     api.create(
         &PostParams::default(),
-        &ie("two", &watched.name, anthropic_spec("e2e-pod-two")),
+        &ie("two", &watched.name, completion_spec("e2e-pod-two")),
     )
     .await
     .expect("create");

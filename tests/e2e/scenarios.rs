@@ -40,7 +40,7 @@ pub(crate) async fn crd_rules_on_a_real_api_server() {
         "client_secret",
         "entra_id",
     ] {
-        let mut spec = anthropic_spec("x");
+        let mut spec = completion_spec("x");
         spec["serviceSettings"][key] = json!("inline-value");
         let (code, msg) = api_error(
             raw.create(&dry, &raw_ie("bad", &ns.name, spec))
@@ -54,7 +54,7 @@ pub(crate) async fn crd_rules_on_a_real_api_server() {
         );
     }
     // Enums, the id pattern and chunking rules.
-    let mut spec = anthropic_spec("Not_Valid!");
+    let mut spec = completion_spec("Not_Valid!");
     let (code, _) = api_error(
         raw.create(&dry, &raw_ie("bad", &ns.name, spec.clone()))
             .await
@@ -72,7 +72,7 @@ pub(crate) async fn crd_rules_on_a_real_api_server() {
         .0,
         422
     );
-    let mut spec = anthropic_spec("emb");
+    let mut spec = completion_spec("emb");
     spec["taskType"] = json!("text_embedding");
     spec["chunkingSettings"] = json!({"strategy": "word", "maxChunkSize": 100, "overlap": 80});
     let (_, msg) = api_error(
@@ -86,7 +86,7 @@ pub(crate) async fn crd_rules_on_a_real_api_server() {
     raw.create(&dry, &raw_ie("ok", &ns.name, spec))
         .await
         .expect("valid chunking accepted");
-    let mut spec = anthropic_spec("cmp");
+    let mut spec = completion_spec("cmp");
     spec["chunkingSettings"] = json!({"strategy": "none"});
     let (_, msg) = api_error(
         raw.create(&dry, &raw_ie("bad", &ns.name, spec))
@@ -94,7 +94,7 @@ pub(crate) async fn crd_rules_on_a_real_api_server() {
             .expect_err("chunking on completion"),
     );
     assert!(msg.contains("embedding task types"), "{msg}");
-    let mut spec = anthropic_spec("sp");
+    let mut spec = completion_spec("sp");
     spec["secretSettings"] =
         json!({"secret_parameters.token": {"secretKeyRef": {"name": "s", "key": "k"}}});
     raw.create(&dry, &raw_ie("ok", &ns.name, spec))
@@ -130,17 +130,17 @@ pub(crate) async fn crd_rules_on_a_real_api_server() {
         "secretSettings": {"api_key": key("a"), "entra_id": key("e")}});
     let msg = refused(azure, "two Azure credentials").await;
     assert!(msg.contains("exactly one of"), "{msg}");
-    let mut header = anthropic_spec("hdr");
+    let mut header = completion_spec("hdr");
     header["taskSettings"] = json!({"max_tokens": 5, "headers": {"X-Api-Key": "sk-e2e-LITERAL"}});
     let msg = refused(header, "a literal credential header").await;
     assert!(
         msg.contains("taskSettings.headers must not hold credentials"),
         "{msg}"
     );
-    let mut whole = anthropic_spec("whole");
+    let mut whole = completion_spec("whole");
     whole["secretSettings"] = json!({"secret_parameters": key("k")});
     refused(whole, "a whole secret_parameters map").await;
-    let mut custom = anthropic_spec("custom-hdr");
+    let mut custom = completion_spec("custom-hdr");
     custom["service"] = json!("custom");
     custom["serviceSettings"] = json!({"url": "https://x", "headers": {"Authorization": "${token}", "Content-Type": "application/json"}});
     custom["secretSettings"] =
@@ -154,7 +154,7 @@ pub(crate) async fn crd_rules_on_a_real_api_server() {
         .create(
             &PostParams::default(),
             &ie("imm", &ns.name, {
-                let mut s = anthropic_spec("imm");
+                let mut s = completion_spec("imm");
                 s.as_object_mut().expect("obj").remove("inferenceId");
                 s
             }),
@@ -266,7 +266,7 @@ async fn lifecycle(env: &Env, es: &Es, operator_kubeconfig: &str, prefix: &str) 
         .expect("secret");
     api.create(
         &PostParams::default(),
-        &ie("claude", &ns.name, anthropic_spec(LIFECYCLE_ID)),
+        &ie("claude", &ns.name, completion_spec(LIFECYCLE_ID)),
     )
     .await
     .expect("create");
@@ -318,7 +318,7 @@ async fn lifecycle(env: &Env, es: &Es, operator_kubeconfig: &str, prefix: &str) 
         .patch(
             "claude",
             &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"taskSettings": {"max_tokens": 512}}})),
+            &Patch::Merge(json!({"spec": {"taskSettings": edited_task_settings()}})),
         )
         .await
         .expect("edit");
@@ -329,9 +329,12 @@ async fn lifecycle(env: &Env, es: &Es, operator_kubeconfig: &str, prefix: &str) 
             && ready_reason(o) == Some(("True".into(), "InSync".into()))
     })
     .await;
-    wait_es(es, LIFECYCLE_ID, "max_tokens 512 in Elasticsearch", |ep| {
-        ep.is_some_and(|e| e["task_settings"]["max_tokens"] == 512)
-    })
+    wait_es(
+        es,
+        LIFECYCLE_ID,
+        "the edited task settings in Elasticsearch",
+        |ep| ep.is_some_and(|e| has_task_settings(e, &edited_task_settings())),
+    )
     .await;
 
     // Blocked delete, then unblocked.
@@ -355,7 +358,7 @@ async fn lifecycle(env: &Env, es: &Es, operator_kubeconfig: &str, prefix: &str) 
     .await;
 
     // Retain: the resource goes, the endpoint stays.
-    let mut spec = anthropic_spec(LIFECYCLE_ID);
+    let mut spec = completion_spec(LIFECYCLE_ID);
     spec["deletionPolicy"] = json!("Retain");
     api.create(&PostParams::default(), &ie("kept", &ns.name, spec))
         .await
@@ -435,7 +438,7 @@ pub(crate) async fn leader_election_against_a_real_api_server() {
         .expect("secret");
     api.create(
         &PostParams::default(),
-        &ie("one", &ns.name, anthropic_spec("e2e-ha-one")),
+        &ie("one", &ns.name, completion_spec("e2e-ha-one")),
     )
     .await
     .expect("create");
@@ -466,7 +469,7 @@ pub(crate) async fn leader_election_against_a_real_api_server() {
     assert!(took < Duration::from_secs(15), "failover took {took:?}");
     api.create(
         &PostParams::default(),
-        &ie("two", &ns.name, anthropic_spec("e2e-ha-two")),
+        &ie("two", &ns.name, completion_spec("e2e-ha-two")),
     )
     .await
     .expect("create");
@@ -817,7 +820,7 @@ pub(crate) async fn connection_against_a_real_api_server() {
         .await
         .expect("secret");
     let api: Api<InferenceEndpoint> = Api::namespaced(client.clone(), &ns.name);
-    let mut spec = anthropic_spec("e2e-on-connection");
+    let mut spec = completion_spec("e2e-on-connection");
     spec["elasticsearchRef"] = json!({"name": "cluster-b"});
     api.create(&PostParams::default(), &ie("via-conn", &ns.name, spec))
         .await
@@ -897,7 +900,7 @@ pub(crate) async fn conflict_takeover_against_a_real_api_server() {
     let api: Api<InferenceEndpoint> = Api::namespaced(client.clone(), &ns.name);
     api.create(
         &PostParams::default(),
-        &ie("alpha", &ns.name, anthropic_spec(&id)),
+        &ie("alpha", &ns.name, completion_spec(&id)),
     )
     .await
     .expect("create");
@@ -907,7 +910,7 @@ pub(crate) async fn conflict_takeover_against_a_real_api_server() {
     .await;
     api.create(
         &PostParams::default(),
-        &ie("beta", &ns.name, anthropic_spec(&id)),
+        &ie("beta", &ns.name, completion_spec(&id)),
     )
     .await
     .expect("create");

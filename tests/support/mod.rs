@@ -3,3 +3,4 @@ pub mod es_proxy;
 pub mod es_standin;
 pub mod fake_kube;
 pub mod harness;
+pub mod mock_provider;

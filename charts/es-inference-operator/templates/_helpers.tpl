@@ -102,6 +102,9 @@ Included by the Deployment, so every render runs them.
 {{- if and (not $es.url) (or $es.auth.apiKey.existingSecret $es.auth.basic.username $es.auth.basic.existingSecret $es.tls.ca.existingSecret $es.tls.ca.existingConfigMap) }}
 {{- fail "\n\nelasticsearch.auth and elasticsearch.tls configure the default cluster, which needs elasticsearch.url, e.g.\n  --set elasticsearch.url=https://my-cluster.es.example.com:443\nWithout a default cluster, every InferenceEndpoint names its cluster in spec.elasticsearchRef (an ElasticsearchConnection or an ECK Elasticsearch).\n" }}
 {{- end }}
+{{- if and $es.url (hasPrefix "http://" $es.url) (not .Values.security.allowPlaintextElasticsearch) }}
+{{- fail "\n\nelasticsearch.url is plaintext http://: the operator's credentials and secret settings would cross the network unencrypted, and the operator refuses to start. Use https://, or set security.allowPlaintextElasticsearch=true." }}
+{{- end }}
 {{- $auth := .Values.elasticsearch.auth }}
 {{- if and $auth.apiKey.existingSecret (or $auth.basic.username $auth.basic.existingSecret) }}
 {{- fail "\n\nelasticsearch.auth: set either apiKey or basic, not both." }}

@@ -2,12 +2,23 @@
 -- Reads the conditions the operator writes for a connection: Ready (reason Connected when the
 -- cluster answers), Reconciling=True while a failed connection is retried, Stalled=True when a
 -- person has to act, and InsecureSkipVerify=True while certificate checks are off. Written for
--- Argo CD's Lua (gopher-lua, Lua 5.1) with only the libraries argocd-cm scripts get: base, table
--- and Argo CD's safe os (os.time). Test cases: health_test.yaml and testdata/.
+-- Argo CD's Lua (gopher-lua, Lua 5.1) with only the libraries argocd-cm scripts get: base,
+-- package, table and Argo CD's safe os, which is no global: a script gets it from require("os").
+-- Test cases: health_test.yaml and testdata/.
 local hs = { status = "Progressing", message = "Waiting for the operator to check the connection" }
 
 -- A connection that keeps failing for this long is Degraded even while the operator retries it.
 local FAILING_FOR_SECONDS = 300
+
+-- The clock: the global os where there is one (useOpenLibs), else Argo CD's safe os from
+-- require("os"); nil if neither exists, and then a retried failure stays Progressing.
+local clock = os
+if clock == nil and require ~= nil then
+  local ok, safe_os = pcall(require, "os")
+  if ok then
+    clock = safe_os
+  end
+end
 
 local function condition(conditions, type_)
   for _, c in ipairs(conditions) do
@@ -45,14 +56,14 @@ local function two_digits(n)
 end
 
 -- The time `seconds` ago in the form Kubernetes writes lastTransitionTime (2006-01-02T15:04:05Z),
--- so the two compare as strings; nil without a clock. Computed from os.time() alone, without the
--- string library, which argocd-cm scripts do not get. The date is Howard Hinnant's
+-- so the two compare as strings; nil without a clock. Computed from the clock's time() alone,
+-- without the string library, which argocd-cm scripts do not get. The date is Howard Hinnant's
 -- civil_from_days.
 local function timestamp_ago(seconds)
-  if os == nil or os.time == nil then
+  if type(clock) ~= "table" or clock.time == nil then
     return nil
   end
-  local t = os.time() - seconds
+  local t = clock.time() - seconds
   local secs = t % 86400
   local z = div(t - secs, 86400) + 719468
   local era = div(z, 146097)
