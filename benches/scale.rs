@@ -14,8 +14,9 @@
 //! | `BENCH_RESYNC` | 15s | the operator's --resync-interval (two are idled) |
 //!
 //! Phases: the reference client (one PUT and one status write per endpoint); the operator
-//! creating N endpoints; a Secret shared by all of them rotated; two idle resyncs; everything
-//! deleted. It prints one table. Not a test: it asserts nothing.
+//! creating N endpoints; a Secret shared by all of them rotated; two idle resyncs; a restart of
+//! the operator (one pass over every endpoint); everything deleted. It prints one table. Not a
+//! test: it asserts nothing.
 
 #[path = "../tests/support/es_standin.rs"]
 mod es_standin;
@@ -339,6 +340,12 @@ impl Operator {
         .await
     }
 
+    /// GETs of Secrets for their values so far.
+    async fn secret_reads(&self) -> f64 {
+        self.metric("es_inference_operator_secret_reads_total", &[])
+            .await
+    }
+
     async fn k8s_writes(&self) -> f64 {
         self.metric("es_inference_operator_kubernetes_writes_total", &[])
             .await
@@ -478,6 +485,7 @@ async fn run(s: Settings) {
     let rss_idle = op.rss();
     es.clear_requests();
     let (w0, p0, cpu_c0) = (op.k8s_writes().await, op.passes().await, op.cpu());
+    let r0 = op.secret_reads().await;
     let t = Instant::now();
     let waiter = {
         let (client, ns_op) = (client.clone(), ns_op.clone());
@@ -494,13 +502,18 @@ async fn run(s: Settings) {
     let writes_create = op.k8s_writes().await - w0;
     let (passes_create, cpu_create) = (op.passes().await - p0, op.cpu() - cpu_c0);
     let rss_n = op.rss();
+    let reads_create = op.secret_reads().await - r0;
     println!(
         "  created: all Ready after {all_ready:.1?}; {es_requests_create} ES requests ({puts} PUTs); {writes_create} Kubernetes writes; {passes_create} passes; {cpu_create:.1} s CPU; RSS {rss_n:.1} MiB"
     );
 
     // Rotation of the shared Secret.
     es.clear_requests();
-    let (w1, p1) = (op.k8s_writes().await, op.passes().await);
+    let (w1, p1, r1) = (
+        op.k8s_writes().await,
+        op.passes().await,
+        op.secret_reads().await,
+    );
     let fp_before = {
         let api: Api<InferenceEndpoint> = Api::namespaced(client.clone(), &ns_op);
         api.list(&ListParams::default().limit(1))
@@ -533,13 +546,14 @@ async fn run(s: Settings) {
     let updates = EsCount(&es).count("PUT", |p| p.ends_with("_update"));
     let writes_rotation = op.k8s_writes().await - w1;
     let passes_rotation = op.passes().await - p1;
+    let reads_rotation = op.secret_reads().await - r1;
     println!(
         "  rotated: {rotated:.1?}; {updates} _update of {es_rotation} ES requests; {writes_rotation} Kubernetes writes; {passes_rotation} passes"
     );
 
     // Two idle resyncs.
     es.clear_requests();
-    let (w2, cpu0) = (op.k8s_writes().await, op.cpu());
+    let (w2, cpu0, r2) = (op.k8s_writes().await, op.cpu(), op.secret_reads().await);
     // A deliberate idle interval (what is measured is what happens during it).
     tokio::time::sleep(s.resync * 2 + s.resync / 5).await;
     let idle_es = es.requests().len();
@@ -547,12 +561,34 @@ async fn run(s: Settings) {
     let idle_roots = EsCount(&es).count("GET", |p| p == "/");
     let idle_writes = op.k8s_writes().await - w2;
     let idle_cpu = op.cpu() - cpu0;
+    let reads_idle = op.secret_reads().await - r2;
     // Still N endpoints, after the rotation and two quiet intervals: what holding them costs
     // once the create storm's transient memory has gone back.
     let rss_settled = op.rss();
     // The window is 2.2 intervals and resyncs are jittered (±10%): up to three can fall in it.
     println!(
         "  idle (2.2 intervals): {idle_es} ES requests ({idle_lists} lists, {idle_roots} GET /); {idle_writes} writes; {idle_cpu:.2} s CPU"
+    );
+
+    // A restart: the new process passes over every endpoint once.
+    drop(op);
+    es.clear_requests();
+    let op = Operator::start(&s, &es.url(), &ns_op);
+    op.ready().await;
+    let t = Instant::now();
+    let deadline = t + Duration::from_secs(600);
+    while op.passes().await < n as f64 {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted operator did not pass over every endpoint"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let restart_passes = t.elapsed();
+    let (reads_restart, restart_es) = (op.secret_reads().await, es.requests().len());
+    let restart_writes = op.k8s_writes().await;
+    println!(
+        "  restarted: {n} passes in {restart_passes:.1?}; {reads_restart} Secret reads; {restart_es} ES requests; {restart_writes} Kubernetes writes"
     );
 
     // Delete everything.
@@ -603,9 +639,19 @@ async fn run(s: Settings) {
     println!(
         "| idle for 2.2 resync intervals | {idle_es} ES requests ({idle_lists} lists, {idle_roots} GET /), {idle_writes} writes, {idle_cpu:.2} s CPU | | |"
     );
+    println!(
+        "| Secret reads (GET) per endpoint: create; rotation of the shared Secret; idle; restart | {:.3}; {:.3} ({reads_rotation} in all); {:.3}; {:.3} ({reads_restart} in all) | | |",
+        per(reads_create),
+        per(reads_rotation),
+        per(reads_idle),
+        per(reads_restart)
+    );
+    println!(
+        "| restart: every endpoint passed over once | {restart_passes:.1?}, {restart_es} ES requests, {restart_writes} writes | | |"
+    );
     println!("| delete all {n} | {deleted:.1?}, {deletes} DELETEs | | |");
     println!(
-        "| RSS idle / at {n} (when all Ready; after the idle resyncs) / after deleting all | {rss_idle:.1} / {rss_n:.1}; {rss_settled:.1} / {rss_after:.1} MiB | | |"
+        "| RSS idle / at {n} (when all Ready; after the idle resyncs) / after deleting all (the restarted process) | {rss_idle:.1} / {rss_n:.1}; {rss_settled:.1} / {rss_after:.1} MiB | | |"
     );
     drop(op);
     let namespaces: Api<Namespace> = Api::all(client.clone());
