@@ -586,7 +586,8 @@ async fn run(s: Settings) {
     }
     let restart_passes = t.elapsed();
     let (reads_restart, restart_es) = (op.secret_reads().await, es.requests().len());
-    let restart_writes = op.k8s_writes().await;
+    // `+ 0.0`: a sum of no samples is -0.0.
+    let restart_writes = op.k8s_writes().await + 0.0;
     println!(
         "  restarted: {n} passes in {restart_passes:.1?}; {reads_restart} Secret reads; {restart_es} ES requests; {restart_writes} Kubernetes writes"
     );
