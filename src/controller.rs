@@ -267,7 +267,8 @@ fn endpoint_controller(
     // that made them already decided on them, so they update the store without a new pass.
     let own = ctx.clone();
     let controller = controller_for(apis.endpoints.clone(), readiness, what, move |w| {
-        !own.is_own_write(w.uid(), w.meta().resource_version.as_deref())
+        !own.memory
+            .is_own_write(w.uid(), w.meta().resource_version.as_deref())
     })
     .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
     let store: Store<Watched> = controller.store();
@@ -432,7 +433,7 @@ async fn resync_loop(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
 pub async fn resync_once(ctx: &Context) -> usize {
     let mut triggered = 0;
     for cluster in ctx.clusters.all() {
-        let watches = ctx.watches_on(cluster.key());
+        let watches = ctx.memory.watches_on(cluster.key());
         if watches.is_empty() {
             continue;
         }

@@ -17,6 +17,7 @@ pub mod es;
 pub mod guard;
 pub mod import;
 pub mod lease;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod plan;

@@ -179,7 +179,8 @@ pub async fn write_endpoint_status(
     ctx.metrics.kubernetes_write("status");
     let new_rv = updated.meta().resource_version.clone();
     if let Some(uid) = meta.uid.as_deref() {
-        ctx.wrote_status(uid, rv.as_deref(), new_rv.as_deref(), next.clone());
+        ctx.memory
+            .wrote_status(uid, rv.as_deref(), new_rv.as_deref(), next.clone());
     }
     *rv = new_rv;
     Ok(next)
@@ -198,7 +199,7 @@ pub async fn ensure_finalizer(
         .is_some_and(|f| f.iter().any(|f| f == FINALIZER))
         || meta.uid.as_deref().is_some_and(|uid| {
             // The cache still shows the object before our own write added it.
-            ctx.is_stale(uid, meta.resource_version.as_deref())
+            ctx.memory.is_stale(uid, meta.resource_version.as_deref())
         })
     {
         return Ok(false);
@@ -222,7 +223,8 @@ pub async fn ensure_finalizer(
     ctx.metrics.kubernetes_write("finalizer");
     let new_rv = updated.meta().resource_version.clone();
     if let Some(uid) = meta.uid.as_deref() {
-        ctx.wrote_object(uid, rv.as_deref(), new_rv.as_deref());
+        ctx.memory
+            .wrote_object(uid, rv.as_deref(), new_rv.as_deref());
     }
     *rv = new_rv;
     Ok(true)

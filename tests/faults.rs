@@ -564,13 +564,13 @@ async fn memory_is_returned_when_objects_go() {
         h.endpoint(&format!("m{i}"), anthropic(&format!("m{i}")));
         h.settle(&format!("m{i}")).await.expect("created");
     }
-    assert_eq!(h.ctx.remembered(), 20);
+    assert_eq!(h.ctx.memory.remembered(), 20);
     assert!(h.metrics.render().contains(r#"name="m7""#));
     for i in 0..20 {
         delete(&h, &format!("m{i}"));
         h.settle(&format!("m{i}")).await.expect("deleted");
     }
-    assert_eq!(h.ctx.remembered(), 0, "per-object memory forgotten");
+    assert_eq!(h.ctx.memory.remembered(), 0, "per-object memory forgotten");
     assert!(
         !h.metrics.render().contains(r#"name="m7""#),
         "per-object series removed"

@@ -97,7 +97,7 @@ pub async fn run(ctx: &Context, ie: &InferenceEndpoint) -> Result<Action> {
         // be deleted without cleanup.
         ensure_finalizer(ctx, &ie.metadata, &mut rv).await?;
     }
-    let stored = ctx.effective_status(
+    let stored = ctx.memory.effective_status(
         &uid,
         ie.metadata.resource_version.as_deref(),
         ie.status.as_ref(),
@@ -109,7 +109,7 @@ pub async fn run(ctx: &Context, ie: &InferenceEndpoint) -> Result<Action> {
     let forced = requested.is_some() && requested != stored.last_handled_reconcile_at;
     if forced {
         // Asked to look again: a permanent failure is tried again too.
-        ctx.open_gate(&uid);
+        ctx.memory.open_gate(&uid);
     }
     let ns_info = ctx
         .namespace_info(&ie.namespace().unwrap_or_default())
@@ -370,7 +370,7 @@ impl Pass<'_> {
                 inputs.secrets.as_deref().unwrap_or("-"),
                 self.observed.as_ref().map(endpoint_hash)
             );
-            if self.ctx.gate_closed(&self.uid, &attempt) {
+            if self.ctx.memory.gate_closed(&self.uid, &attempt) {
                 debug!(attempt, "not repeating a write that failed permanently");
                 return Ok(self.gated_outcome());
             }
@@ -378,7 +378,7 @@ impl Pass<'_> {
                 Effect::Continue => {}
                 Effect::Finish(outcome) => return Ok(outcome),
                 Effect::Refused(outcome) => {
-                    self.ctx.close_gate(&self.uid, attempt);
+                    self.ctx.memory.close_gate(&self.uid, attempt);
                     return Ok(outcome);
                 }
             }
@@ -451,6 +451,7 @@ impl Pass<'_> {
         let listed = snapshot.hash(&self.id);
         let watch = self
             .ctx
+            .memory
             .watch_of(&self.uid)
             .filter(|w| w.cluster == cluster.key() && w.inference_id == self.id);
         let quiet = self.stored.condition(READY).map(|c| c.reason.as_str())
@@ -497,11 +498,11 @@ impl Pass<'_> {
         let (outcome, ret) = match result {
             Err(Error::NotLeader) => return Err(Error::NotLeader),
             Ok(o) if o.reason == reason::MODEL_DEPLOYING => {
-                let next = Action::requeue(self.ctx.next_poll(&self.uid));
+                let next = Action::requeue(self.ctx.memory.next_poll(&self.uid));
                 (o, Ok(next))
             }
             Ok(o) => {
-                self.ctx.reset_poll(&self.uid);
+                self.ctx.memory.reset_poll(&self.uid);
                 let next = if o.reason == reason::REPLACEMENT_BLOCKED {
                     recheck_blocked(self.ctx)
                 } else {
@@ -544,17 +545,17 @@ impl Pass<'_> {
             .await;
         }
         if outcome.is_ready() {
-            self.ctx.open_gate(&self.uid);
+            self.ctx.memory.open_gate(&self.uid);
             // What Elasticsearch holds is the values in use now.
-            self.ctx.set_values_mac(&self.uid, self.values_mac);
+            self.ctx.memory.set_values_mac(&self.uid, self.values_mac);
         }
         match self.resync_watch() {
             Some(mut w) => {
                 w.in_sync = outcome.is_ready();
-                self.ctx.set_watch(&self.uid, Some(w));
+                self.ctx.memory.set_watch(&self.uid, Some(w));
             }
             // Stopped before Elasticsearch (Secret, reference, conflict): nothing to watch there.
-            None if ret.is_ok() => self.ctx.set_watch(&self.uid, None),
+            None if ret.is_ok() => self.ctx.memory.set_watch(&self.uid, None),
             None => {}
         }
         ret
@@ -699,8 +700,8 @@ impl Pass<'_> {
             return;
         }
         let mac = values_mac(self.ctx.process_key(), values);
-        let same_in_memory =
-            self.record.secrets_applied.is_some() && self.ctx.values_mac_of(&self.uid) == Some(mac);
+        let same_in_memory = self.record.secrets_applied.is_some()
+            && self.ctx.memory.values_mac_of(&self.uid) == Some(mac);
         let same_as_legacy = self.record.secrets_applied.is_none()
             && self.record.manages_something()
             && self.stored.secret_fingerprint.is_some()

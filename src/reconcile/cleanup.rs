@@ -46,10 +46,10 @@ pub async fn run(
         .as_ref()
         .is_some_and(|f| f.iter().any(|f| f == FINALIZER));
     if !ours {
-        ctx.forget(&uid);
+        ctx.memory.forget(&uid);
         return Ok(Action::await_change());
     }
-    if ctx.is_released(&uid) {
+    if ctx.memory.is_released(&uid) {
         // Done already; this pass runs on a cache that has not seen the finalizer go.
         return Ok(Action::await_change());
     }
@@ -62,7 +62,9 @@ pub async fn run(
         ctx,
         meta,
         spec,
-        stored: ctx.effective_status(&uid, meta.resource_version.as_deref(), status),
+        stored: ctx
+            .memory
+            .effective_status(&uid, meta.resource_version.as_deref(), status),
         id: ie.inference_id(),
         uid,
     };
@@ -261,7 +263,7 @@ impl Deletion<'_> {
         let reference = self.reference();
         publish(self.ctx, &reference, type_, reason, "Delete", why).await;
         remove_finalizer(self.ctx, self.meta).await?;
-        self.ctx.released(&self.uid);
+        self.ctx.memory.released(&self.uid);
         self.ctx.metrics.set_endpoint_reason(
             self.meta.namespace.as_deref().unwrap_or_default(),
             self.meta.name.as_deref().unwrap_or_default(),

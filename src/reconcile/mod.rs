@@ -77,7 +77,7 @@ pub async fn reconcile(obj: Arc<Watched>, ctx: Arc<Context>) -> Result<Action> {
     if result.is_ok()
         && let Some(uid) = obj.uid()
     {
-        ctx.reset_backoff(uid);
+        ctx.memory.reset_backoff(uid);
     }
     result
 }
@@ -92,7 +92,9 @@ pub fn error_policy(obj: Arc<Watched>, err: &Error, ctx: Arc<Context>) -> Action
         Error::ConnectionDown { until, .. } => ctx.requeue_at(*until),
         Error::NotLeader => Action::await_change(),
         _ => {
-            let delay = ctx.next_backoff(obj.uid().unwrap_or_default(), err.retry_after());
+            let delay = ctx
+                .memory
+                .next_backoff(obj.uid().unwrap_or_default(), err.retry_after());
             warn!(object = %format!("{}/{}", obj.namespace(), obj.name()), error = %err, retry_in = ?delay, "reconcile failed");
             Action::requeue(delay)
         }
