@@ -20,7 +20,7 @@ type TestFn = fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
 /// A minimal runner in libtest's output format: each test runs on its own runtime, a panic is a
 /// failure, and the process exits non-zero when any test failed.
 fn main() {
-    let tests: [(&str, TestFn); 19] = [
+    let tests: [(&str, TestFn); 20] = [
         ("controls_against_a_real_api_server", || {
             Box::pin(controls::controls_against_a_real_api_server())
         }),
@@ -81,6 +81,9 @@ fn main() {
         }),
         ("unsupported_by_cluster_against_a_real_api_server", || {
             Box::pin(unsupported_by_cluster_against_a_real_api_server())
+        }),
+        ("contracts_on_a_real_api_server", || {
+            Box::pin(contracts_on_a_real_api_server())
         }),
     ];
     // The suite's own HTTP clients (reqwest with rustls) need a crypto provider.

@@ -988,3 +988,13 @@ pub(crate) async fn unsupported_by_cluster_against_a_real_api_server() {
     assert_eq!(puts(standin), 1, "one create once the cluster accepts it");
     drop(operator);
 }
+
+/// The contracts of the API server that the Kubernetes fake of the other tests keeps
+/// (tests/support/contracts.rs, run against the fake by tests/contract.rs), on a real one.
+pub(crate) async fn contracts_on_a_real_api_server() {
+    let Some(env) = Env::get() else { return };
+    let client = client(&env).await;
+    install_crd(&client).await;
+    let ns = TempNamespace::new(&client, "e2e-contract").await;
+    crate::support::contracts::contracts(client.clone(), &ns.name).await;
+}

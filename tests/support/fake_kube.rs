@@ -10,6 +10,10 @@
 //! Every request is recorded ([`FakeKube::requests`]) so tests can count writes, and single
 //! requests can be made to fail ([`FakeKube::fail_next`]).
 //!
+//! What the operator's tests rely on is checked against a real API server too: the same
+//! assertions (`contracts.rs`) run against this fake (`tests/contract.rs`) and, in the e2e suite,
+//! against a real one (`contracts_on_a_real_api_server`).
+//!
 //! Deliberate simplifications (see each handler for details):
 //! - server-side apply does not track field managers: for `/status` the applied `.status`
 //!   replaces the stored one; for the main resource labels/annotations are merged, finalizers and

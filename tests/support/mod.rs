@@ -1,4 +1,5 @@
 #![allow(dead_code)]
+pub mod contracts;
 pub mod es_proxy;
 pub mod es_standin;
 pub mod fake_kube;
