@@ -102,6 +102,33 @@ impl Outcome {
     }
 }
 
+/// A condition, keeping the `lastTransitionTime` of the previous condition of its type when its
+/// status did not change (else `now`): the one rule of transition times, for every condition of
+/// both kinds. Pure.
+pub fn condition(
+    previous: &[Condition],
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: &Time,
+) -> Condition {
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| now.clone());
+    Condition {
+        type_: type_.to_string(),
+        status: status.to_string(),
+        reason: reason.to_string(),
+        message,
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
 /// The conditions for `outcome`, keeping `lastTransitionTime` of any condition whose status did
 /// not change. Pure: `now` is passed in.
 pub fn conditions_for(
@@ -111,19 +138,15 @@ pub fn conditions_for(
     now: &Time,
 ) -> Vec<Condition> {
     let make = |type_: &str, status: &str| {
-        let last_transition_time = previous
-            .iter()
-            .find(|c| c.type_ == type_ && c.status == status)
-            .map(|c| c.last_transition_time.clone())
-            .unwrap_or_else(|| now.clone());
-        Condition {
-            type_: type_.to_string(),
-            status: status.to_string(),
-            reason: outcome.reason.clone(),
-            message: outcome.message.clone(),
-            observed_generation: generation,
-            last_transition_time,
-        }
+        condition(
+            previous,
+            type_,
+            status,
+            &outcome.reason,
+            outcome.message.clone(),
+            generation,
+            now,
+        )
     };
     match outcome.severity {
         Severity::Ready => vec![make(READY, "True")],

@@ -3,19 +3,17 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::{
-    apimachinery::pkg::apis::meta::v1::{Condition, Time},
-    jiff::Timestamp,
-};
+use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use kube::{
     Api, Resource, ResourceExt,
     runtime::{controller::Action, events::EventType},
 };
 use tracing::{Instrument, info, info_span, warn};
 
+pub use crate::plan::connection::{CLOUD_CONNECT, INSECURE, PLAINTEXT};
 use crate::{
     cluster::Cluster,
-    conditions::{Outcome, READY, conditions_for, reason, same_conditions},
+    conditions::{Outcome, READY, reason, same_conditions},
     connection::{
         TargetProblem, connection_namespace, resolve_connection, same_namespace,
         secret_value_and_version,
@@ -23,15 +21,14 @@ use crate::{
     context::Context,
     crd::{CloudConnectStatus, ElasticsearchConnection, ElasticsearchConnectionStatus},
     error::{Error, Result},
-    es::{EsError, Scrubber, SecretBody},
+    es::{Scrubber, SecretBody},
     metrics::KIND_CONNECTION,
+    plan::connection::{
+        CloudConnectState as CcState, CloudConnectStep, cloud_connect_disable,
+        cloud_connect_refusal, cloud_connect_step, connection_conditions,
+    },
     status::{apply_status, publish},
 };
-
-pub const INSECURE: &str = "InsecureSkipVerify";
-pub const PLAINTEXT: &str = "Plaintext";
-/// Whether Cloud Connect is as `spec.cloudConnect` asks.
-pub const CLOUD_CONNECT: &str = "CloudConnect";
 
 /// How many InferenceEndpoints in `namespace` refer to the connection `name`.
 pub fn users(ctx: &Context, namespace: &str, name: &str) -> i32 {
@@ -89,7 +86,21 @@ async fn check(conn: Arc<ElasticsearchConnection>, ctx: &Context) -> Result<Acti
         ..prev.clone()
     };
     let (outcome, mut result, cluster) = probe(ctx, &conn, &prev, &mut next).await?;
-    next.conditions = conditions(&conn, &prev, &outcome);
+    let now = Time(Timestamp::now());
+    let insecure = conn
+        .spec
+        .tls
+        .as_ref()
+        .and_then(|t| t.insecure_skip_verify)
+        .unwrap_or(false);
+    next.conditions = connection_conditions(
+        &prev.conditions,
+        &outcome,
+        conn.metadata.generation,
+        insecure,
+        conn.spec.url.starts_with("http://"),
+        &now,
+    );
     // Cloud Connect only on a cluster that answered; otherwise its condition stays as it was.
     let cc = match &cluster {
         Some(cluster) => match cloud_connect(ctx, &conn, cluster, &prev, &mut next).await {
@@ -104,7 +115,7 @@ async fn check(conn: Arc<ElasticsearchConnection>, ctx: &Context) -> Result<Acti
     };
     if let Some(cc) = cc {
         next.conditions
-            .push(cc.condition(&prev, conn.metadata.generation));
+            .push(cc.condition(&prev.conditions, conn.metadata.generation, &now));
     }
     let changed = !same_conditions(&prev.conditions, &next.conditions)
         || ElasticsearchConnectionStatus {
@@ -203,40 +214,6 @@ async fn probe(
     }
 }
 
-/// The CloudConnect condition a check ends with.
-enum CcState {
-    /// As the spec asks (reason `Enabled`).
-    Enabled(String),
-    /// Refused in a way only a change can fix (reason `Forbidden`, `Rejected` or
-    /// `SecretNotFound`).
-    Failed(&'static str, String),
-    /// Not looked at in this check: the previous condition stands.
-    Kept(Condition),
-}
-
-impl CcState {
-    fn condition(self, prev: &ElasticsearchConnectionStatus, generation: Option<i64>) -> Condition {
-        let (status, reason, message) = match self {
-            CcState::Kept(c) => return c,
-            CcState::Enabled(m) => ("True", "Enabled", m),
-            CcState::Failed(r, m) => ("False", r, m),
-        };
-        let since = prev
-            .condition(CLOUD_CONNECT)
-            .filter(|c| c.status == status)
-            .map(|c| c.last_transition_time.clone())
-            .unwrap_or_else(|| Time(Timestamp::now()));
-        Condition {
-            type_: CLOUD_CONNECT.into(),
-            status: status.into(),
-            reason: reason.into(),
-            message,
-            observed_generation: generation,
-            last_transition_time: since,
-        }
-    }
-}
-
 /// Cloud Connect (`_inference/_ccm`) as `spec.cloudConnect` asks, with the rotation model of
 /// endpoint keys: the key is sent when its Secret has a new version (or Elasticsearch reports
 /// Cloud Connect off), never to check; a refusal waits for a change of the spec or the Secret.
@@ -253,7 +230,7 @@ async fn cloud_connect(
     let object = conn.object_ref(&());
     let was = prev.cloud_connect.clone().unwrap_or_default();
     let Some(cc) = &conn.spec.cloud_connect else {
-        if was.enabled == Some(true) {
+        if cloud_connect_disable(&was) {
             let off = SecretBody {
                 body: serde_json::json!({"enabled": false}),
                 scrubber: Scrubber::default(),
@@ -294,26 +271,24 @@ async fn cloud_connect(
             )));
         }
     };
-    let same_inputs = was.secret_versions.as_deref() == Some(version.as_str())
-        && prev.observed_generation == conn.metadata.generation;
-    if same_inputs
-        && let Some(c) = prev.condition(CLOUD_CONNECT)
-        && c.status == "False"
-        && matches!(c.reason.as_str(), "Forbidden" | "Rejected")
-    {
-        // Refused before with these very inputs: not sent again until one changes.
-        return Ok(Some(CcState::Kept(c.clone())));
-    }
-    if was.secret_versions.as_deref() == Some(version.as_str()) && was.enabled == Some(true) {
-        // The key Elasticsearch holds is this version's: only look whether it is still on.
-        if cluster.ccm_enabled().await? {
-            return Ok(Some(CcState::Enabled(format!(
-                "Cloud Connect is enabled with the key from Secret {ns}/{} ({version})",
-                r.name
-            ))));
+    let previous = prev.condition(CLOUD_CONNECT);
+    let same_generation = prev.observed_generation == conn.metadata.generation;
+    let rotation = match cloud_connect_step(&was, &version, same_generation, previous) {
+        CloudConnectStep::KeepRefusal => {
+            return Ok(previous.cloned().map(CcState::Kept));
         }
-        warn!(connection = %format!("{ns}/{}", conn.name_any()), "Cloud Connect was disabled outside the operator; enabling it again");
-    }
+        CloudConnectStep::CheckEnabled => {
+            if cluster.ccm_enabled().await? {
+                return Ok(Some(CcState::Enabled(format!(
+                    "Cloud Connect is enabled with the key from Secret {ns}/{} ({version})",
+                    r.name
+                ))));
+            }
+            warn!(connection = %format!("{ns}/{}", conn.name_any()), "Cloud Connect was disabled outside the operator; enabling it again");
+            false
+        }
+        CloudConnectStep::Send { rotation } => rotation,
+    };
     let body = SecretBody {
         body: serde_json::json!({"api_key": secrecy::ExposeSecret::expose_secret(&key)}),
         scrubber: Scrubber::new([&key]),
@@ -324,9 +299,7 @@ async fn cloud_connect(
                 enabled: Some(enabled),
                 secret_versions: Some(version.clone()),
             });
-            let (reason, what) = if was.enabled == Some(true)
-                && was.secret_versions.as_deref() != Some(version.as_str())
-            {
+            let (reason, what) = if rotation {
                 (
                     "CloudConnectKeyRotated",
                     "the rotated Cloud Connect key was sent",
@@ -348,12 +321,12 @@ async fn cloud_connect(
                 r.name
             ))))
         }
-        Err(Error::Es(e)) if cc_refusal(&e).is_some() => {
+        Err(Error::Es(e)) if cloud_connect_refusal(e.status()).is_some() => {
             next.cloud_connect = Some(CloudConnectStatus {
                 enabled: Some(false),
                 secret_versions: Some(version),
             });
-            let reason = cc_refusal(&e).unwrap_or("Rejected");
+            let reason = cloud_connect_refusal(e.status()).unwrap_or("Rejected");
             publish(
                 ctx,
                 &object,
@@ -372,60 +345,6 @@ async fn cloud_connect(
         }
         Err(e) => Err(e),
     }
-}
-
-/// The reason for a refusal that only a change can fix, if `e` is one.
-fn cc_refusal(e: &EsError) -> Option<&'static str> {
-    match e.status() {
-        Some(403) => Some("Forbidden"),
-        Some(400 | 401) => Some("Rejected"),
-        _ => None,
-    }
-}
-
-/// Ready for `outcome`, plus a warning condition while certificate checks are off.
-fn conditions(
-    conn: &ElasticsearchConnection,
-    prev: &ElasticsearchConnectionStatus,
-    outcome: &Outcome,
-) -> Vec<Condition> {
-    let now = Time(Timestamp::now());
-    let generation = conn.metadata.generation;
-    let mut conditions = conditions_for(&prev.conditions, outcome, generation, &now);
-    let insecure = conn
-        .spec
-        .tls
-        .as_ref()
-        .and_then(|t| t.insecure_skip_verify)
-        .unwrap_or(false);
-    let mut warn = |type_: &str, message: &str| {
-        let since = prev
-            .condition(type_)
-            .filter(|c| c.status == "True")
-            .map(|c| c.last_transition_time.clone())
-            .unwrap_or_else(|| now.clone());
-        conditions.push(Condition {
-            type_: type_.into(),
-            status: "True".into(),
-            reason: type_.into(),
-            message: message.into(),
-            observed_generation: generation,
-            last_transition_time: since,
-        });
-    };
-    if insecure {
-        warn(
-            INSECURE,
-            "TLS certificate verification is off for this connection: anyone on the path can read the credentials and impersonate the cluster. Give tls.ca instead",
-        );
-    }
-    if conn.spec.url.starts_with("http://") {
-        warn(
-            PLAINTEXT,
-            "this connection uses plaintext HTTP: credentials and secret settings cross the network unencrypted. Use https://",
-        );
-    }
-    conditions
 }
 
 pub fn error_policy(conn: Arc<ElasticsearchConnection>, err: &Error, ctx: Arc<Context>) -> Action {

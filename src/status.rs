@@ -95,19 +95,15 @@ pub fn true_condition(
     message: String,
     generation: Option<i64>,
 ) -> Condition {
-    let since = prev
-        .condition(type_)
-        .filter(|c| c.status == "True")
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| Time(Timestamp::now()));
-    Condition {
-        type_: type_.to_string(),
-        status: "True".into(),
-        reason: reason.to_string(),
+    crate::conditions::condition(
+        &prev.conditions,
+        type_,
+        "True",
+        reason,
         message,
-        observed_generation: generation,
-        last_transition_time: since,
-    }
+        generation,
+        &Time(Timestamp::now()),
+    )
 }
 
 /// The status for `record` and `outcome` (pure but for the clock).

@@ -12,6 +12,7 @@
 
 mod cleanup;
 mod conflict;
+pub mod connection;
 mod model_deployment;
 
 pub use cleanup::{Cleanup, decide_cleanup};
