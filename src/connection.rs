@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::{
     crd::{
         ElasticsearchConnection, ElasticsearchConnectionSpec, ElasticsearchRef,
-        ElasticsearchRefKind, EndpointParts, InferenceEndpoint, SecretKeyRef,
+        ElasticsearchRefKind, EndpointParts, SecretKeyRef,
     },
     es::EsAuth,
 };
@@ -122,20 +122,19 @@ impl TargetProblem {
 
 /// The namespace of the ElasticsearchConnection `ie` refers to, if it refers to one (pure).
 pub fn connection_namespace(ie: &impl EndpointParts) -> Option<String> {
-    let (metadata, spec) = ie.parts();
-    let r = spec.elasticsearch_ref.as_ref()?;
+    let r = ie.elasticsearch_ref()?;
     (r.kind == ElasticsearchRefKind::ElasticsearchConnection).then(|| {
         r.namespace
             .clone()
-            .or_else(|| metadata.namespace.clone())
+            .or_else(|| ie.metadata().namespace.clone())
             .unwrap_or_default()
     })
 }
 
 /// The pooling/conflict identity of where `ie`'s endpoint lives (pure).
-pub fn target_key(ie: &InferenceEndpoint) -> String {
-    let ns = ie.metadata.namespace.clone().unwrap_or_default();
-    match &ie.spec.elasticsearch_ref {
+pub fn target_key(ie: &impl EndpointParts) -> String {
+    let ns = ie.metadata().namespace.clone().unwrap_or_default();
+    match ie.elasticsearch_ref() {
         None => "default".into(),
         Some(r) => match r.kind {
             ElasticsearchRefKind::ElasticsearchConnection => {
@@ -187,10 +186,9 @@ pub fn referenced_secrets(
     ie: &impl EndpointParts,
     connection: Option<&ElasticsearchConnectionSpec>,
 ) -> Vec<(String, String)> {
-    let (metadata, spec) = ie.parts();
-    let ns = metadata.namespace.clone().unwrap_or_default();
+    let ns = ie.metadata().namespace.clone().unwrap_or_default();
     let mut out = Vec::new();
-    match &spec.elasticsearch_ref {
+    match ie.elasticsearch_ref() {
         None => {}
         Some(r) if r.kind == ElasticsearchRefKind::ElasticsearchConnection => {
             let conn_ns = r.namespace.clone().unwrap_or_else(|| ns.clone());
@@ -560,6 +558,7 @@ async fn resolve_eck(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crd::InferenceEndpoint;
     use serde_json::json;
 
     fn ie(ns: &str, r: Option<Value>) -> InferenceEndpoint {

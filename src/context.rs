@@ -19,15 +19,8 @@ use rand::Rng;
 use tokio::sync::mpsc;
 
 use crate::{
-    cluster::ClusterPool,
-    connection::ReferenceRules,
-    crd::{DeletionPolicy, InferenceEndpoint},
-    guard::Watched,
-    lease::Fence,
-    memory::Memory,
-    memory::backoff,
-    metrics::Metrics,
-    policy::NamespaceInfo,
+    cluster::ClusterPool, connection::ReferenceRules, crd::DeletionPolicy, guard::Watched,
+    lease::Fence, memory::Memory, memory::backoff, metrics::Metrics, policy::NamespaceInfo,
 };
 
 /// Tunables of the reconcilers.
@@ -241,7 +234,7 @@ impl Context {
 
     /// The decodable InferenceEndpoints that manage the inference id `id`, with their status
     /// but not their settings (the conflict rule's candidates).
-    pub fn peers_with_id(&self, id: &str) -> Vec<InferenceEndpoint> {
+    pub fn peers_with_id(&self, id: &str) -> Vec<crate::guard::Peer> {
         self.peers_where(|w| w.endpoint().is_some_and(|ie| ie.inference_id_str() == id))
             .iter()
             .filter_map(|p| p.with_status())

@@ -16,8 +16,9 @@
 //! `secretSettings`) are kept as compact JSON text: decoded, each map costs a `BTreeMap` node
 //! sized for eleven entries, and only a pass over the object itself reads them. So is the
 //! status (as the API server sent it, once it decoded): its struct of optional fields costs
-//! 1.2 KiB decoded against 0.5 as text. The watches read metadata and spec (inference id,
-//! cluster reference) from [`Watched::endpoint`] and the names of the Secrets it reads from
+//! 1.2 KiB decoded against 0.5 as text. The rest of the spec is a [`CachedSpec`], a type without
+//! settings fields, so that reading settings from the cache does not compile. The watches read
+//! metadata and spec (inference id, cluster reference) from [`Watched::endpoint`] and the names of the Secrets it reads from
 //! [`Watched::uses_secret`]; the conflict rule gets the few resources with the same id with
 //! their status from [`Watched::with_status`]; a pass gets the whole object from
 //! [`Cached::decoded`].
@@ -33,9 +34,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value, value::RawValue};
 
 use crate::crd::{
-    ChunkingSettings, DeletionPolicy, ElasticsearchRef, EndpointParts, InferenceEndpoint,
-    InferenceEndpointSpec, InferenceEndpointStatus, ManagementPolicy, SecretValueSource, TaskType,
-    inference_id_of,
+    ChunkingSettings, DeletionPolicy, DriftPolicy, ElasticsearchRef, EndpointParts,
+    EndpointWithStatus, InferenceEndpoint, InferenceEndpointSpec, InferenceEndpointStatus,
+    ManagementPolicy, ReplacementPolicy, SecretValueSource, TaskType,
 };
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -57,10 +58,10 @@ pub enum Watched {
 #[derive(Clone, Debug)]
 pub struct Cached {
     metadata: ObjectMeta,
-    /// The spec with empty `serviceSettings`, `taskSettings`, `chunkingSettings` and
-    /// `secretSettings`.
-    spec: InferenceEndpointSpec,
-    /// Those settings, `None` when all are empty.
+    /// The spec but its settings.
+    spec: CachedSpec,
+    /// The settings (`serviceSettings`, `taskSettings`, `chunkingSettings`, `secretSettings`)
+    /// as JSON text, `None` when all are empty.
     settings: Option<Box<str>>,
     /// The status as the API server sent it. It was decoded once when the object arrived (an
     /// undecodable one makes the object `Invalid`); a pass and the conflict rule decode it again,
@@ -70,18 +71,104 @@ pub struct Cached {
     secrets: Box<[Box<str>]>,
 }
 
+/// The spec of a cached endpoint without its settings: a type of its own, so that code that
+/// reads the cache cannot read settings that are not there (a pass reads them from
+/// [`Cached::decoded`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CachedSpec {
+    pub inference_id: Option<String>,
+    pub management_policy: ManagementPolicy,
+    pub task_type: TaskType,
+    pub service: String,
+    pub create_timeout: Option<String>,
+    pub deletion_policy: Option<DeletionPolicy>,
+    pub force_delete: bool,
+    pub adopt: bool,
+    pub drift_policy: DriftPolicy,
+    pub replacement_policy: ReplacementPolicy,
+    pub elasticsearch_ref: Option<ElasticsearchRef>,
+}
+
+impl CachedSpec {
+    /// Split a spec into what the cache decodes and its settings.
+    fn split(spec: InferenceEndpointSpec) -> (Self, Settings) {
+        let InferenceEndpointSpec {
+            inference_id,
+            management_policy,
+            task_type,
+            service,
+            service_settings,
+            secret_settings,
+            task_settings,
+            chunking_settings,
+            create_timeout,
+            deletion_policy,
+            force_delete,
+            adopt,
+            drift_policy,
+            replacement_policy,
+            elasticsearch_ref,
+        } = spec;
+        let cached = CachedSpec {
+            inference_id,
+            management_policy,
+            task_type,
+            service,
+            create_timeout,
+            deletion_policy,
+            force_delete,
+            adopt,
+            drift_policy,
+            replacement_policy,
+            elasticsearch_ref,
+        };
+        let settings = Settings {
+            service_settings,
+            task_settings,
+            chunking_settings,
+            secret_settings,
+        };
+        (cached, settings)
+    }
+
+    /// The whole spec again, with `settings`.
+    fn join(&self, settings: Settings) -> InferenceEndpointSpec {
+        InferenceEndpointSpec {
+            inference_id: self.inference_id.clone(),
+            management_policy: self.management_policy,
+            task_type: self.task_type,
+            service: self.service.clone(),
+            service_settings: settings.service_settings,
+            secret_settings: settings.secret_settings,
+            task_settings: settings.task_settings,
+            chunking_settings: settings.chunking_settings,
+            create_timeout: self.create_timeout.clone(),
+            deletion_policy: self.deletion_policy,
+            force_delete: self.force_delete,
+            adopt: self.adopt,
+            drift_policy: self.drift_policy,
+            replacement_policy: self.replacement_policy,
+            elasticsearch_ref: self.elasticsearch_ref.clone(),
+        }
+    }
+}
+
 /// What the watches and the scans read of a cached endpoint: its metadata and its spec without
 /// settings.
 #[derive(Clone, Copy, Debug)]
 pub struct Light<'a> {
     pub metadata: &'a ObjectMeta,
-    pub spec: &'a InferenceEndpointSpec,
+    pub spec: &'a CachedSpec,
 }
 
 impl<'a> Light<'a> {
     /// The inference id, borrowed from the cached object.
     pub fn inference_id_str(&self) -> &'a str {
-        inference_id_of(self.metadata, self.spec)
+        self.spec
+            .inference_id
+            .as_deref()
+            .or(self.metadata.name.as_deref())
+            .unwrap_or_default()
     }
 
     /// The key of the object in the controller's queue.
@@ -92,8 +179,41 @@ impl<'a> Light<'a> {
 }
 
 impl EndpointParts for Light<'_> {
-    fn parts(&self) -> (&ObjectMeta, &InferenceEndpointSpec) {
-        (self.metadata, self.spec)
+    fn metadata(&self) -> &ObjectMeta {
+        self.metadata
+    }
+    fn spec_inference_id(&self) -> Option<&str> {
+        self.spec.inference_id.as_deref()
+    }
+    fn elasticsearch_ref(&self) -> Option<&ElasticsearchRef> {
+        self.spec.elasticsearch_ref.as_ref()
+    }
+}
+
+/// A cached endpoint with its status but without settings: what the conflict rule reads of the
+/// (few) other resources with the same inference id.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub metadata: ObjectMeta,
+    pub spec: CachedSpec,
+    pub status: Option<InferenceEndpointStatus>,
+}
+
+impl EndpointParts for Peer {
+    fn metadata(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn spec_inference_id(&self) -> Option<&str> {
+        self.spec.inference_id.as_deref()
+    }
+    fn elasticsearch_ref(&self) -> Option<&ElasticsearchRef> {
+        self.spec.elasticsearch_ref.as_ref()
+    }
+}
+
+impl EndpointWithStatus for Peer {
+    fn status(&self) -> Option<&InferenceEndpointStatus> {
+        self.status.as_ref()
     }
 }
 
@@ -113,7 +233,7 @@ struct Settings {
 
 impl Cached {
     /// From a decoded object (built in memory; the watch keeps the status text it received).
-    fn new(endpoint: InferenceEndpoint) -> Self {
+    fn new(endpoint: InferenceEndpoint) -> Result<Self, serde_json::Error> {
         let status = endpoint
             .status
             .as_ref()
@@ -124,15 +244,10 @@ impl Cached {
 
     fn from_decoded(
         metadata: ObjectMeta,
-        mut spec: InferenceEndpointSpec,
+        spec: InferenceEndpointSpec,
         status: Option<Box<str>>,
-    ) -> Self {
-        let settings = Settings {
-            service_settings: std::mem::take(&mut spec.service_settings),
-            task_settings: spec.task_settings.take(),
-            chunking_settings: spec.chunking_settings.take(),
-            secret_settings: std::mem::take(&mut spec.secret_settings),
-        };
+    ) -> Result<Self, serde_json::Error> {
+        let (spec, settings) = CachedSpec::split(spec);
         let secrets: BTreeSet<&str> = settings
             .secret_settings
             .values()
@@ -146,23 +261,17 @@ impl Cached {
         {
             None
         } else {
-            match serde_json::to_string(&settings) {
-                Ok(text) => Some(text.into_boxed_str()),
-                // Maps of JSON values always serialize; were it ever to fail, the spec is kept
-                // whole rather than without its settings.
-                Err(_) => {
-                    settings.restore(&mut spec);
-                    None
-                }
-            }
+            // Maps of JSON values always serialize; were it ever to fail, the object is reported
+            // as one the operator cannot read rather than kept without its settings.
+            Some(serde_json::to_string(&settings)?.into_boxed_str())
         };
-        Cached {
+        Ok(Cached {
             metadata,
             spec,
             settings: text,
             status,
             secrets,
-        }
+        })
     }
 
     fn status(&self) -> Result<Option<InferenceEndpointStatus>, serde_json::Error> {
@@ -174,24 +283,15 @@ impl Cached {
 
     /// The whole object, settings and status decoded, for a pass over it.
     pub fn decoded(&self) -> Result<InferenceEndpoint, serde_json::Error> {
-        let mut spec = self.spec.clone();
-        if let Some(text) = &self.settings {
-            serde_json::from_str::<Settings>(text)?.restore(&mut spec);
-        }
+        let settings = match &self.settings {
+            Some(text) => serde_json::from_str::<Settings>(text)?,
+            None => Settings::default(),
+        };
         Ok(InferenceEndpoint {
             metadata: self.metadata.clone(),
-            spec,
+            spec: self.spec.join(settings),
             status: self.status()?,
         })
-    }
-}
-
-impl Settings {
-    fn restore(self, spec: &mut InferenceEndpointSpec) {
-        spec.service_settings = self.service_settings;
-        spec.task_settings = self.task_settings;
-        spec.chunking_settings = self.chunking_settings;
-        spec.secret_settings = self.secret_settings;
     }
 }
 
@@ -270,9 +370,9 @@ impl Watched {
     /// The endpoint with its status but without its settings: what the conflict rule reads of
     /// the (few) other resources with the same inference id. The status decoded when the object
     /// arrived, so it decodes again; were it not to, the object is left out like an invalid one.
-    pub fn with_status(&self) -> Option<InferenceEndpoint> {
+    pub fn with_status(&self) -> Option<Peer> {
         match self {
-            Watched::Valid(c) => Some(InferenceEndpoint {
+            Watched::Valid(c) => Some(Peer {
                 metadata: c.metadata.clone(),
                 spec: c.spec.clone(),
                 status: c.status().ok()?,
@@ -306,7 +406,16 @@ impl Watched {
 
 impl From<InferenceEndpoint> for Watched {
     fn from(ie: InferenceEndpoint) -> Self {
-        Watched::Valid(Cached::new(ie))
+        let metadata = ie.metadata.clone();
+        match Cached::new(ie) {
+            Ok(c) => Watched::Valid(c),
+            Err(e) => Watched::Invalid(Box::new(Undecodable {
+                metadata,
+                error: format!("spec: {e}"),
+                identity: None,
+                status: None,
+            })),
+        }
     }
 }
 
@@ -407,7 +516,15 @@ impl Watched {
         match (spec_parsed, status_parsed) {
             // The status decodes: keep its text.
             (Ok(spec), None | Some(Ok(_))) => {
-                Watched::Valid(Cached::from_decoded(metadata, spec, status.map(Box::from)))
+                match Cached::from_decoded(metadata.clone(), spec, status.map(Box::from)) {
+                    Ok(c) => Watched::Valid(c),
+                    Err(e) => Watched::Invalid(Box::new(Undecodable {
+                        metadata,
+                        error: format!("spec: {e}"),
+                        identity: None,
+                        status: None,
+                    })),
+                }
             }
             (Ok(_), Some(Err(e))) => Watched::Invalid(Box::new(Undecodable {
                 metadata,
@@ -516,12 +633,9 @@ mod tests {
         let Watched::Valid(cached) = &w else {
             panic!("valid");
         };
-        // What the watches read has no settings...
+        // What the watches read has no settings (`CachedSpec` has no such fields: reading them
+        // does not compile)...
         let light = w.endpoint().expect("valid");
-        assert!(light.spec.service_settings.is_empty());
-        assert!(light.spec.task_settings.is_none());
-        assert!(light.spec.chunking_settings.is_none());
-        assert!(light.spec.secret_settings.is_empty());
         assert_eq!(light.spec.inference_id.as_deref(), Some("id-a"));
         assert_eq!(light.spec.elasticsearch_ref, plain.spec.elasticsearch_ref);
         assert_eq!(light.inference_id_str(), "id-a");
@@ -530,7 +644,7 @@ mod tests {
         let peer = w.with_status().expect("valid");
         assert_eq!(peer.status, plain.status);
         assert_eq!(peer.metadata, plain.metadata);
-        assert!(peer.spec.service_settings.is_empty());
+        assert_eq!(peer.spec.service, plain.spec.service);
         // ...and a pass gets the object exactly as the API server sent it, so the configuration
         // hash and the request body are the same as before.
         let full = cached.decoded().expect("settings decode");

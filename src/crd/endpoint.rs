@@ -155,29 +155,44 @@ impl InferenceEndpoint {
     }
 }
 
-/// The metadata and spec of an InferenceEndpoint: the whole object, or what the watch cache
-/// keeps of it (`guard::Light`). What the scans over every object read goes through this.
+/// What the scans over every object read of an InferenceEndpoint: the whole object, or what
+/// the watch cache keeps of it (`guard::Light`, which has no settings at all, so a scan cannot
+/// read them by mistake).
 pub trait EndpointParts {
-    fn parts(&self) -> (&ObjectMeta, &InferenceEndpointSpec);
+    fn metadata(&self) -> &ObjectMeta;
+    /// `spec.inferenceId`.
+    fn spec_inference_id(&self) -> Option<&str>;
+    /// `spec.elasticsearchRef`.
+    fn elasticsearch_ref(&self) -> Option<&ElasticsearchRef>;
 
     /// The inference id (`spec.inferenceId`, else the name), without a copy.
     fn inference_id_str(&self) -> &str {
-        let (metadata, spec) = self.parts();
-        inference_id_of(metadata, spec)
+        self.spec_inference_id()
+            .or(self.metadata().name.as_deref())
+            .unwrap_or_default()
     }
 }
 
-/// The inference id of the object with `metadata` and `spec`: `spec.inferenceId`, else the name.
-pub fn inference_id_of<'a>(metadata: &'a ObjectMeta, spec: &'a InferenceEndpointSpec) -> &'a str {
-    spec.inference_id
-        .as_deref()
-        .or(metadata.name.as_deref())
-        .unwrap_or_default()
+/// An endpoint with its status: what the conflict rule reads of the resources it compares.
+pub trait EndpointWithStatus: EndpointParts {
+    fn status(&self) -> Option<&InferenceEndpointStatus>;
 }
 
 impl EndpointParts for InferenceEndpoint {
-    fn parts(&self) -> (&ObjectMeta, &InferenceEndpointSpec) {
-        (&self.metadata, &self.spec)
+    fn metadata(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn spec_inference_id(&self) -> Option<&str> {
+        self.spec.inference_id.as_deref()
+    }
+    fn elasticsearch_ref(&self) -> Option<&ElasticsearchRef> {
+        self.spec.elasticsearch_ref.as_ref()
+    }
+}
+
+impl EndpointWithStatus for InferenceEndpoint {
+    fn status(&self) -> Option<&InferenceEndpointStatus> {
+        self.status.as_ref()
     }
 }
 
