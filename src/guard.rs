@@ -15,8 +15,8 @@
 //! For the same reason the settings (`serviceSettings`, `taskSettings`, `chunkingSettings`,
 //! `secretSettings`) are kept as compact JSON text: decoded, each map costs a `BTreeMap` node
 //! sized for eleven entries, and only a pass over the object itself reads them. So is the
-//! status (as the API server sent it, once it decoded): its struct of optional fields costs
-//! 1.2 KiB decoded against 0.5 as text. The rest of the spec is a [`CachedSpec`], a type without
+//! status (as the API server sent it, once it decoded): its struct of optional fields costs more
+//! than twice its text (ARCHITECTURE.md, "Scale", has the measured sizes). The rest of the spec is a [`CachedSpec`], a type without
 //! settings fields, so that reading settings from the cache does not compile. The watches read
 //! metadata and spec (inference id, cluster reference) from [`Watched::endpoint`] and the names of the Secrets it reads from
 //! [`Watched::uses_secret`]; the conflict rule gets the few resources with the same id with
@@ -65,7 +65,7 @@ pub struct Cached {
     settings: Option<Box<str>>,
     /// The status as the API server sent it. It was decoded once when the object arrived (an
     /// undecodable one makes the object `Invalid`); a pass and the conflict rule decode it again,
-    /// the watches read none of it. Decoded, it is about 1.2 KiB per object; as text, 0.5.
+    /// the watches read none of it (as text it takes less than half the memory).
     status: Option<Box<str>>,
     /// The Secrets `secretSettings` names (in the object's namespace), sorted.
     secrets: Box<[Box<str>]>,
