@@ -314,58 +314,62 @@ pub fn check_version(
     version: Version,
 ) -> Result<Vec<String>, Unsupported> {
     let task = spec.task_type;
+    if let Some((_, since)) = TASK_TYPES.iter().find(|(t, _)| *t == task)
+        && !since.allows(version)
+    {
+        return Err(Unsupported {
+            what: format!("task type {task}"),
+            field: "spec.taskType",
+            needs: *since,
+            version,
+        });
+    }
+    let unknown = check_service(spec, version)?;
+    if let Some(c) = &spec.chunking_settings
+        && let Some((strategy, since)) = CHUNKING.iter().find(|(s, _)| *s == c.strategy)
+        && !since.allows(version)
+    {
+        return Err(Unsupported {
+            what: format!("chunking strategy {}", strategy.as_str()),
+            field: "spec.chunkingSettings.strategy",
+            needs: *since,
+            version,
+        });
+    }
+    Ok(unknown.into_iter().collect())
+}
+
+/// The service, its task type and the credentials it is given, on `version`: `Err` for what
+/// came later, else a note when the table does not know the service or the pair.
+fn check_service(
+    spec: &InferenceEndpointSpec,
+    version: Version,
+) -> Result<Option<String>, Unsupported> {
+    let task = spec.task_type;
     let unsupported = |what: String, field, needs| Unsupported {
         what,
         field,
         needs,
         version,
     };
-    if let Some((_, since)) = TASK_TYPES.iter().find(|(t, _)| *t == task)
-        && !since.allows(version)
-    {
-        return Err(unsupported(
-            format!("task type {task}"),
-            "spec.taskType",
-            *since,
-        ));
-    }
-    let mut unknown = Vec::new();
-    match service(&spec.service) {
-        None => unknown.push(format!(
+    let Some(s) = service(&spec.service) else {
+        return Ok(Some(format!(
             "service {:?} is not in this operator's table of Elasticsearch services{}: it is sent as written and Elasticsearch decides",
             spec.service,
             newer_note(version)
-        )),
-        Some(s) if !s.since.allows(version) => {
-            return Err(unsupported(
-                format!("service {}", s.name),
-                "spec.service",
-                s.since,
-            ));
-        }
-        Some(Service { tasks: None, .. }) => {}
-        Some(s @ Service { tasks: Some(tasks), .. }) => match tasks.iter().find(|(t, _)| *t == task) {
-            Some((_, since)) if !since.allows(version) => {
-                return Err(unsupported(
-                    format!("task type {task} of service {}", s.name),
-                    "spec.taskType",
-                    *since,
-                ));
-            }
-            Some(_) => {}
-            None => unknown.push(format!(
-                "task type {task} of service {} is not in this operator's table (it knows {}){}: it is sent as written and Elasticsearch decides",
-                s.name,
-                tasks.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>().join(", "),
-                newer_note(version)
-            )),
-        },
+        )));
+    };
+    if !s.since.allows(version) {
+        return Err(unsupported(
+            format!("service {}", s.name),
+            "spec.service",
+            s.since,
+        ));
     }
-    if let Some(s) = service(&spec.service)
-        && let Some((key, since)) = s
-            .secrets_since
-            .iter()
-            .find(|(k, _)| spec.secret_settings.contains_key(*k))
+    if let Some((key, since)) = s
+        .secrets_since
+        .iter()
+        .find(|(k, _)| spec.secret_settings.contains_key(*k))
         && !since.allows(version)
     {
         return Err(unsupported(
@@ -374,24 +378,27 @@ pub fn check_version(
             *since,
         ));
     }
-    if let Some(c) = &spec.chunking_settings
-        && let Some((strategy, since)) = CHUNKING.iter().find(|(s, _)| *s == c.strategy)
-        && !since.allows(version)
-    {
-        let name = crate::desired::chunking_to_es(&crate::crd::ChunkingSettings {
-            strategy: *strategy,
-            ..c.clone()
-        })["strategy"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        return Err(unsupported(
-            format!("chunking strategy {name}"),
-            "spec.chunkingSettings.strategy",
+    let Some(tasks) = s.tasks else {
+        return Ok(None);
+    };
+    match tasks.iter().find(|(t, _)| *t == task) {
+        Some((_, since)) if !since.allows(version) => Err(unsupported(
+            format!("task type {task} of service {}", s.name),
+            "spec.taskType",
             *since,
-        ));
+        )),
+        Some(_) => Ok(None),
+        None => Ok(Some(format!(
+            "task type {task} of service {} is not in this operator's table (it knows {}){}: it is sent as written and Elasticsearch decides",
+            s.name,
+            tasks
+                .iter()
+                .map(|(t, _)| t.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            newer_note(version)
+        ))),
     }
-    Ok(unknown)
 }
 
 fn newer_note(version: Version) -> String {

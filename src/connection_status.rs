@@ -227,22 +227,10 @@ async fn cloud_connect(
     next: &mut ElasticsearchConnectionStatus,
 ) -> Result<Option<CcState>> {
     let ns = conn.namespace().unwrap_or_default();
-    let object = conn.object_ref(&());
     let was = prev.cloud_connect.clone().unwrap_or_default();
     let Some(cc) = &conn.spec.cloud_connect else {
         if cloud_connect_disable(&was) {
-            let off = SecretBody {
-                body: serde_json::json!({"enabled": false}),
-                scrubber: Scrubber::default(),
-            };
-            match cluster.ccm_put(off).await {
-                Ok(_) => {}
-                // Not allowed here any more: nothing of ours is left to undo.
-                Err(Error::Es(e)) if matches!(e.status(), Some(403 | 404)) => {}
-                Err(e) => return Err(e),
-            }
-            publish(ctx, &object, EventType::Normal, "CloudConnectDisabled", "Disable",
-                "spec.cloudConnect was removed: Cloud Connect, which this operator enabled, is disabled".into()).await;
+            disable_cloud_connect(ctx, conn, cluster).await?;
         }
         next.cloud_connect = None;
         return Ok(None);
@@ -280,7 +268,7 @@ async fn cloud_connect(
         CloudConnectStep::CheckEnabled => {
             if cluster.ccm_enabled().await? {
                 return Ok(Some(CcState::Enabled(format!(
-                    "Cloud Connect is enabled with the key from Secret {ns}/{} ({version})",
+                    "Cloud Connect is enabled with the key from Secret {ns}/{}, {version}",
                     r.name
                 ))));
             }
@@ -289,6 +277,53 @@ async fn cloud_connect(
         }
         CloudConnectStep::Send { rotation } => rotation,
     };
+    let source = format!("Secret {ns}/{}, {version}", r.name);
+    send_cloud_connect_key(ctx, conn, cluster, key, version, rotation, next, source).await
+}
+
+/// Disable Cloud Connect, which this operator enabled (`spec.cloudConnect` was removed).
+async fn disable_cloud_connect(
+    ctx: &Context,
+    conn: &ElasticsearchConnection,
+    cluster: &Cluster,
+) -> Result<()> {
+    let off = SecretBody {
+        body: serde_json::json!({"enabled": false}),
+        scrubber: Scrubber::default(),
+    };
+    match cluster.ccm_put(off).await {
+        Ok(_) => {}
+        // Not allowed here any more: nothing of ours is left to undo.
+        Err(Error::Es(e)) if matches!(e.status(), Some(403 | 404)) => {}
+        Err(e) => return Err(e),
+    }
+    publish(
+        ctx,
+        &conn.object_ref(&()),
+        EventType::Normal,
+        "CloudConnectDisabled",
+        "Disable",
+        "spec.cloudConnect was removed: Cloud Connect, which this operator enabled, is disabled"
+            .into(),
+    )
+    .await;
+    Ok(())
+}
+
+/// Send the Cloud Connect key (`source` names its Secret and version): the state it ends in,
+/// `Err` for transient failures.
+#[allow(clippy::too_many_arguments)]
+async fn send_cloud_connect_key(
+    ctx: &Context,
+    conn: &ElasticsearchConnection,
+    cluster: &Cluster,
+    key: secrecy::SecretString,
+    version: String,
+    rotation: bool,
+    next: &mut ElasticsearchConnectionStatus,
+    source: String,
+) -> Result<Option<CcState>> {
+    let object = conn.object_ref(&());
     let body = SecretBody {
         body: serde_json::json!({"api_key": secrecy::ExposeSecret::expose_secret(&key)}),
         scrubber: Scrubber::new([&key]),
@@ -313,12 +348,11 @@ async fn cloud_connect(
                 EventType::Normal,
                 reason,
                 "Enable",
-                format!("{what} (Secret {ns}/{}, {version})", r.name),
+                format!("{what} ({source})"),
             )
             .await;
             Ok(Some(CcState::Enabled(format!(
-                "Cloud Connect is enabled with the key from Secret {ns}/{} ({version})",
-                r.name
+                "Cloud Connect is enabled with the key from {source}"
             ))))
         }
         Err(Error::Es(e)) if cloud_connect_refusal(e.status()).is_some() => {

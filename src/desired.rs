@@ -12,10 +12,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::{
-    crd::{
-        ChunkingSettings, ChunkingStrategy, InferenceEndpointSpec, MAX_SETTINGS_PROPERTIES,
-        SeparatorGroup,
-    },
+    crd::{ChunkingSettings, InferenceEndpointSpec, MAX_SETTINGS_PROPERTIES, SeparatorGroup},
     model::{EndpointConfig, Version},
 };
 
@@ -107,6 +104,13 @@ pub fn validate(spec: &InferenceEndpointSpec) -> Result<(), SpecProblem> {
     if bytes > MAX_SETTINGS_BYTES {
         return Err(SpecProblem::TooLarge { bytes });
     }
+    secret_keys_fit(spec)?;
+    no_literal_credential_headers(spec)
+}
+
+/// Each `secretSettings` key names one value where the request takes it: never a whole
+/// `secret_parameters` map, never a setting the spec also writes.
+fn secret_keys_fit(spec: &InferenceEndpointSpec) -> Result<(), SpecProblem> {
     for key in spec.secret_settings.keys() {
         if key == "secret_parameters" {
             return Err(SpecProblem::SecretParametersWhole);
@@ -127,6 +131,11 @@ pub fn validate(spec: &InferenceEndpointSpec) -> Result<(), SpecProblem> {
             return Err(SpecProblem::SecretShadowsSetting { key: key.clone() });
         }
     }
+    Ok(())
+}
+
+/// No credential header is written in clear (a custom service `${…}` placeholder is none).
+fn no_literal_credential_headers(spec: &InferenceEndpointSpec) -> Result<(), SpecProblem> {
     let literal_headers = [
         ("serviceSettings", "", Some(&spec.service_settings)),
         (
@@ -199,13 +208,7 @@ pub fn create_timeout(
 /// `chunking_settings` as Elasticsearch spells them.
 pub fn chunking_to_es(c: &ChunkingSettings) -> Map<String, Value> {
     let mut m = Map::new();
-    let strategy = match c.strategy {
-        ChunkingStrategy::Sentence => "sentence",
-        ChunkingStrategy::Word => "word",
-        ChunkingStrategy::Recursive => "recursive",
-        ChunkingStrategy::None => "none",
-    };
-    m.insert("strategy".into(), json!(strategy));
+    m.insert("strategy".into(), json!(c.strategy.as_str()));
     if let Some(v) = c.max_chunk_size {
         m.insert("max_chunk_size".into(), json!(v));
     }

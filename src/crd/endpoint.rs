@@ -315,6 +315,18 @@ pub enum ChunkingStrategy {
     None,
 }
 
+impl ChunkingStrategy {
+    /// The strategy as Elasticsearch spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChunkingStrategy::Sentence => "sentence",
+            ChunkingStrategy::Word => "word",
+            ChunkingStrategy::Recursive => "recursive",
+            ChunkingStrategy::None => "none",
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SeparatorGroup {
