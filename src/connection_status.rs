@@ -268,7 +268,7 @@ async fn cloud_connect(
         CloudConnectStep::CheckEnabled => {
             if cluster.ccm_enabled().await? {
                 return Ok(Some(CcState::Enabled(format!(
-                    "Cloud Connect is enabled with the key from Secret {ns}/{}, {version}",
+                    "Cloud Connect is enabled with the key from Secret {ns}/{} ({version})",
                     r.name
                 ))));
             }
@@ -277,8 +277,8 @@ async fn cloud_connect(
         }
         CloudConnectStep::Send { rotation } => rotation,
     };
-    let source = format!("Secret {ns}/{}, {version}", r.name);
-    send_cloud_connect_key(ctx, conn, cluster, key, version, rotation, next, source).await
+    let secret = format!("{ns}/{}", r.name);
+    send_cloud_connect_key(ctx, conn, cluster, key, version, rotation, next, &secret).await
 }
 
 /// Disable Cloud Connect, which this operator enabled (`spec.cloudConnect` was removed).
@@ -310,8 +310,8 @@ async fn disable_cloud_connect(
     Ok(())
 }
 
-/// Send the Cloud Connect key (`source` names its Secret and version): the state it ends in,
-/// `Err` for transient failures.
+/// Send the Cloud Connect key, `version` of the Secret `secret` (`namespace/name`): the state it
+/// ends in, `Err` for transient failures.
 #[allow(clippy::too_many_arguments)]
 async fn send_cloud_connect_key(
     ctx: &Context,
@@ -321,7 +321,7 @@ async fn send_cloud_connect_key(
     version: String,
     rotation: bool,
     next: &mut ElasticsearchConnectionStatus,
-    source: String,
+    secret: &str,
 ) -> Result<Option<CcState>> {
     let object = conn.object_ref(&());
     let body = SecretBody {
@@ -348,11 +348,11 @@ async fn send_cloud_connect_key(
                 EventType::Normal,
                 reason,
                 "Enable",
-                format!("{what} ({source})"),
+                format!("{what} (Secret {secret}, {version})"),
             )
             .await;
             Ok(Some(CcState::Enabled(format!(
-                "Cloud Connect is enabled with the key from {source}"
+                "Cloud Connect is enabled with the key from Secret {secret} ({version})"
             ))))
         }
         Err(Error::Es(e)) if cloud_connect_refusal(e.status()).is_some() => {
