@@ -66,8 +66,10 @@ pub struct InferenceEndpointSpec {
     #[x_kube(validation = Rule::new("self == oldSelf").message("taskType is immutable: create a new InferenceEndpoint for another task type"))]
     pub task_type: TaskType,
 
-    /// The Elasticsearch service name, passed through as-is (anthropic, openai, cohere,
-    /// amazonbedrock, googlevertexai, elasticsearch, ...). Immutable.
+    /// The Elasticsearch service name (anthropic, openai, cohere, amazonbedrock, googlevertexai,
+    /// elasticsearch, ...). Checked with the connected cluster's version against the operator's
+    /// table of services before anything is sent; a name the table does not know is sent as
+    /// written, with a warning. Immutable.
     #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9][a-z0-9_-]*$"))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("service is immutable: create a new InferenceEndpoint for another service"))]
     pub service: String,
