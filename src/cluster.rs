@@ -240,7 +240,7 @@ impl Cluster {
     }
 
     /// Feed the result of a real request into the connection's health.
-    fn observe<T>(&self, result: std::result::Result<T, EsError>) -> Result<T> {
+    fn record_health<T>(&self, result: std::result::Result<T, EsError>) -> Result<T> {
         match result {
             Ok(v) => {
                 let mut h = self.health.lock().expect("health lock poisoned");
@@ -302,7 +302,7 @@ impl Cluster {
         {
             return Ok(info.clone());
         }
-        let info = self.observe(self.es.info().await)?;
+        let info = self.record_health(self.es.info().await)?;
         *cached = Some((Instant::now(), info.clone()));
         Ok(info)
     }
@@ -324,7 +324,7 @@ impl Cluster {
             return Ok(s.clone());
         }
         self.check_health()?;
-        let list = self.observe(self.es.list().await)?;
+        let list = self.record_health(self.es.list().await)?;
         let snap = Arc::new(build_snapshot(list));
         *guard = Some(snap.clone());
         Ok(snap)
@@ -346,14 +346,14 @@ impl Cluster {
     pub async fn get(&self, id: &str) -> Result<Option<EndpointConfig>> {
         self.touch();
         self.check_health()?;
-        let found = self.observe(self.es.get(id).await)?;
+        let found = self.record_health(self.es.get(id).await)?;
         self.remember(id, found.as_ref()).await;
         Ok(found)
     }
 
     pub async fn deployment_stats(&self, deployment_id: &str) -> Result<Option<DeploymentStats>> {
         self.check_health()?;
-        self.observe(self.es.deployment_stats(deployment_id).await)
+        self.record_health(self.es.deployment_stats(deployment_id).await)
     }
 
     /// Before every write: the connection is usable and this replica may write.
@@ -371,7 +371,7 @@ impl Cluster {
         timeout: Option<Duration>,
     ) -> Result<EndpointConfig> {
         self.before_write()?;
-        let ep = self.observe(self.es.create(task_type, id, body, timeout).await)?;
+        let ep = self.record_health(self.es.create(task_type, id, body, timeout).await)?;
         self.remember(id, Some(&ep)).await;
         Ok(ep)
     }
@@ -383,25 +383,25 @@ impl Cluster {
         body: SecretBody,
     ) -> Result<EndpointConfig> {
         self.before_write()?;
-        let ep = self.observe(self.es.update(task_type, id, body).await)?;
+        let ep = self.record_health(self.es.update(task_type, id, body).await)?;
         self.remember(id, Some(&ep)).await;
         Ok(ep)
     }
 
     /// Whether Cloud Connect is enabled on the cluster.
     pub async fn ccm_enabled(&self) -> Result<bool> {
-        self.observe(self.es.ccm_enabled().await)
+        self.record_health(self.es.ccm_enabled().await)
     }
 
     /// Enable Cloud Connect with a key, or disable it; whether it is enabled afterwards.
     pub async fn ccm_put(&self, body: SecretBody) -> Result<bool> {
         self.before_write()?;
-        self.observe(self.es.ccm_put(body).await)
+        self.record_health(self.es.ccm_put(body).await)
     }
 
     pub async fn delete(&self, task_type: &str, id: &str, force: bool) -> Result<Deleted> {
         self.before_write()?;
-        let gone = self.observe(self.es.delete(task_type, id, force).await)?;
+        let gone = self.record_health(self.es.delete(task_type, id, force).await)?;
         self.remember(id, None).await;
         Ok(gone)
     }

@@ -24,8 +24,8 @@ use crate::{
     es::{Scrubber, SecretBody},
     metrics::KIND_CONNECTION,
     plan::connection::{
-        CloudConnectState as CcState, CloudConnectStep, cloud_connect_disable,
-        cloud_connect_refusal, cloud_connect_step, connection_conditions,
+        CloudConnectState, CloudConnectStep, cloud_connect_disable, cloud_connect_refusal,
+        cloud_connect_step, connection_conditions,
     },
     status::{apply_status, publish},
 };
@@ -106,12 +106,18 @@ async fn check(conn: Arc<ElasticsearchConnection>, ctx: &Context) -> Result<Acti
         Some(cluster) => match cloud_connect(ctx, &conn, cluster, &prev, &mut next).await {
             Ok(cc) => cc,
             Err(e) => {
-                let kept = prev.condition(CLOUD_CONNECT).cloned().map(CcState::Kept);
+                let kept = prev
+                    .condition(CLOUD_CONNECT)
+                    .cloned()
+                    .map(CloudConnectState::Kept);
                 result = result.and(Err(e));
                 kept
             }
         },
-        None => prev.condition(CLOUD_CONNECT).cloned().map(CcState::Kept),
+        None => prev
+            .condition(CLOUD_CONNECT)
+            .cloned()
+            .map(CloudConnectState::Kept),
     };
     if let Some(cc) = cc {
         next.conditions
@@ -225,7 +231,7 @@ async fn cloud_connect(
     cluster: &Cluster,
     prev: &ElasticsearchConnectionStatus,
     next: &mut ElasticsearchConnectionStatus,
-) -> Result<Option<CcState>> {
+) -> Result<Option<CloudConnectState>> {
     let ns = conn.namespace().unwrap_or_default();
     let was = prev.cloud_connect.clone().unwrap_or_default();
     let Some(cc) = &conn.spec.cloud_connect else {
@@ -253,7 +259,7 @@ async fn cloud_connect(
         Ok(v) => v,
         Err(TargetProblem::Unreadable(e)) => return Err(Error::Unavailable(e)),
         Err(problem) => {
-            return Ok(Some(CcState::Failed(
+            return Ok(Some(CloudConnectState::Failed(
                 reason::SECRET_NOT_FOUND,
                 format!("{problem}; Cloud Connect was left as it is"),
             )));
@@ -263,11 +269,11 @@ async fn cloud_connect(
     let same_generation = prev.observed_generation == conn.metadata.generation;
     let rotation = match cloud_connect_step(&was, &version, same_generation, previous) {
         CloudConnectStep::KeepRefusal => {
-            return Ok(previous.cloned().map(CcState::Kept));
+            return Ok(previous.cloned().map(CloudConnectState::Kept));
         }
         CloudConnectStep::CheckEnabled => {
             if cluster.ccm_enabled().await? {
-                return Ok(Some(CcState::Enabled(format!(
+                return Ok(Some(CloudConnectState::Enabled(format!(
                     "Cloud Connect is enabled with the key from Secret {ns}/{} ({version})",
                     r.name
                 ))));
@@ -322,7 +328,7 @@ async fn send_cloud_connect_key(
     rotation: bool,
     next: &mut ElasticsearchConnectionStatus,
     secret: &str,
-) -> Result<Option<CcState>> {
+) -> Result<Option<CloudConnectState>> {
     let object = conn.object_ref(&());
     let body = SecretBody {
         body: serde_json::json!({"api_key": secrecy::ExposeSecret::expose_secret(&key)}),
@@ -351,7 +357,7 @@ async fn send_cloud_connect_key(
                 format!("{what} (Secret {secret}, {version})"),
             )
             .await;
-            Ok(Some(CcState::Enabled(format!(
+            Ok(Some(CloudConnectState::Enabled(format!(
                 "Cloud Connect is enabled with the key from Secret {secret} ({version})"
             ))))
         }
@@ -370,7 +376,7 @@ async fn send_cloud_connect_key(
                 format!("Elasticsearch refused Cloud Connect: {e}"),
             )
             .await;
-            Ok(Some(CcState::Failed(
+            Ok(Some(CloudConnectState::Failed(
                 reason,
                 format!(
                     "Elasticsearch refused Cloud Connect: {e}. It needs an Enterprise licence (or trial) on a self-managed or ECK cluster and a valid Elastic Cloud API key; fix that, or rotate the Secret, and it is tried again"

@@ -55,7 +55,7 @@ impl Default for Settings {
 
 /// The endpoint an object depends on, as last seen.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EndpointWatch {
+pub struct LastSeen {
     pub object: ObjectRef<Watched>,
     pub cluster: String,
     pub inference_id: String,

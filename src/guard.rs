@@ -156,12 +156,12 @@ impl CachedSpec {
 /// What the watches and the scans read of a cached endpoint: its metadata and its spec without
 /// settings.
 #[derive(Clone, Copy, Debug)]
-pub struct Light<'a> {
+pub struct CachedView<'a> {
     pub metadata: &'a ObjectMeta,
     pub spec: &'a CachedSpec,
 }
 
-impl<'a> Light<'a> {
+impl<'a> CachedView<'a> {
     /// The inference id, borrowed from the cached object.
     pub fn inference_id_str(&self) -> &'a str {
         self.spec
@@ -178,7 +178,7 @@ impl<'a> Light<'a> {
     }
 }
 
-impl EndpointParts for Light<'_> {
+impl EndpointParts for CachedView<'_> {
     fn metadata(&self) -> &ObjectMeta {
         self.metadata
     }
@@ -357,9 +357,9 @@ impl Watched {
 
     /// The metadata and the spec without its settings (`serviceSettings`, `taskSettings`,
     /// `chunkingSettings` and `secretSettings` are empty): what the watches read.
-    pub fn endpoint(&self) -> Option<Light<'_>> {
+    pub fn endpoint(&self) -> Option<CachedView<'_>> {
         match self {
-            Watched::Valid(c) => Some(Light {
+            Watched::Valid(c) => Some(CachedView {
                 metadata: &c.metadata,
                 spec: &c.spec,
             }),

@@ -13,7 +13,7 @@ use std::{
 
 use rand::Rng;
 
-use crate::{context::EndpointWatch, crd::InferenceEndpointStatus};
+use crate::{context::LastSeen, crd::InferenceEndpointStatus};
 
 /// How many released objects are remembered (a cache that lags may still show them).
 const RELEASED_KEPT: usize = 4096;
@@ -49,7 +49,7 @@ pub struct ObjectMemory {
     own: Option<String>,
     /// Where the object's endpoint is and what it looked like when last decided on: the
     /// periodic resync triggers the object only when that changes.
-    pub watch: Option<EndpointWatch>,
+    pub watch: Option<LastSeen>,
     /// MAC (under the process key) of the secret values Elasticsearch holds.
     values_mac: Option<[u8; 16]>,
 }
@@ -240,18 +240,18 @@ impl Memory {
         })
     }
 
-    // ----- the resync watch -----
+    // ----- the endpoint as last seen, for the resync -----
 
-    pub fn set_watch(&self, uid: &str, watch: Option<EndpointWatch>) {
+    pub fn set_watch(&self, uid: &str, watch: Option<LastSeen>) {
         self.with_memory(uid, |m| m.watch = watch);
     }
 
-    pub fn watch_of(&self, uid: &str) -> Option<EndpointWatch> {
+    pub fn watch_of(&self, uid: &str) -> Option<LastSeen> {
         self.peek_memory(uid, |m| m.watch.clone()).flatten()
     }
 
     /// Every object's watch on `cluster`.
-    pub fn watches_on(&self, cluster: &str) -> Vec<EndpointWatch> {
+    pub fn watches_on(&self, cluster: &str) -> Vec<LastSeen> {
         self.objects
             .lock()
             .expect("memory lock poisoned")
@@ -485,7 +485,7 @@ mod tests {
     #[test]
     fn retain_forgets_what_no_cache_knows_and_watches_are_per_cluster() {
         let m = memory();
-        let watch = |cluster: &str| EndpointWatch {
+        let watch = |cluster: &str| LastSeen {
             object: kube::runtime::reflector::ObjectRef::new("a").within("ns"),
             cluster: cluster.into(),
             inference_id: "a".into(),

@@ -53,7 +53,7 @@ where
 
 /// What status says besides the record and the outcome.
 #[derive(Clone, Debug, Default)]
-pub struct Extras {
+pub struct StatusExtras {
     pub version: Option<String>,
     pub model: Option<ModelDeploymentStatus>,
     /// The deletion policy in effect.
@@ -65,7 +65,7 @@ pub struct Extras {
     pub conditions: Vec<Condition>,
 }
 
-impl Extras {
+impl StatusExtras {
     /// What `prev` already says (for writes that change only the outcome).
     pub fn from(prev: &InferenceEndpointStatus) -> Self {
         Self {
@@ -112,7 +112,7 @@ pub fn build_status(
     record: &Record,
     outcome: &Outcome,
     meta: &ObjectMeta,
-    extras: Extras,
+    extras: StatusExtras,
 ) -> InferenceEndpointStatus {
     let now = Time(Timestamp::now());
     let generation = meta.generation;

@@ -158,7 +158,7 @@ impl InferenceEndpoint {
 }
 
 /// What the scans over every object read of an InferenceEndpoint: the whole object, or what
-/// the watch cache keeps of it (`guard::Light`, which has no settings at all, so a scan cannot
+/// the watch cache keeps of it (`guard::CachedView`, which has no settings at all, so a scan cannot
 /// read them by mistake).
 pub trait EndpointParts {
     fn metadata(&self) -> &ObjectMeta;

@@ -1,4 +1,4 @@
-//! One apply pass: read the inputs (Secrets, the cluster reference), observe the endpoint as
+//! One apply pass: read the inputs (Secrets, the cluster reference), read the endpoint as
 //! cheaply as the situation allows, then ask the pure core for steps until it says `Done`.
 
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use crate::{
     cluster::{Cluster, endpoint_hash},
     conditions::{self, Outcome, READY, Severity, reason},
     connection::{Target, TargetProblem, resolve_ref},
-    context::{Context, EndpointWatch},
+    context::{Context, LastSeen},
     crd::{
         DeletionPolicy, InferenceEndpoint, InferenceEndpointStatus, ManagementPolicy,
         ModelDeploymentStatus, Ownership, TenancyPolicy,
@@ -36,7 +36,8 @@ use crate::{
         SecretProblem, legacy_fingerprint, referenced_secrets, resolve, values_mac, versions,
     },
     status::{
-        Extras, build_status, ensure_finalizer, publish, true_condition, write_endpoint_status,
+        StatusExtras, build_status, ensure_finalizer, publish, true_condition,
+        write_endpoint_status,
     },
 };
 
@@ -66,7 +67,7 @@ pub(super) struct Pass<'a> {
     /// The cluster reference the pass resolved.
     pub cluster_key: Option<String>,
     /// What the resync should watch, when the quiet path found it unchanged.
-    pub watch: Option<EndpointWatch>,
+    pub watch: Option<LastSeen>,
     /// A `Creating` mark was written by this pass (its first create needs no new mark).
     pub marked_this_pass: bool,
     /// The mark replaced a record of an endpoint this resource had (a re-creation).
@@ -261,7 +262,7 @@ impl Pass<'_> {
             secrets: current,
             desired_hash: config_hash(spec),
         };
-        if let Some(done) = self.observe(&inputs).await? {
+        if let Some(done) = self.read_endpoint(&inputs).await? {
             return Ok(done);
         }
         self.steps(&mut inputs).await
@@ -428,7 +429,7 @@ impl Pass<'_> {
         Ok(())
     }
 
-    /// Observe the endpoint as cheaply as the situation allows. Returns an outcome when the
+    /// Read the endpoint as cheaply as the situation allows. Returns an outcome when the
     /// resource is known to be in sync without any per-object work.
     ///
     /// - A resource in sync whose inputs did not change reads the shared list snapshot (one list
@@ -439,7 +440,7 @@ impl Pass<'_> {
     ///   have sent one, or that means to adopt, reads the endpoint instead.
     /// - Anything else uses the snapshot's view when it is the one last seen, and otherwise reads
     ///   the endpoint; steps that change ownership or destroy always read it first.
-    async fn observe(&mut self, inputs: &StepInputs<'_>) -> Result<Option<Outcome>> {
+    async fn read_endpoint(&mut self, inputs: &StepInputs<'_>) -> Result<Option<Outcome>> {
         let cluster = inputs.cluster;
         if self.forced {
             // A reconcile request reads the endpoint itself, never the shared snapshot.
@@ -466,7 +467,7 @@ impl Pass<'_> {
         if quiet && unchanged && watch.as_ref().is_some_and(|w| w.in_sync) {
             debug!("in sync (the shared snapshot shows the endpoint as last seen)");
             // Decided on this version now: an upgrade triggers one pass, not one per resync.
-            self.watch = watch.map(|w| EndpointWatch {
+            self.watch = watch.map(|w| LastSeen {
                 version: Some(inputs.info.version),
                 ..w
             });
@@ -583,12 +584,12 @@ impl Pass<'_> {
     }
 
     /// What the resync should compare: the endpoint as last observed, on the resolved cluster.
-    fn resync_watch(&mut self) -> Option<EndpointWatch> {
+    fn resync_watch(&mut self) -> Option<LastSeen> {
         if let Some(w) = self.watch.take() {
             return Some(w);
         }
         let cluster = self.cluster_key.clone()?;
-        self.observed_known.then(|| EndpointWatch {
+        self.observed_known.then(|| LastSeen {
             object: ObjectRef::<Watched>::new(&self.ie.name_any())
                 .within(&self.ie.namespace().unwrap_or_default()),
             cluster,
@@ -612,7 +613,7 @@ impl Pass<'_> {
     }
 
     /// What status says besides the record and the outcome.
-    fn extras(&self) -> Extras {
+    fn extras(&self) -> StatusExtras {
         // From the endpoint when this pass read it, else as last reported: a pass that did
         // not look keeps the warning.
         let lifecycle = match &self.observed {
@@ -631,7 +632,7 @@ impl Pass<'_> {
         {
             conditions.push(c);
         }
-        Extras {
+        StatusExtras {
             version: self.version.clone(),
             model: self.model.clone(),
             deletion_policy: Some(self.deletion_policy),

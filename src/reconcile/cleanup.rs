@@ -21,7 +21,8 @@ use crate::{
     plan::{Cleanup, Record, conflict_owner, decide_cleanup, is_what_spec_creates},
     policy,
     status::{
-        Extras, build_status, publish, remove_finalizer, true_condition, write_endpoint_status,
+        StatusExtras, build_status, publish, remove_finalizer, true_condition,
+        write_endpoint_status,
     },
 };
 
@@ -285,7 +286,7 @@ impl Deletion<'_> {
             &record,
             &outcome,
             self.meta,
-            Extras::from(&self.stored),
+            StatusExtras::from(&self.stored),
         );
         let mut rv = self.meta.resource_version.clone();
         write_endpoint_status(self.ctx, self.meta, &mut rv, &self.stored, next).await?;

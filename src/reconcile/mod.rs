@@ -30,7 +30,7 @@ use crate::{
     guard::{Undecodable, Watched},
     metrics::KIND_ENDPOINT,
     plan::Record,
-    status::{Extras, build_status, publish, write_endpoint_status},
+    status::{StatusExtras, build_status, publish, write_endpoint_status},
 };
 
 pub use failure::failure_outcome;
@@ -146,7 +146,7 @@ async fn invalid(ctx: &Context, u: &Undecodable) -> Result<Action> {
         ),
     );
     let record = Record::from_status(&prev, &uid);
-    let next = build_status(&prev, &record, &outcome, meta, Extras::from(&prev));
+    let next = build_status(&prev, &record, &outcome, meta, StatusExtras::from(&prev));
     let mut rv = meta.resource_version.clone();
     write_endpoint_status(ctx, meta, &mut rv, &prev, next).await?;
     if prev.condition(READY).map(|c| c.reason.as_str()) != Some(reason::INVALID_OBJECT) {
