@@ -241,6 +241,25 @@ impl Context {
             .collect()
     }
 
+    /// The cluster a resource in `namespace` with the reference `r` uses: the default cluster,
+    /// an ElasticsearchConnection or an ECK cluster (what apply and cleanup both need).
+    pub async fn target_for(
+        &self,
+        namespace: &str,
+        r: Option<&crate::crd::ElasticsearchRef>,
+    ) -> Result<crate::connection::Target, crate::connection::TargetProblem> {
+        match r {
+            None => self
+                .clusters
+                .default_target()
+                .ok_or(crate::connection::TargetProblem::NoCluster),
+            Some(r) => {
+                crate::connection::resolve_ref(&self.client, namespace, r, &self.settings.rules)
+                    .await
+            }
+        }
+    }
+
     pub fn recorder(&self) -> Recorder {
         Recorder::new(self.client.clone(), self.reporter.clone())
     }

@@ -20,7 +20,7 @@ use crate::{
     catalog,
     cluster::{Cluster, endpoint_hash},
     conditions::{self, Outcome, READY, Severity, reason},
-    connection::{Target, TargetProblem, resolve_ref},
+    connection::{Target, TargetProblem},
     context::{Context, LastSeen},
     crd::{
         DeletionPolicy, InferenceEndpoint, InferenceEndpointStatus, ManagementPolicy,
@@ -35,10 +35,7 @@ use crate::{
     secrets::{
         SecretProblem, legacy_fingerprint, referenced_secrets, resolve, values_mac, versions,
     },
-    status::{
-        StatusExtras, build_status, ensure_finalizer, publish, true_condition,
-        write_endpoint_status,
-    },
+    status::{StatusExtras, build_status, ensure_finalizer, publish, write_endpoint_status},
 };
 
 /// Most steps one pass may take before it is considered stuck (a bug, reported not looped).
@@ -169,21 +166,11 @@ async fn paused(
     stored: &InferenceEndpointStatus,
     mut rv: Option<String>,
 ) -> Result<Action> {
-    let meta = &ie.metadata;
     let message = format!(
         "paused by the annotation {}: nothing is sent to Elasticsearch for this resource until it is removed",
         controls::PAUSED
     );
-    let mut next = stored.clone();
-    next.conditions.retain(|c| c.type_ != conditions::PAUSED);
-    next.conditions.push(true_condition(
-        stored,
-        conditions::PAUSED,
-        reason::PAUSED,
-        message.clone(),
-        meta.generation,
-    ));
-    write_endpoint_status(ctx, meta, &mut rv, stored, next).await?;
+    super::write_paused(ctx, &ie.metadata, &mut rv, stored, message.clone()).await?;
     if stored.condition(conditions::PAUSED).is_none() {
         publish(
             ctx,
@@ -735,14 +722,9 @@ impl Pass<'_> {
     /// The cluster this resource's endpoint lives on.
     pub(super) async fn target(&self) -> std::result::Result<Target, TargetProblem> {
         let ns = self.ie.namespace().unwrap_or_default();
-        match &self.ie.spec.elasticsearch_ref {
-            None => self
-                .ctx
-                .clusters
-                .default_target()
-                .ok_or(TargetProblem::NoCluster),
-            Some(r) => resolve_ref(&self.ctx.client, &ns, r, &self.ctx.settings.rules).await,
-        }
+        self.ctx
+            .target_for(&ns, self.ie.spec.elasticsearch_ref.as_ref())
+            .await
     }
 
     /// A rule of the cluster's tenancy policy this resource breaks, as an outcome.

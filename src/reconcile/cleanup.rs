@@ -9,8 +9,8 @@ use tracing::{info, warn};
 use super::{controls, failure::failure_outcome};
 use crate::{
     cluster::Cluster,
-    conditions::{self, Outcome, READY, reason},
-    connection::{TargetProblem, resolve_ref, target_key},
+    conditions::{Outcome, READY, reason},
+    connection::{TargetProblem, target_key},
     context::Context,
     crd::{
         DeletionPolicy, FINALIZER, InferenceEndpoint, InferenceEndpointSpec,
@@ -20,10 +20,7 @@ use crate::{
     model::Deleted,
     plan::{Cleanup, Record, conflict_owner, decide_cleanup, is_what_spec_creates},
     policy,
-    status::{
-        StatusExtras, build_status, publish, remove_finalizer, true_condition,
-        write_endpoint_status,
-    },
+    status::{StatusExtras, build_status, publish, remove_finalizer, write_endpoint_status},
 };
 
 struct Deletion<'a> {
@@ -173,17 +170,8 @@ impl Deletion<'_> {
             controls::PAUSED,
             self.id
         );
-        let mut next = self.stored.clone();
-        next.conditions.retain(|c| c.type_ != conditions::PAUSED);
-        next.conditions.push(true_condition(
-            &self.stored,
-            conditions::PAUSED,
-            reason::PAUSED,
-            message,
-            self.meta.generation,
-        ));
         let mut rv = self.meta.resource_version.clone();
-        write_endpoint_status(self.ctx, self.meta, &mut rv, &self.stored, next).await?;
+        super::write_paused(self.ctx, self.meta, &mut rv, &self.stored, message).await?;
         Ok(Action::await_change())
     }
 
@@ -195,14 +183,10 @@ impl Deletion<'_> {
         ie: &InferenceEndpoint,
     ) -> Result<Option<(std::sync::Arc<Cluster>, Option<crate::crd::TenancyPolicy>)>> {
         let ns = self.meta.namespace.clone().unwrap_or_default();
-        let target = match &self.spec.elasticsearch_ref {
-            None => self
-                .ctx
-                .clusters
-                .default_target()
-                .ok_or(TargetProblem::NoCluster),
-            Some(r) => resolve_ref(&self.ctx.client, &ns, r, &self.ctx.settings.rules).await,
-        };
+        let target = self
+            .ctx
+            .target_for(&ns, self.spec.elasticsearch_ref.as_ref())
+            .await;
         match target {
             Ok(t) => self
                 .ctx

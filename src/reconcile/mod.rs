@@ -175,3 +175,26 @@ async fn invalid(ctx: &Context, u: &Undecodable) -> Result<Action> {
 fn recheck_blocked(ctx: &Context) -> Action {
     Action::requeue(ctx.settings.resync.min(Duration::from_secs(300)))
 }
+
+/// Status of a paused resource (apply or deletion alike): everything as it was, and a Paused
+/// condition with `message`; Ready keeps its last value, so GitOps health does not flap.
+async fn write_paused(
+    ctx: &Context,
+    meta: &kube::api::ObjectMeta,
+    rv: &mut Option<String>,
+    stored: &crate::crd::InferenceEndpointStatus,
+    message: String,
+) -> Result<()> {
+    let mut next = stored.clone();
+    next.conditions
+        .retain(|c| c.type_ != crate::conditions::PAUSED);
+    next.conditions.push(crate::status::true_condition(
+        stored,
+        crate::conditions::PAUSED,
+        crate::conditions::reason::PAUSED,
+        message,
+        meta.generation,
+    ));
+    crate::status::write_endpoint_status(ctx, meta, rv, stored, next).await?;
+    Ok(())
+}
