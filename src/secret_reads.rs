@@ -28,8 +28,9 @@ use tokio::sync::watch;
 /// How long a Secret's value read for one version is shared with other passes.
 pub const VALUE_TTL: Duration = Duration::from_secs(10);
 
-/// How long a pass waits for the Secret watch's first list after a start before it reads the
-/// Secrets itself.
+/// How long after a start passes wait for the Secret watch's first list before they read the
+/// Secrets themselves. Counted once per store, not per pass: a watch that cannot list delays
+/// the first passes by this much at most, never every pass.
 pub const SYNC_WAIT: Duration = Duration::from_secs(10);
 
 /// The Secret metadata the watch of one scope (a namespace, or all) has listed.
@@ -37,6 +38,8 @@ struct ScopeStore {
     scope: Option<String>,
     store: Store<PartialObjectMeta<Secret>>,
     synced: watch::Receiver<bool>,
+    /// Until when passes wait for the first list.
+    wait_until: tokio::time::Instant,
 }
 
 /// A Secret read for one resourceVersion.
@@ -70,20 +73,24 @@ impl SecretReads {
                 scope,
                 store,
                 synced,
+                wait_until: tokio::time::Instant::now() + SYNC_WAIT,
             });
     }
 
-    /// The store that covers namespace `ns`, once its watch has listed (waiting up to
-    /// [`SYNC_WAIT`] after a start).
+    /// The store that covers namespace `ns`, once its watch has listed (waiting until
+    /// [`SYNC_WAIT`] after the store was added, and no longer).
     async fn store_for(&self, ns: &str) -> Option<Store<PartialObjectMeta<Secret>>> {
-        let (store, mut synced) = {
+        let (store, mut synced, wait_until) = {
             let stores = self.stores.lock().expect("secret stores lock");
             let s = stores
                 .iter()
                 .find(|s| s.scope.as_deref().is_none_or(|scope| scope == ns))?;
-            (s.store.clone(), s.synced.clone())
+            (s.store.clone(), s.synced.clone(), s.wait_until)
         };
-        let listed = tokio::time::timeout(SYNC_WAIT, synced.wait_for(|s| *s)).await;
+        if *synced.borrow() {
+            return Some(store);
+        }
+        let listed = tokio::time::timeout_at(wait_until, synced.wait_for(|s| *s)).await;
         matches!(listed, Ok(Ok(_))).then_some(store)
     }
 
@@ -234,6 +241,10 @@ mod tests {
         let started = tokio::time::Instant::now();
         assert_eq!(reads.versions("a", &names(&["s"])).await, None);
         assert!(started.elapsed() >= SYNC_WAIT);
+        // Once waited for, never again: a watch that cannot list does not slow every pass.
+        let again = tokio::time::Instant::now();
+        assert_eq!(reads.versions("a", &names(&["s"])).await, None);
+        assert_eq!(again.elapsed(), Duration::ZERO);
     }
 
     #[test]
