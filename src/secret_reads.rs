@@ -95,22 +95,19 @@ impl SecretReads {
     }
 
     /// `name@resourceVersion` of each Secret in `names`, as the watch knows them, in the form
-    /// `secrets::versions` gives. `None` when the watch cannot tell (no synced store, or a
+    /// of `secrets::versions` (`secrets::format_versions`). `None` when the watch cannot tell (no synced store, or a
     /// Secret it has not seen): then the Secrets must be read.
     pub async fn versions(&self, ns: &str, names: &BTreeSet<String>) -> Option<String> {
         if names.is_empty() {
             return None;
         }
         let store = self.store_for(ns).await?;
-        let mut parts = Vec::with_capacity(names.len());
+        let mut seen = Vec::with_capacity(names.len());
         for name in names {
             let meta = store.get(&ObjectRef::new(name).within(ns))?;
-            parts.push(format!(
-                "{name}@{}",
-                meta.metadata.resource_version.as_deref()?
-            ));
+            seen.push((name.as_str(), meta.metadata.resource_version.clone()?));
         }
-        Some(parts.join(","))
+        crate::secrets::format_versions(seen.iter().map(|(n, rv)| (*n, rv.as_str())))
     }
 
     /// The Secrets `names` of namespace `ns` (`None`: it does not exist), each read at most once

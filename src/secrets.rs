@@ -134,21 +134,24 @@ pub fn versions(
     secrets: &BTreeMap<String, Option<Secret>>,
 ) -> Option<String> {
     let names = referenced_secrets(spec);
-    if names.is_empty() {
-        return None;
-    }
-    let parts: Vec<String> = names
-        .iter()
-        .map(|n| {
-            let rv = secrets
-                .get(n)
-                .and_then(|s| s.as_ref())
-                .and_then(|s| s.metadata.resource_version.clone())
-                .unwrap_or_default();
-            format!("{n}@{rv}")
-        })
+    format_versions(names.iter().map(|n| {
+        let rv = secrets
+            .get(n)
+            .and_then(|s| s.as_ref())
+            .and_then(|s| s.metadata.resource_version.as_deref());
+        (n.as_str(), rv.unwrap_or_default())
+    }))
+}
+
+/// `name@resourceVersion` of each (name, version), in the given (sorted) order, comma-separated:
+/// the one form of `status.secretVersions`, whether the versions come from the Secrets read or
+/// from the Secret watch (`secret_reads`). `None` for no Secrets.
+pub fn format_versions<'a>(parts: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<String> {
+    let parts: Vec<String> = parts
+        .into_iter()
+        .map(|(name, rv)| format!("{name}@{rv}"))
         .collect();
-    Some(parts.join(","))
+    (!parts.is_empty()).then(|| parts.join(","))
 }
 
 /// A MAC of the values under `key` (the operator process's own random key): tells, in memory,
