@@ -190,6 +190,7 @@ fn chunking_rules_follow_the_contract() {
 #[test]
 fn secret_settings_keys_are_checked() {
     let mut s = valid();
+    s["service"] = json!("custom");
     s["secretSettings"] =
         json!({"secret_parameters.token": {"secretKeyRef": {"name": "c", "key": "t"}}});
     check(s.clone(), None).expect("custom service secret parameter");
@@ -529,4 +530,46 @@ fn the_readme_lists_the_services_of_the_table() {
         readme[start..stop] == want,
         "README's table of services is stale; it should be:\n{want}"
     );
+}
+
+/// The CEL secret rules at admission say what `catalog::SERVICES` says: every service (and
+/// alias) whose secrets are a pair or a choice has a rule naming it and each of its keys, and no
+/// rule names a service the table gives another rule.
+#[test]
+fn admission_secret_rules_follow_the_table_of_services() {
+    use es_inference_operator::catalog::{SERVICES, SecretRule};
+    let schema = schema();
+    let rules: Vec<String> = schema["properties"]["spec"]["x-kubernetes-validations"]
+        .as_array()
+        .expect("spec rules")
+        .iter()
+        .filter_map(|r| r["rule"].as_str())
+        .filter(|r| r.contains("self.service") && r.contains("secretSettings"))
+        .map(str::to_string)
+        .collect();
+    assert!(!rules.is_empty());
+    for s in SERVICES {
+        let keys = match s.secrets {
+            SecretRule::All(k) if k.len() > 1 => k,
+            SecretRule::ExactlyOne(k) => k,
+            _ => {
+                for r in &rules {
+                    assert!(!r.contains(&format!("'{}'", s.name)), "{} in {r}", s.name);
+                }
+                continue;
+            }
+        };
+        for name in std::iter::once(s.name).chain(s.aliases.iter().copied()) {
+            let rule = rules
+                .iter()
+                .find(|r| r.contains(&format!("'{name}'")))
+                .unwrap_or_else(|| panic!("no admission rule names {name}"));
+            for k in keys {
+                assert!(
+                    rule.contains(&format!("'{k}'")),
+                    "{name}: {k} missing in {rule}"
+                );
+            }
+        }
+    }
 }

@@ -38,11 +38,13 @@ use super::{ElasticsearchRef, conditions_schema, service_settings_schema, task_s
         .message("elasticsearchRef is immutable: moving an endpoint to another cluster is a new InferenceEndpoint"),
     validation = Rule::new("!has(self.inferenceId) || !self.inferenceId.startsWith('.') || self.managementPolicy == 'Observe'")
         .message("inference ids starting with '.' are preconfigured endpoints of Elasticsearch: they can only be observed (managementPolicy: Observe)"),
-    // What `catalog::SERVICES` says of these services' secrets (a test keeps the two equal).
+    // What `catalog::SERVICES` says of these services' secrets (tests/crd.rs keeps the two equal).
     validation = Rule::new("!(self.service in ['amazonbedrock', 'amazon_sagemaker', 'sagemaker', 'amazonsagemaker']) || (has(self.managementPolicy) && self.managementPolicy == 'Observe') || (has(self.secretSettings) && 'access_key' in self.secretSettings && 'secret_key' in self.secretSettings)")
         .message("amazonbedrock and amazon_sagemaker need secretSettings.access_key and secretSettings.secret_key together"),
     validation = Rule::new("self.service != 'azureopenai' || ((has(self.secretSettings) ? ['api_key', 'entra_id', 'client_secret'].filter(k, k in self.secretSettings).size() : 0) <= 1 && ((has(self.managementPolicy) && self.managementPolicy == 'Observe') || (has(self.secretSettings) ? ['api_key', 'entra_id', 'client_secret'].filter(k, k in self.secretSettings).size() : 0) == 1))")
         .message("azureopenai takes exactly one of secretSettings.api_key, secretSettings.entra_id and secretSettings.client_secret"),
+    validation = Rule::new("self.service != 'openai' || ((has(self.secretSettings) ? ['api_key', 'client_secret'].filter(k, k in self.secretSettings).size() : 0) <= 1 && ((has(self.managementPolicy) && self.managementPolicy == 'Observe') || (has(self.secretSettings) ? ['api_key', 'client_secret'].filter(k, k in self.secretSettings).size() : 0) == 1))")
+        .message("openai takes exactly one of secretSettings.api_key and secretSettings.client_secret (client_secret from Elasticsearch 9.5)"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct InferenceEndpointSpec {

@@ -95,6 +95,7 @@ pub(crate) async fn crd_rules_on_a_real_api_server() {
     );
     assert!(msg.contains("embedding task types"), "{msg}");
     let mut spec = completion_spec("sp");
+    spec["service"] = json!("custom");
     spec["secretSettings"] =
         json!({"secret_parameters.token": {"secretKeyRef": {"name": "s", "key": "k"}}});
     raw.create(&dry, &raw_ie("ok", &ns.name, spec))
@@ -130,6 +131,10 @@ pub(crate) async fn crd_rules_on_a_real_api_server() {
         "secretSettings": {"api_key": key("a"), "entra_id": key("e")}});
     let msg = refused(azure, "two Azure credentials").await;
     assert!(msg.contains("exactly one of"), "{msg}");
+    let openai = json!({"taskType": "completion", "service": "openai",
+        "serviceSettings": {"model_id": "m"}});
+    let msg = refused(openai, "an OpenAI endpoint without a credential").await;
+    assert!(msg.contains("openai takes exactly one of"), "{msg}");
     let mut header = completion_spec("hdr");
     header["taskSettings"] = json!({"max_tokens": 5, "headers": {"X-Api-Key": "sk-e2e-LITERAL"}});
     let msg = refused(header, "a literal credential header").await;
