@@ -530,18 +530,29 @@ pub fn check_secrets(spec: &InferenceEndpointSpec) -> Result<(), SecretProblem> 
     Ok(())
 }
 
-/// Header names whose literal values are credentials: refused in `serviceSettings.headers` and
-/// `taskSettings.headers` (use `secretSettings` instead). Compared without regard to case.
+/// Header names whose literal values are credentials (lower case): refused in
+/// `serviceSettings.headers` and `taskSettings.headers`, where `secretSettings` must be used. A
+/// rule of this operator, not of Elasticsearch, which sends headers as given.
+pub const CREDENTIAL_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "api-key",
+    "x-api-key",
+];
+/// Endings of header names whose literal values are credentials (lower case).
+pub const CREDENTIAL_HEADER_SUFFIXES: &[&str] = &["-token", "-key"];
+
+/// Whether the header `name` carries a credential ([`CREDENTIAL_HEADERS`],
+/// [`CREDENTIAL_HEADER_SUFFIXES`]), without regard to case.
 pub fn is_credential_header(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    matches!(
-        n.as_str(),
-        "authorization" | "api-key" | "x-api-key" | "proxy-authorization"
-    ) || n.ends_with("-token")
-        || n.ends_with("-key")
+    CREDENTIAL_HEADERS.contains(&n.as_str())
+        || CREDENTIAL_HEADER_SUFFIXES.iter().any(|s| n.ends_with(s))
 }
 
 /// A value the custom service fills from `secret_parameters` (`${name}`): not a credential.
+/// Source: `x-pack/plugin/inference/.../common/ValidatingSubstitutor.java` (placeholders
+/// `${…}` in `headers`, `url`, `query_parameters` and `request`).
 pub fn is_placeholder(value: &str) -> bool {
     value
         .strip_prefix("${")

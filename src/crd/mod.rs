@@ -44,32 +44,46 @@ pub const MAX_SETTINGS_PROPERTIES: u32 = 64;
 const MAX_HEADERS: u32 = 32;
 const MAX_HEADER_VALUE: u32 = 8192;
 
+/// The usual spellings of a lower-case header name: as is, Title-Case, upper case, and
+/// Title-Case with `API` (`X-API-Key`).
+fn casings(lower: &str) -> Vec<String> {
+    let title: Vec<String> = lower
+        .split('-')
+        .map(|part| {
+            let mut c = part.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect();
+    let acronym: Vec<&str> = title
+        .iter()
+        .map(|p| if p == "Api" { "API" } else { p.as_str() })
+        .collect();
+    let mut all = vec![
+        lower.to_string(),
+        title.join("-"),
+        lower.to_ascii_uppercase(),
+        acronym.join("-"),
+    ];
+    all.sort();
+    all.dedup();
+    all
+}
+
 /// The CEL test of a header name that carries a credential (`catalog::is_credential_header`),
 /// spelled out in the usual casings: CEL's lowerAscii would cost in proportion to the name, and
 /// the operator checks every casing again before anything is sent.
 fn credential_header_cel(k: &str) -> String {
-    let names = [
-        "authorization",
-        "Authorization",
-        "AUTHORIZATION",
-        "proxy-authorization",
-        "Proxy-Authorization",
-        "api-key",
-        "Api-Key",
-        "API-Key",
-        "API-KEY",
-        "x-api-key",
-        "X-Api-Key",
-        "X-API-Key",
-        "X-API-KEY",
-    ];
-    let list = names
+    let list = crate::catalog::CREDENTIAL_HEADERS
         .iter()
+        .flat_map(|n| casings(n))
         .map(|n| format!("'{n}'"))
         .collect::<Vec<_>>()
         .join(", ");
-    let suffixes = ["-token", "-Token", "-TOKEN", "-key", "-Key", "-KEY"]
+    let suffixes = crate::catalog::CREDENTIAL_HEADER_SUFFIXES
         .iter()
+        .flat_map(|s| casings(s))
         .map(|s| format!("{k}.endsWith('{s}')"))
         .collect::<Vec<_>>()
         .join(" || ");
