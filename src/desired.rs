@@ -296,7 +296,9 @@ fn merge_secrets(
 /// The `secret_parameters` entry that carries the header `name` of a service whose headers
 /// take `${…}` placeholders (the custom service): the header is sent as `${<this>}`, the value
 /// as a secret parameter, which Elasticsearch keeps with its secrets (never returned by GET,
-/// replaced by `_update` on rotation).
+/// replaced by `_update` on rotation). Sources: `services/custom/CustomSecretSettings.java`
+/// (`secret_parameters`, re-parsed whole by `_update`) and `common/ValidatingSubstitutor.java`
+/// (`${…}` filled in `headers`) of `x-pack/plugin/inference` in elastic/elasticsearch.
 pub fn header_parameter(name: &str) -> String {
     format!("es_inference_header_{name}")
 }

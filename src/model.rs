@@ -32,7 +32,8 @@ impl Version {
         ))
     }
 
-    /// Oldest supported version: `_update` appeared in 8.17.
+    /// Oldest supported version: `_update` appeared in 8.17 (elastic/elasticsearch#114457;
+    /// specification `inference.update` `since=8.17.0`).
     pub const MIN_SUPPORTED: Version = Version::new(8, 17, 0);
     // What each version accepts is data in `catalog` (`Version::put_accepts_timeout`, …).
 }

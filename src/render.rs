@@ -217,8 +217,12 @@ fn render_one(
     let api_version = doc.get("apiVersion").and_then(Value::as_str);
     if api_version != Some(API_VERSION) {
         return Err(vec![format!(
-            "apiVersion must be {API_VERSION} (the only version of the {GROUP} InferenceEndpoint), not {}",
-            api_version.map_or("missing".to_string(), |v| format!("{v:?}"))
+            "apiVersion must be {API_VERSION} (the only version of the {GROUP} InferenceEndpoint){}",
+            if api_version.is_none() {
+                "; it is missing"
+            } else {
+                ""
+            }
         )]);
     }
     let mut unknown = Vec::new();
