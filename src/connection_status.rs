@@ -4,16 +4,13 @@
 use std::sync::Arc;
 
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
-use kube::{
-    Api, Resource, ResourceExt,
-    runtime::{controller::Action, events::EventType},
-};
+use kube::{ResourceExt, runtime::controller::Action};
 use tracing::{Instrument, info, info_span, warn};
 
 pub use crate::plan::connection::{CLOUD_CONNECT, INSECURE, PLAINTEXT};
 use crate::{
     cluster::Cluster,
-    conditions::{Outcome, READY, reason, same_conditions},
+    conditions::{Outcome, READY, reason},
     connection::{
         TargetProblem, connection_namespace, resolve_connection, same_namespace,
         secret_value_and_version,
@@ -27,7 +24,7 @@ use crate::{
         CloudConnectState, CloudConnectStep, cloud_connect_disable, cloud_connect_refusal,
         cloud_connect_step, connection_conditions,
     },
-    status::{apply_status, publish},
+    status::{Note, report},
 };
 
 /// How many InferenceEndpoints in `namespace` refer to the connection `name`.
@@ -101,64 +98,55 @@ async fn check(conn: Arc<ElasticsearchConnection>, ctx: &Context) -> Result<Acti
         conn.spec.url.starts_with("http://"),
         &now,
     );
+    let mut notes = Vec::new();
     // Cloud Connect only on a cluster that answered; otherwise its condition stays as it was.
+    let kept = || {
+        prev.condition(CLOUD_CONNECT)
+            .cloned()
+            .map(CloudConnectState::Kept)
+    };
     let cc = match &cluster {
         Some(cluster) => match cloud_connect(ctx, &conn, cluster, &prev, &mut next).await {
-            Ok(cc) => cc,
+            Ok((cc, said)) => {
+                notes.extend(said);
+                cc
+            }
             Err(e) => {
-                let kept = prev
-                    .condition(CLOUD_CONNECT)
-                    .cloned()
-                    .map(CloudConnectState::Kept);
                 result = result.and(Err(e));
-                kept
+                kept()
             }
         },
-        None => prev
-            .condition(CLOUD_CONNECT)
-            .cloned()
-            .map(CloudConnectState::Kept),
+        None => kept(),
     };
     if let Some(cc) = cc {
         next.conditions
             .push(cc.condition(&prev.conditions, conn.metadata.generation, &now));
     }
-    let changed = !same_conditions(&prev.conditions, &next.conditions)
-        || ElasticsearchConnectionStatus {
-            conditions: vec![],
-            ..prev.clone()
-        } != ElasticsearchConnectionStatus {
-            conditions: vec![],
-            ..next.clone()
-        };
-    if changed {
-        ctx.fence.check()?;
-        let api: Api<ElasticsearchConnection> = Api::namespaced(ctx.client.clone(), &ns);
-        let value = serde_json::to_value(&next).map_err(|e| Error::Unavailable(e.to_string()))?;
-        apply_status(&api, &name, value).await?;
-        ctx.metrics.kubernetes_write("status");
-        if prev.condition(READY).map(|c| c.reason.as_str()) != Some(outcome.reason.as_str()) {
-            let type_ = if outcome.is_ready() {
-                EventType::Normal
-            } else {
-                EventType::Warning
-            };
-            info!(connection = %format!("{ns}/{name}"), reason = %outcome.reason, "{}", outcome.message);
-            publish(
-                ctx,
-                &conn.object_ref(&()),
-                type_,
-                &outcome.reason,
-                "Check",
-                outcome.message.clone(),
-            )
-            .await;
-        }
-    }
+    notes.extend(ready_note(&prev, &outcome, &format!("{ns}/{name}")));
+    let mut rv = conn.metadata.resource_version.clone();
+    report(ctx, &conn.metadata, &mut rv, &prev, next, notes).await?;
     if result.is_ok() {
         ctx.reset_connection_backoff(&format!("{ns}/{name}"));
     }
     result.map(|()| Action::requeue(ctx.settings.resync))
+}
+
+/// The Event of a new Ready reason: Normal when connected, Warning otherwise.
+fn ready_note(
+    prev: &ElasticsearchConnectionStatus,
+    outcome: &Outcome,
+    connection: &str,
+) -> Option<Note> {
+    if prev.condition(READY).map(|c| c.reason.as_str()) == Some(outcome.reason.as_str()) {
+        return None;
+    }
+    info!(connection = %connection, reason = %outcome.reason, "{}", outcome.message);
+    let note = if outcome.is_ready() {
+        Note::normal
+    } else {
+        Note::warning
+    };
+    Some(note(&outcome.reason, "Check", outcome.message.clone()))
 }
 
 /// Resolve the connection and ask the cluster who it is; fills `next` with what it says.
@@ -231,15 +219,17 @@ async fn cloud_connect(
     cluster: &Cluster,
     prev: &ElasticsearchConnectionStatus,
     next: &mut ElasticsearchConnectionStatus,
-) -> Result<Option<CloudConnectState>> {
+) -> Result<(Option<CloudConnectState>, Option<Note>)> {
     let ns = conn.namespace().unwrap_or_default();
     let was = prev.cloud_connect.clone().unwrap_or_default();
     let Some(cc) = &conn.spec.cloud_connect else {
-        if cloud_connect_disable(&was) {
-            disable_cloud_connect(ctx, conn, cluster).await?;
-        }
+        let note = if cloud_connect_disable(&was) {
+            Some(disable_cloud_connect(cluster).await?)
+        } else {
+            None
+        };
         next.cloud_connect = None;
-        return Ok(None);
+        return Ok((None, note));
     };
     let r = &cc.api_key_secret_ref;
     let read = match same_namespace(r, &ns, "cloudConnect.apiKeySecretRef") {
@@ -259,24 +249,26 @@ async fn cloud_connect(
         Ok(v) => v,
         Err(TargetProblem::Unreadable(e)) => return Err(Error::Unavailable(e)),
         Err(problem) => {
-            return Ok(Some(CloudConnectState::Failed(
+            let failed = CloudConnectState::Failed(
                 reason::SECRET_NOT_FOUND,
                 format!("{problem}; Cloud Connect was left as it is"),
-            )));
+            );
+            return Ok((Some(failed), None));
         }
     };
     let previous = prev.condition(CLOUD_CONNECT);
     let same_generation = prev.observed_generation == conn.metadata.generation;
     let rotation = match cloud_connect_step(&was, &version, same_generation, previous) {
         CloudConnectStep::KeepRefusal => {
-            return Ok(previous.cloned().map(CloudConnectState::Kept));
+            return Ok((previous.cloned().map(CloudConnectState::Kept), None));
         }
         CloudConnectStep::CheckEnabled => {
             if cluster.ccm_enabled().await? {
-                return Ok(Some(CloudConnectState::Enabled(format!(
+                let enabled = CloudConnectState::Enabled(format!(
                     "Cloud Connect is enabled with the key from Secret {ns}/{} ({version})",
                     r.name
-                ))));
+                ));
+                return Ok((Some(enabled), None));
             }
             warn!(connection = %format!("{ns}/{}", conn.name_any()), "Cloud Connect was disabled outside the operator; enabling it again");
             false
@@ -284,15 +276,11 @@ async fn cloud_connect(
         CloudConnectStep::Send { rotation } => rotation,
     };
     let secret = format!("{ns}/{}", r.name);
-    send_cloud_connect_key(ctx, conn, cluster, key, version, rotation, next, &secret).await
+    send_cloud_connect_key(cluster, key, version, rotation, next, &secret).await
 }
 
 /// Disable Cloud Connect, which this operator enabled (`spec.cloudConnect` was removed).
-async fn disable_cloud_connect(
-    ctx: &Context,
-    conn: &ElasticsearchConnection,
-    cluster: &Cluster,
-) -> Result<()> {
+async fn disable_cloud_connect(cluster: &Cluster) -> Result<Note> {
     let off = SecretBody {
         body: serde_json::json!({"enabled": false}),
         scrubber: Scrubber::default(),
@@ -303,33 +291,23 @@ async fn disable_cloud_connect(
         Err(Error::Es(e)) if matches!(e.status(), Some(403 | 404)) => {}
         Err(e) => return Err(e),
     }
-    publish(
-        ctx,
-        &conn.object_ref(&()),
-        EventType::Normal,
+    Ok(Note::normal(
         "CloudConnectDisabled",
         "Disable",
-        "spec.cloudConnect was removed: Cloud Connect, which this operator enabled, is disabled"
-            .into(),
-    )
-    .await;
-    Ok(())
+        "spec.cloudConnect was removed: Cloud Connect, which this operator enabled, is disabled",
+    ))
 }
 
 /// Send the Cloud Connect key, `version` of the Secret `secret` (`namespace/name`): the state it
-/// ends in, `Err` for transient failures.
-#[allow(clippy::too_many_arguments)]
+/// ends in and its Event, `Err` for transient failures.
 async fn send_cloud_connect_key(
-    ctx: &Context,
-    conn: &ElasticsearchConnection,
     cluster: &Cluster,
     key: secrecy::SecretString,
     version: String,
     rotation: bool,
     next: &mut ElasticsearchConnectionStatus,
     secret: &str,
-) -> Result<Option<CloudConnectState>> {
-    let object = conn.object_ref(&());
+) -> Result<(Option<CloudConnectState>, Option<Note>)> {
     let body = SecretBody {
         body: serde_json::json!({"api_key": secrecy::ExposeSecret::expose_secret(&key)}),
         scrubber: Scrubber::new([&key]),
@@ -348,18 +326,15 @@ async fn send_cloud_connect_key(
             } else {
                 ("CloudConnectEnabled", "Cloud Connect was enabled")
             };
-            publish(
-                ctx,
-                &object,
-                EventType::Normal,
+            let note = Note::normal(
                 reason,
                 "Enable",
                 format!("{what} (Secret {secret}, {version})"),
-            )
-            .await;
-            Ok(Some(CloudConnectState::Enabled(format!(
+            );
+            let enabled = CloudConnectState::Enabled(format!(
                 "Cloud Connect is enabled with the key from Secret {secret} ({version})"
-            ))))
+            ));
+            Ok((Some(enabled), Some(note)))
         }
         Err(Error::Es(e)) if cloud_connect_refusal(e.status()).is_some() => {
             next.cloud_connect = Some(CloudConnectStatus {
@@ -367,21 +342,18 @@ async fn send_cloud_connect_key(
                 secret_versions: Some(version),
             });
             let reason = cloud_connect_refusal(e.status()).unwrap_or("Rejected");
-            publish(
-                ctx,
-                &object,
-                EventType::Warning,
+            let note = Note::warning(
                 reason,
                 "Enable",
                 format!("Elasticsearch refused Cloud Connect: {e}"),
-            )
-            .await;
-            Ok(Some(CloudConnectState::Failed(
+            );
+            let failed = CloudConnectState::Failed(
                 reason,
                 format!(
                     "Elasticsearch refused Cloud Connect: {e}. It needs an Enterprise licence (or trial) on a self-managed or ECK cluster and a valid Elastic Cloud API key; fix that, or rotate the Secret, and it is tried again"
                 ),
-            )))
+            );
+            Ok((Some(failed), Some(note)))
         }
         Err(e) => Err(e),
     }

@@ -11,18 +11,19 @@ use k8s_openapi::{
 use kube::{
     Api, Resource,
     api::{Patch, PatchParams},
+    core::NamespaceResourceScope,
     runtime::events::{Event, EventType},
 };
-use serde::de::DeserializeOwned;
+use serde::{Serialize, de::DeserializeOwned};
 use serde_json::json;
 use tracing::warn;
 
 use crate::{
-    conditions::{Outcome, conditions_for, same_conditions},
+    conditions::{Outcome, Severity, conditions_for, same_conditions},
     context::Context,
     crd::{
-        DeletionPolicy, FIELD_MANAGER, FINALIZER, InferenceEndpointStatus, ModelDeploymentStatus,
-        ModelLifecycle, Ownership,
+        DeletionPolicy, ElasticsearchConnection, ElasticsearchConnectionStatus, FIELD_MANAGER,
+        FINALIZER, InferenceEndpointStatus, ModelDeploymentStatus, ModelLifecycle, Ownership,
     },
     error::{Error, Result},
     guard::Watched,
@@ -153,33 +154,150 @@ pub fn same_status(a: &InferenceEndpointStatus, b: &InferenceEndpointStatus) -> 
         }
 }
 
-/// Write an InferenceEndpoint's status when it says something new. Returns the status in
-/// effect. `rv` is the object's resourceVersion before the write, and after it on return; the
-/// write is remembered, so that a pass on a cache that has not seen it yet starts from it.
-pub async fn write_endpoint_status(
+/// An Event a pass raises. Steps and checks return their notes; `report` publishes them, after
+/// the status write, so every path of both controllers raises Events the same way.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    pub type_: EventType,
+    pub reason: String,
+    /// What the controller was doing (`Reconcile`, `Delete`, `Check`, `Enable`, …).
+    pub action: &'static str,
+    pub message: String,
+}
+
+impl Note {
+    pub fn normal(reason: &str, action: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            type_: EventType::Normal,
+            reason: reason.to_string(),
+            action,
+            message: message.into(),
+        }
+    }
+
+    pub fn warning(reason: &str, action: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            type_: EventType::Warning,
+            ..Self::normal(reason, action, message)
+        }
+    }
+}
+
+/// The Warning Event of an outcome that needs attention, when its reason is new (Events fire
+/// on transitions, not on every pass).
+pub fn outcome_note(
+    previous_reason: Option<&str>,
+    outcome: &Outcome,
+    action: &'static str,
+) -> Option<Note> {
+    (outcome.severity != Severity::Ready && previous_reason != Some(outcome.reason.as_str()))
+        .then(|| Note::warning(&outcome.reason, action, outcome.message.clone()))
+}
+
+/// A status the operator writes: equality that ignores condition times, and what is remembered
+/// of an own write.
+pub trait WrittenStatus: Serialize + Clone {
+    type Kind: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + DeserializeOwned
+        + Clone
+        + Debug;
+
+    fn same(&self, other: &Self) -> bool;
+
+    /// Remember the write, for passes that run on a cache that has not seen it yet.
+    fn remember(
+        _ctx: &Context,
+        _uid: &str,
+        _before: Option<&str>,
+        _after: Option<&str>,
+        _next: &Self,
+    ) {
+    }
+}
+
+impl WrittenStatus for InferenceEndpointStatus {
+    type Kind = Watched;
+
+    fn same(&self, other: &Self) -> bool {
+        same_status(self, other)
+    }
+
+    fn remember(ctx: &Context, uid: &str, before: Option<&str>, after: Option<&str>, next: &Self) {
+        ctx.memory.wrote_status(uid, before, after, next.clone());
+    }
+}
+
+impl WrittenStatus for ElasticsearchConnectionStatus {
+    type Kind = ElasticsearchConnection;
+
+    fn same(&self, other: &Self) -> bool {
+        same_conditions(&self.conditions, &other.conditions)
+            && Self {
+                conditions: Vec::new(),
+                ..self.clone()
+            } == Self {
+                conditions: Vec::new(),
+                ..other.clone()
+            }
+    }
+}
+
+/// The one way both controllers write to Kubernetes at the end of a pass (or at a mark within
+/// it): the status when it says something new (server-side apply), then the Events. Returns the
+/// status in effect; `rv` is the object's resourceVersion before the write, and after it on
+/// return.
+pub async fn report<S: WrittenStatus>(
     ctx: &Context,
     meta: &ObjectMeta,
     rv: &mut Option<String>,
-    prev: &InferenceEndpointStatus,
-    next: InferenceEndpointStatus,
-) -> Result<InferenceEndpointStatus> {
-    if same_status(prev, &next) {
-        return Ok(prev.clone());
-    }
+    prev: &S,
+    next: S,
+    notes: Vec<Note>,
+) -> Result<S> {
+    let written = if prev.same(&next) {
+        Ok(prev.clone())
+    } else {
+        write_status(ctx, meta, rv, next).await
+    };
+    // The Events say what happened in Elasticsearch: they are raised even when the status
+    // write failed (the next pass writes it).
+    publish(ctx, &reference::<S::Kind>(meta), notes).await;
+    written
+}
+
+async fn write_status<S: WrittenStatus>(
+    ctx: &Context,
+    meta: &ObjectMeta,
+    rv: &mut Option<String>,
+    next: S,
+) -> Result<S> {
     ctx.fence.check()?;
     let ns = meta.namespace.as_deref().ok_or(Error::MissingNamespace)?;
     let name = meta.name.as_deref().unwrap_or_default();
-    let api: Api<Watched> = Api::namespaced(ctx.client.clone(), ns);
+    let api: Api<S::Kind> = Api::namespaced(ctx.client.clone(), ns);
     let value = serde_json::to_value(&next).map_err(|e| Error::Unavailable(e.to_string()))?;
     let updated = apply_status(&api, name, value).await?;
     ctx.metrics.kubernetes_write("status");
     let new_rv = updated.meta().resource_version.clone();
     if let Some(uid) = meta.uid.as_deref() {
-        ctx.memory
-            .wrote_status(uid, rv.as_deref(), new_rv.as_deref(), next.clone());
+        S::remember(ctx, uid, rv.as_deref(), new_rv.as_deref(), &next);
     }
     *rv = new_rv;
     Ok(next)
+}
+
+/// The reference Events are about, for an object of kind `K` (what `Resource::object_ref`
+/// builds, from the metadata alone).
+pub fn reference<K: Resource<DynamicType = ()>>(meta: &ObjectMeta) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(K::api_version(&()).into_owned()),
+        kind: Some(K::kind(&()).into_owned()),
+        name: meta.name.clone(),
+        namespace: meta.namespace.clone(),
+        uid: meta.uid.clone(),
+        resource_version: meta.resource_version.clone(),
+        field_path: None,
+    }
 }
 
 /// Add the finalizer (server-side apply of this one list item: other finalizers are untouched,
@@ -226,6 +344,37 @@ pub async fn ensure_finalizer(
     Ok(true)
 }
 
+/// Whether the object carries this operator's finalizer.
+pub fn has_finalizer(meta: &ObjectMeta) -> bool {
+    meta.finalizers
+        .as_ref()
+        .is_some_and(|f| f.iter().any(|f| f == FINALIZER))
+}
+
+/// Status of a paused resource (apply or deletion alike): everything as it was, and a Paused
+/// condition with `message`; Ready keeps its last value, so GitOps health does not flap.
+pub async fn write_paused(
+    ctx: &Context,
+    meta: &ObjectMeta,
+    rv: &mut Option<String>,
+    stored: &InferenceEndpointStatus,
+    message: String,
+    note: Option<Note>,
+) -> Result<()> {
+    let mut next = stored.clone();
+    next.conditions
+        .retain(|c| c.type_ != crate::conditions::PAUSED);
+    next.conditions.push(true_condition(
+        stored,
+        crate::conditions::PAUSED,
+        crate::conditions::reason::PAUSED,
+        message,
+        meta.generation,
+    ));
+    report(ctx, meta, rv, stored, next, note.into_iter().collect()).await?;
+    Ok(())
+}
+
 /// Remove the finalizer: a JSON patch that removes exactly our entry, guarded by a test of that
 /// entry; on a stale view it reads the object once more.
 pub async fn remove_finalizer(ctx: &Context, meta: &ObjectMeta) -> Result<()> {
@@ -262,28 +411,23 @@ pub async fn remove_finalizer(ctx: &Context, meta: &ObjectMeta) -> Result<()> {
     Ok(())
 }
 
-/// Publish an Event. Failures are logged, never fatal; notes are cut to what the API accepts.
-pub async fn publish(
-    ctx: &Context,
-    reference: &ObjectReference,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: String,
-) {
-    if ctx.fence.check().is_err() {
-        return;
-    }
-    let ev = Event {
-        type_,
-        reason: reason.to_string(),
-        note: Some(truncate(note, MAX_EVENT_NOTE)),
-        action: action.into(),
-        secondary: None,
-    };
-    ctx.metrics.kubernetes_write("event");
-    if let Err(e) = ctx.recorder().publish(&ev, reference).await {
-        warn!(error = %e, "could not publish event");
+/// Publish Events. Failures are logged, never fatal; notes are cut to what the API accepts.
+pub async fn publish(ctx: &Context, reference: &ObjectReference, notes: Vec<Note>) {
+    for note in notes {
+        if ctx.fence.check().is_err() {
+            return;
+        }
+        let ev = Event {
+            type_: note.type_,
+            reason: note.reason,
+            note: Some(truncate(note.message, MAX_EVENT_NOTE)),
+            action: note.action.into(),
+            secondary: None,
+        };
+        ctx.metrics.kubernetes_write("event");
+        if let Err(e) = ctx.recorder().publish(&ev, reference).await {
+            warn!(error = %e, "could not publish event");
+        }
     }
 }
 

@@ -1138,10 +1138,11 @@ async fn each_event_is_created_once_and_none_is_kept_to_be_patched() {
         es_inference_operator::status::publish(
             &h.ctx,
             &reference,
-            kube::runtime::events::EventType::Warning,
-            "Same",
-            "Reconcile",
-            "the same note".into(),
+            vec![es_inference_operator::status::Note::warning(
+                "Same",
+                "Reconcile",
+                "the same note",
+            )],
         )
         .await;
     }

@@ -13,15 +13,21 @@ use crate::{
     connection::{TargetProblem, target_key},
     context::Context,
     crd::{
-        DeletionPolicy, FINALIZER, InferenceEndpoint, InferenceEndpointSpec,
-        InferenceEndpointStatus, ManagementPolicy,
+        DeletionPolicy, InferenceEndpoint, InferenceEndpointSpec, InferenceEndpointStatus,
+        ManagementPolicy,
     },
     error::{Error, Result},
+    guard::Watched,
     model::Deleted,
     plan::{Cleanup, Record, conflict_owner, decide_cleanup, is_what_spec_creates},
     policy,
-    status::{StatusExtras, build_status, publish, remove_finalizer, write_endpoint_status},
+    status::{
+        Note, StatusExtras, build_status, outcome_note, publish, reference, remove_finalizer,
+        report,
+    },
 };
+
+const ACTION: &str = "Delete";
 
 struct Deletion<'a> {
     ctx: &'a Context,
@@ -39,11 +45,7 @@ pub async fn run(
     status: Option<&InferenceEndpointStatus>,
 ) -> Result<Action> {
     let uid = meta.uid.clone().unwrap_or_default();
-    let ours = meta
-        .finalizers
-        .as_ref()
-        .is_some_and(|f| f.iter().any(|f| f == FINALIZER));
-    if !ours {
+    if !crate::status::has_finalizer(meta) {
         ctx.memory.forget(&uid);
         return Ok(Action::await_change());
     }
@@ -90,7 +92,7 @@ impl Deletion<'_> {
                 "managementPolicy is Observe: inference endpoint {:?} was left in Elasticsearch",
                 self.id
             );
-            return self.release(EventType::Normal, "Released", why).await;
+            return self.release(Note::normal("Released", ACTION, why)).await;
         }
         let ns = self.meta.namespace.clone().unwrap_or_default();
         let ns_info = self.ctx.namespace_info(&ns).await;
@@ -112,22 +114,34 @@ impl Deletion<'_> {
             let Cleanup::Release(why) = decide_cleanup(policy, false, &rec, &self.id, "") else {
                 unreachable!("decide_cleanup deletes only what this resource owns");
             };
-            return self.release(EventType::Normal, "Released", why).await;
+            return self.release(Note::normal("Released", ACTION, why)).await;
         }
         let Some((cluster, tenancy)) = self.cluster(ie).await? else {
             return Ok(Action::await_change());
-        };
-        let info = match cluster.identity().await {
-            Ok(i) => i,
-            Err(e) => return self.failed(e).await,
         };
         // A forced delete the cluster's policy does not allow here is an ordinary delete.
         let force = self.spec.force_delete
             && tenancy
                 .as_ref()
                 .is_none_or(|p| policy::force_allowed(&ns_info.clone().unwrap_or_default(), p));
-        match decide_cleanup(policy, force, &rec, &self.id, &info.uuid) {
-            Cleanup::Release(why) => self.release(EventType::Normal, "Released", why).await,
+        self.on_cluster(ie, &cluster, policy, force, &rec).await
+    }
+
+    /// The deletion on the cluster: release, or delete what this resource owns.
+    async fn on_cluster(
+        &self,
+        ie: &InferenceEndpoint,
+        cluster: &Cluster,
+        policy: DeletionPolicy,
+        force: bool,
+        rec: &Record,
+    ) -> Result<Action> {
+        let info = match cluster.identity().await {
+            Ok(i) => i,
+            Err(e) => return self.failed(e).await,
+        };
+        match decide_cleanup(policy, force, rec, &self.id, &info.uuid) {
+            Cleanup::Release(why) => self.release(Note::normal("Released", ACTION, why)).await,
             // Two records can both claim one endpoint (a retried create that found the twin's
             // identical endpoint); the one the conflict rule does not name must not delete what
             // the other manages.
@@ -138,7 +152,7 @@ impl Deletion<'_> {
                     "InferenceEndpoint {owner} owns inference endpoint {:?} on this cluster; it was left in Elasticsearch",
                     self.id
                 );
-                self.release(EventType::Normal, "Released", why).await
+                self.release(Note::normal("Released", ACTION, why)).await
             }
             Cleanup::Delete {
                 force,
@@ -154,10 +168,10 @@ impl Deletion<'_> {
                             "inference endpoint {:?} was never created by this resource; nothing was deleted",
                             self.id
                         );
-                        return self.release(EventType::Normal, "Released", why).await;
+                        return self.release(Note::normal("Released", ACTION, why)).await;
                     }
                 }
-                self.delete(&cluster, force).await
+                self.delete(cluster, force).await
             }
         }
     }
@@ -171,7 +185,8 @@ impl Deletion<'_> {
             self.id
         );
         let mut rv = self.meta.resource_version.clone();
-        super::write_paused(self.ctx, self.meta, &mut rv, &self.stored, message).await?;
+        crate::status::write_paused(self.ctx, self.meta, &mut rv, &self.stored, message, None)
+            .await?;
         Ok(Action::await_change())
     }
 
@@ -204,7 +219,8 @@ impl Deletion<'_> {
                         self.id, self.spec.task_type, self.id
                     );
                     warn!(inference_id = %self.id, "{why}");
-                    self.release(EventType::Warning, "NotDeleted", why).await?;
+                    self.release(Note::warning("NotDeleted", ACTION, why))
+                        .await?;
                     Ok(None)
                 }
             },
@@ -226,7 +242,7 @@ impl Deletion<'_> {
                     }
                 };
                 info!(inference_id = %self.id, "{note}");
-                self.release(EventType::Normal, "Deleted", note).await
+                self.release(Note::normal("Deleted", ACTION, note)).await
             }
             Err(Error::Es(e)) if e.status() == Some(409) => {
                 let message = format!(
@@ -241,12 +257,11 @@ impl Deletion<'_> {
     }
 
     /// Remove the finalizer, say why, and forget the object.
-    async fn release(&self, type_: EventType, reason: &str, why: String) -> Result<Action> {
-        if type_ == EventType::Normal {
-            info!(inference_id = %self.id, "released: {why}");
+    async fn release(&self, note: Note) -> Result<Action> {
+        if note.type_ == EventType::Normal {
+            info!(inference_id = %self.id, "released: {}", note.message);
         }
-        let reference = self.reference();
-        publish(self.ctx, &reference, type_, reason, "Delete", why).await;
+        publish(self.ctx, &reference::<Watched>(self.meta), vec![note]).await;
         remove_finalizer(self.ctx, self.meta).await?;
         self.ctx.memory.released(&self.uid);
         self.ctx.metrics.set_endpoint_reason(
@@ -263,8 +278,7 @@ impl Deletion<'_> {
             return Err(e);
         }
         let outcome: Outcome = failure_outcome(&e);
-        let uid = &self.uid;
-        let record = Record::from_status(&self.stored, uid);
+        let record = Record::from_status(&self.stored, &self.uid);
         let next = build_status(
             &self.stored,
             &record,
@@ -272,34 +286,15 @@ impl Deletion<'_> {
             self.meta,
             StatusExtras::from(&self.stored),
         );
+        let previous = self.stored.condition(READY).map(|c| c.reason.as_str());
+        let notes = outcome_note(previous, &outcome, ACTION)
+            .into_iter()
+            .collect();
         let mut rv = self.meta.resource_version.clone();
-        write_endpoint_status(self.ctx, self.meta, &mut rv, &self.stored, next).await?;
-        if self.stored.condition(READY).map(|c| c.reason.as_str()) != Some(outcome.reason.as_str())
-        {
-            let reference = self.reference();
-            publish(
-                self.ctx,
-                &reference,
-                EventType::Warning,
-                &outcome.reason,
-                "Delete",
-                outcome.message.clone(),
-            )
-            .await;
-        }
+        report(self.ctx, self.meta, &mut rv, &self.stored, next, notes).await?;
         if outcome.reason == reason::DELETION_BLOCKED {
             warn!(inference_id = %self.id, "{}", outcome.message);
         }
         Err(e)
-    }
-
-    fn reference(&self) -> k8s_openapi::api::core::v1::ObjectReference {
-        use kube::Resource;
-        InferenceEndpoint {
-            metadata: self.meta.clone(),
-            spec: self.spec.clone(),
-            status: None,
-        }
-        .object_ref(&())
     }
 }

@@ -8,29 +8,29 @@ mod apply;
 mod cleanup;
 pub mod controls;
 mod failure;
+mod finish;
+mod inputs;
 mod observe;
+mod pass;
+mod read;
 mod steps;
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
 };
 
-use kube::{Resource, runtime::controller::Action, runtime::events::EventType};
+use kube::runtime::controller::Action;
 use tracing::{Instrument, info_span, warn};
 
 use crate::{
     conditions::{Outcome, READY, reason},
     context::Context,
-    crd::FINALIZER,
     error::{Error, Result},
     guard::{Undecodable, Watched},
     metrics::KIND_ENDPOINT,
     plan::Record,
-    status::{StatusExtras, build_status, publish, write_endpoint_status},
+    status::{Note, StatusExtras, build_status, outcome_note, publish, reference, report},
 };
 
 pub use failure::failure_outcome;
@@ -110,29 +110,20 @@ async fn invalid(ctx: &Context, u: &Undecodable) -> Result<Action> {
         if let Some(identity) = &u.identity {
             return cleanup::run(ctx, meta, &identity.to_spec(), u.status.as_ref()).await;
         }
-        let has_ours = meta
-            .finalizers
-            .as_ref()
-            .is_some_and(|f| f.iter().any(|f| f == FINALIZER));
-        if has_ours {
-            let note = format!(
-                "the operator cannot read this resource ({}), so the Elasticsearch endpoint{} was NOT deleted; delete it by hand if it should go",
-                u.error,
-                prev.inference_id
-                    .as_deref()
-                    .map(|id| format!(" {id:?}"))
-                    .unwrap_or_default()
-            );
-            let reference = Watched::Invalid(Box::new(u.clone())).object_ref(&());
-            publish(
-                ctx,
-                &reference,
-                EventType::Warning,
+        if crate::status::has_finalizer(meta) {
+            let note = Note::warning(
                 "NotDeleted",
                 "Delete",
-                note,
-            )
-            .await;
+                format!(
+                    "the operator cannot read this resource ({}), so the Elasticsearch endpoint{} was NOT deleted; delete it by hand if it should go",
+                    u.error,
+                    prev.inference_id
+                        .as_deref()
+                        .map(|id| format!(" {id:?}"))
+                        .unwrap_or_default()
+                ),
+            );
+            publish(ctx, &reference::<Watched>(meta), vec![note]).await;
             crate::status::remove_finalizer(ctx, meta).await?;
         }
         return Ok(Action::await_change());
@@ -147,54 +138,17 @@ async fn invalid(ctx: &Context, u: &Undecodable) -> Result<Action> {
     );
     let record = Record::from_status(&prev, &uid);
     let next = build_status(&prev, &record, &outcome, meta, StatusExtras::from(&prev));
-    let mut rv = meta.resource_version.clone();
-    write_endpoint_status(ctx, meta, &mut rv, &prev, next).await?;
-    if prev.condition(READY).map(|c| c.reason.as_str()) != Some(reason::INVALID_OBJECT) {
+    let previous = prev.condition(READY).map(|c| c.reason.as_str());
+    let note = outcome_note(previous, &outcome, "Reconcile");
+    if note.is_some() {
         warn!(object = %format!("{}/{}", meta.namespace.as_deref().unwrap_or_default(), meta.name.as_deref().unwrap_or_default()), "{}", outcome.message);
-        let reference = Watched::Invalid(Box::new(u.clone())).object_ref(&());
-        publish(
-            ctx,
-            &reference,
-            EventType::Warning,
-            reason::INVALID_OBJECT,
-            "Reconcile",
-            outcome.message.clone(),
-        )
-        .await;
     }
+    let mut rv = meta.resource_version.clone();
+    report(ctx, meta, &mut rv, &prev, next, note.into_iter().collect()).await?;
     ctx.metrics.set_endpoint_reason(
         meta.namespace.as_deref().unwrap_or_default(),
         meta.name.as_deref().unwrap_or_default(),
         Some((reason::INVALID_OBJECT, false)),
     );
     Ok(Action::await_change())
-}
-
-/// How long to wait before retrying an outcome that only time can change (references that
-/// block a replacement may be removed without any Kubernetes event).
-fn recheck_blocked(ctx: &Context) -> Action {
-    Action::requeue(ctx.settings.resync.min(Duration::from_secs(300)))
-}
-
-/// Status of a paused resource (apply or deletion alike): everything as it was, and a Paused
-/// condition with `message`; Ready keeps its last value, so GitOps health does not flap.
-async fn write_paused(
-    ctx: &Context,
-    meta: &kube::api::ObjectMeta,
-    rv: &mut Option<String>,
-    stored: &crate::crd::InferenceEndpointStatus,
-    message: String,
-) -> Result<()> {
-    let mut next = stored.clone();
-    next.conditions
-        .retain(|c| c.type_ != crate::conditions::PAUSED);
-    next.conditions.push(crate::status::true_condition(
-        stored,
-        crate::conditions::PAUSED,
-        crate::conditions::reason::PAUSED,
-        message,
-        meta.generation,
-    ));
-    crate::status::write_endpoint_status(ctx, meta, rv, stored, next).await?;
-    Ok(())
 }
