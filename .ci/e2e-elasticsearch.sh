@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The end-to-end suite (tests/e2e) against a real Elasticsearch in a container, security on (TLS
-# with the CA it generates, the elastic password set here), through an API key created with the
-# REST API. The operator's endpoints use the OpenAI-compatible mock provider
+# with the CA it generates, the elastic password set here) and a trial licence, through an API key
+# created with the REST API. The operator's endpoints use the OpenAI-compatible mock provider
 # (cargo run --example mock-provider, E2E_PROVIDER_URL) through the openai service's url setting,
 # so that Elasticsearch's calls to the provider on create and on every _update succeed. The Pod
 # stage installs the chart with the operator image IMAGE, against the stand-in served where the
@@ -58,11 +58,14 @@ gateway=$(docker network inspect "$KIND_NETWORK" \
 "$TARGET/debug/examples/es-standin" --listen "$gateway:$STANDIN_PORT" >"$work/standin.log" 2>&1 &
 pids+=($!)
 
-step "Elasticsearch from $ES_IMAGE, security on"
+step "Elasticsearch from $ES_IMAGE, security on, trial licence"
 password=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
 mask "$password"
+# A trial licence: creating an endpoint of a third-party service needs Enterprise or trial
+# (InferencePlugin.INFERENCE_API_FEATURE; CONTRACT §2.2 step 5), and the image's default is basic.
 docker run -d --name "$CONTAINER" --network host \
   -e discovery.type=single-node -e ES_JAVA_OPTS="-Xms1g -Xmx1g" -e ELASTIC_PASSWORD="$password" \
+  -e xpack.license.self_generated.type=trial \
   "$ES_IMAGE" >/dev/null
 # Security auto-configuration writes the HTTP CA at first start.
 for _ in $(seq 180); do
