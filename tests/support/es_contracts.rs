@@ -1,8 +1,8 @@
 //! Contracts of Elasticsearch that the operator relies on, as assertions made through HTTP only:
 //! `tests/es_contract.rs` runs them against the stand-in (`es_standin.rs`) of each supported
 //! version, and against a real Elasticsearch when asked to (`E2E_ELASTICSEARCH_REAL=1`), so that
-//! the stand-in's answers stay Elasticsearch's. The same counterpart as `contracts.rs` for the
-//! Kubernetes fake.
+//! the stand-in's answers stay Elasticsearch's: the counterpart of `contracts.rs`, which does the
+//! same for the Kubernetes fake.
 //!
 //! Each contract is checked twice: the raw answer (status, the error envelope's `type`,
 //! `root_cause[0].type`, `reason` and `status`, from `testdata/elasticsearch/error-envelopes.json`,
