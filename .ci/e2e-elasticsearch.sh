@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The end-to-end suite (tests/e2e) against a real Elasticsearch in a container, security on (TLS
-# with the CA it generates, the elastic password set here), through an API key created with the
-# REST API. The operator's endpoints use the OpenAI-compatible mock provider
+# The Elasticsearch contracts of the stand-in (tests/es_contract.rs) and the end-to-end suite
+# (tests/e2e) against a real Elasticsearch in a container, security on (TLS with the CA it
+# generates, the elastic password set here) and a trial licence, through an API key created with
+# the REST API. The operator's endpoints use the OpenAI-compatible mock provider
 # (cargo run --example mock-provider, E2E_PROVIDER_URL) through the openai service's url setting,
 # so that Elasticsearch's calls to the provider on create and on every _update succeed. The Pod
 # stage installs the chart with the operator image IMAGE, against the stand-in served where the
@@ -58,11 +59,14 @@ gateway=$(docker network inspect "$KIND_NETWORK" \
 "$TARGET/debug/examples/es-standin" --listen "$gateway:$STANDIN_PORT" >"$work/standin.log" 2>&1 &
 pids+=($!)
 
-step "Elasticsearch from $ES_IMAGE, security on"
+step "Elasticsearch from $ES_IMAGE, security on, trial licence"
 password=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
 mask "$password"
+# A trial licence: creating an endpoint of a third-party service needs Enterprise or trial
+# (InferencePlugin.INFERENCE_API_FEATURE; CONTRACT §2.2 step 5), and the image's default is basic.
 docker run -d --name "$CONTAINER" --network host \
   -e discovery.type=single-node -e ES_JAVA_OPTS="-Xms1g -Xmx1g" -e ELASTIC_PASSWORD="$password" \
+  -e xpack.license.self_generated.type=trial \
   "$ES_IMAGE" >/dev/null
 # Security auto-configuration writes the HTTP CA at first start.
 for _ in $(seq 180); do
@@ -85,6 +89,16 @@ key=$(curl -sS --fail --cacert "$work/ca.crt" -u "elastic:$password" -X POST "$e
   python3 -c 'import json,sys; print(json.load(sys.stdin)["encoded"])')
 mask "$key"
 
+step "tests/es_contract: the stand-in's contracts of Elasticsearch, asserted on this one"
+# Before the suite, which runs even when a contract broke: both results are wanted.
+contract=0
+E2E_ELASTICSEARCH_REAL=1 \
+  E2E_ELASTICSEARCH_URL="$es" \
+  E2E_ELASTICSEARCH_API_KEY="$key" \
+  E2E_ELASTICSEARCH_CA_FILE="$work/ca.crt" \
+  E2E_PROVIDER_URL="$provider" \
+  cargo test --locked --test es_contract -- contracts_on_a_real_elasticsearch || contract=$?
+
 step "tests/e2e"
 E2E_KUBECONFIG=${KUBECONFIG:-$HOME/.kube/config} \
   E2E_ELASTICSEARCH_URL="$es" \
@@ -97,3 +111,7 @@ E2E_KUBECONFIG=${KUBECONFIG:-$HOME/.kube/config} \
   E2E_POD_ELASTICSEARCH_URL="http://$gateway:$STANDIN_PORT" \
   HELM="$HELM" \
   cargo test --locked --test e2e -- "$@"
+if [[ $contract -ne 0 ]]; then
+  echo "== tests/es_contract failed (above)"
+  exit "$contract"
+fi
