@@ -71,6 +71,30 @@ pub async fn run(
     d.run(&ie).await
 }
 
+/// The Event of a deletion that went through.
+fn deleted_note(id: &str, gone: Deleted, force: bool) -> Note {
+    let message = match gone {
+        Deleted::Deleted => format!(
+            "deleted inference endpoint {id:?}{}",
+            if force { " (forced)" } else { "" }
+        ),
+        Deleted::AlreadyGone => format!("inference endpoint {id:?} was already gone"),
+    };
+    Note::normal("Deleted", ACTION, message)
+}
+
+/// A refusal because the endpoint is in use (409) becomes `DeletionBlocked`, with the three
+/// ways out; any other error is kept.
+fn blocked(id: &str, e: Error) -> Error {
+    match e {
+        Error::Es(e) if e.status() == Some(409) => Error::DeletionBlocked(format!(
+            "Elasticsearch refuses to delete inference endpoint {id:?} while it is in use: {}. Remove those references, set spec.forceDelete: true, or set spec.deletionPolicy: Retain",
+            e.reason_text()
+        )),
+        other => other,
+    }
+}
+
 impl Deletion<'_> {
     /// Another resource that the conflict rule says owns this id on this cluster.
     fn other_owner(&self, ie: &InferenceEndpoint, target: &str, uuid: &str) -> Option<String> {
@@ -231,28 +255,11 @@ impl Deletion<'_> {
         let task = self.spec.task_type.as_str();
         match cluster.delete(task, &self.id, force).await {
             Ok(gone) => {
-                let note = match gone {
-                    Deleted::Deleted => format!(
-                        "deleted inference endpoint {:?}{}",
-                        self.id,
-                        if force { " (forced)" } else { "" }
-                    ),
-                    Deleted::AlreadyGone => {
-                        format!("inference endpoint {:?} was already gone", self.id)
-                    }
-                };
-                info!(inference_id = %self.id, "{note}");
-                self.release(Note::normal("Deleted", ACTION, note)).await
+                let note = deleted_note(&self.id, gone, force);
+                info!(inference_id = %self.id, "{}", note.message);
+                self.release(note).await
             }
-            Err(Error::Es(e)) if e.status() == Some(409) => {
-                let message = format!(
-                    "Elasticsearch refuses to delete inference endpoint {:?} while it is in use: {}. Remove those references, set spec.forceDelete: true, or set spec.deletionPolicy: Retain",
-                    self.id,
-                    e.reason_text()
-                );
-                self.failed(Error::DeletionBlocked(message)).await
-            }
-            Err(e) => self.failed(e).await,
+            Err(e) => self.failed(blocked(&self.id, e)).await,
         }
     }
 
@@ -296,5 +303,49 @@ impl Deletion<'_> {
             warn!(inference_id = %self.id, "{}", outcome.message);
         }
         Err(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::es::EsError;
+
+    fn status(code: u16) -> Error {
+        Error::Es(EsError::Status {
+            status: code,
+            kind: Some("status_exception".into()),
+            reason: "referenced by pipelines [p1]".into(),
+            retry_after: None,
+        })
+    }
+
+    #[test]
+    fn a_deletion_in_use_is_blocked_with_the_ways_out_and_other_errors_are_kept() {
+        let Error::DeletionBlocked(m) = blocked("emb", status(409)) else {
+            panic!("409 blocks the deletion");
+        };
+        assert!(m.contains("[p1]"), "{m}");
+        for way in [
+            "forceDelete: true",
+            "deletionPolicy: Retain",
+            "Remove those references",
+        ] {
+            assert!(m.contains(way), "{m}");
+        }
+        assert_eq!(
+            failure_outcome(&Error::DeletionBlocked(m)).reason,
+            reason::DELETION_BLOCKED
+        );
+        assert!(matches!(blocked("emb", status(503)), Error::Es(_)));
+    }
+
+    #[test]
+    fn the_deletion_event_says_whether_it_was_forced_or_already_gone() {
+        let n = deleted_note("emb", Deleted::Deleted, true);
+        assert_eq!((n.type_, n.reason.as_str()), (EventType::Normal, "Deleted"));
+        assert_eq!(n.message, "deleted inference endpoint \"emb\" (forced)");
+        let n = deleted_note("emb", Deleted::AlreadyGone, false);
+        assert_eq!(n.message, "inference endpoint \"emb\" was already gone");
     }
 }

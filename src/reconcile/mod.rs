@@ -111,31 +111,14 @@ async fn invalid(ctx: &Context, u: &Undecodable) -> Result<Action> {
             return cleanup::run(ctx, meta, &identity.to_spec(), u.status.as_ref()).await;
         }
         if crate::status::has_finalizer(meta) {
-            let note = Note::warning(
-                "NotDeleted",
-                "Delete",
-                format!(
-                    "the operator cannot read this resource ({}), so the Elasticsearch endpoint{} was NOT deleted; delete it by hand if it should go",
-                    u.error,
-                    prev.inference_id
-                        .as_deref()
-                        .map(|id| format!(" {id:?}"))
-                        .unwrap_or_default()
-                ),
-            );
+            let note = not_deleted(&u.error, prev.inference_id.as_deref());
             publish(ctx, &reference::<Watched>(meta), vec![note]).await;
             crate::status::remove_finalizer(ctx, meta).await?;
         }
         return Ok(Action::await_change());
     }
     let uid = meta.uid.clone().unwrap_or_default();
-    let outcome = Outcome::stalled(
-        reason::INVALID_OBJECT,
-        format!(
-            "the operator cannot read this resource: {}. Nothing is sent to Elasticsearch for it; fix or delete it",
-            u.error
-        ),
-    );
+    let outcome = unreadable(&u.error);
     let record = Record::from_status(&prev, &uid);
     let next = build_status(&prev, &record, &outcome, meta, StatusExtras::from(&prev));
     let previous = prev.condition(READY).map(|c| c.reason.as_str());
@@ -151,4 +134,59 @@ async fn invalid(ctx: &Context, u: &Undecodable) -> Result<Action> {
         Some((reason::INVALID_OBJECT, false)),
     );
     Ok(Action::await_change())
+}
+
+/// The outcome of an object the operator cannot decode (`error` says where, never a value).
+fn unreadable(error: &str) -> Outcome {
+    Outcome::stalled(
+        reason::INVALID_OBJECT,
+        format!(
+            "the operator cannot read this resource: {error}. Nothing is sent to Elasticsearch for it; fix or delete it"
+        ),
+    )
+}
+
+/// The Warning when an object that cannot be decoded, and names no endpoint it could delete,
+/// is released: what was left behind.
+fn not_deleted(error: &str, inference_id: Option<&str>) -> Note {
+    Note::warning(
+        "NotDeleted",
+        "Delete",
+        format!(
+            "the operator cannot read this resource ({error}), so the Elasticsearch endpoint{} was NOT deleted; delete it by hand if it should go",
+            inference_id
+                .map(|id| format!(" {id:?}"))
+                .unwrap_or_default()
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_object_is_stalled_and_says_what_was_left_behind() {
+        let o = unreadable("spec.serviceSettings: invalid type at column 12");
+        assert_eq!(o.reason, reason::INVALID_OBJECT);
+        assert!(o.message.contains("column 12") && o.message.contains("fix or delete it"));
+        let n = not_deleted("bad spec", Some("emb"));
+        assert_eq!(n.reason, "NotDeleted");
+        assert!(
+            n.message.contains("\"emb\" was NOT deleted"),
+            "{}",
+            n.message
+        );
+        let n = not_deleted("bad spec", None);
+        assert!(
+            n.message.contains("endpoint was NOT deleted"),
+            "{}",
+            n.message
+        );
+    }
+
+    #[test]
+    fn each_pass_has_its_own_id() {
+        assert_ne!(reconcile_id(), reconcile_id());
+    }
 }
