@@ -85,7 +85,7 @@ step "the operator from charts/es-inference-operator, without a default cluster"
 
 step "an API key for the operator, made by Elasticsearch, in a Secret of the namespace"
 key=$(es_curl POST /_security/api_key \
-  '{"name":"es-inference-operator-eck-e2e","role_descriptors":{"inference":{"cluster":["manage_inference","monitor_inference"]}}}' |
+  '{"name":"es-inference-operator-eck-e2e","role_descriptors":{"inference":{"cluster":["manage_inference","monitor_inference","cluster:monitor/main"]}}}' |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["encoded"])')
 echo "::add-mask::$key"
 k -n "$NS" create secret generic "$ES-inference-key" --from-literal=api-key="$key" \

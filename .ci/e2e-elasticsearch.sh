@@ -85,7 +85,7 @@ curl -sS --fail --cacert "$work/ca.crt" -u "elastic:$password" "$es/" |
 step "an API key with the operator's privileges (README), and manage_pipeline for the suite's own pipelines"
 key=$(curl -sS --fail --cacert "$work/ca.crt" -u "elastic:$password" -X POST "$es/_security/api_key" \
   -H 'Content-Type: application/json' \
-  -d '{"name":"es-inference-operator-e2e","role_descriptors":{"inference":{"cluster":["manage_inference","monitor_inference","manage_pipeline"]}}}' |
+  -d '{"name":"es-inference-operator-e2e","role_descriptors":{"inference":{"cluster":["manage_inference","monitor_inference","cluster:monitor/main","manage_pipeline"]}}}' |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["encoded"])')
 mask "$key"
 

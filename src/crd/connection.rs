@@ -14,7 +14,7 @@ use super::{SecretKeyRef, conditions_schema};
     validation = Rule::new("self.kind == 'Elasticsearch' || (!has(self.apiKeySecretRef) && !has(self.useElasticUser))")
         .message("apiKeySecretRef and useElasticUser apply only to kind: Elasticsearch (ECK); an ElasticsearchConnection carries its own credentials"),
     validation = Rule::new("self.kind != 'Elasticsearch' || has(self.apiKeySecretRef) != (has(self.useElasticUser) && self.useElasticUser)")
-        .message("for an ECK Elasticsearch, give exactly one of apiKeySecretRef (an API key with manage_inference and monitor_inference) or useElasticUser: true"),
+        .message("for an ECK Elasticsearch, give exactly one of apiKeySecretRef (an API key with the cluster privileges manage_inference, monitor_inference and cluster:monitor/main) or useElasticUser: true"),
 )]
 pub struct ElasticsearchRef {
     /// ElasticsearchConnection (default) or Elasticsearch (an ECK
@@ -145,7 +145,8 @@ pub struct CloudConnect {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionAuth {
-    /// An encoded API key (preferred): needs manage_inference and monitor_inference.
+    /// An encoded API key (preferred): needs the cluster privileges manage_inference,
+    /// monitor_inference and cluster:monitor/main (GET /).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_secret_ref: Option<SecretKeyRef>,
     /// Username and password.

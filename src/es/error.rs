@@ -15,6 +15,14 @@ pub enum TransportKind {
     Other,
 }
 
+/// The hint of a 403: which privileges the identity needs (`privileges::REQUIRED`).
+static MISSING_PRIVILEGE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "the operator's Elasticsearch identity lacks a cluster privilege: it needs {}",
+        super::privileges::sentence()
+    )
+});
+
 /// Errors from Elasticsearch, classified for retrying.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum EsError {
@@ -107,6 +115,7 @@ impl EsError {
             EsError::Status { status: 401, .. } => Some(
                 "the credentials were refused: check the API key (or username and password) in the referenced Secret",
             ),
+            EsError::Status { status: 403, .. } => Some(MISSING_PRIVILEGE.as_str()),
             _ => None,
         }
     }
@@ -224,5 +233,18 @@ mod tests {
         };
         assert!(na.is_transient() && na.is_connection_failure() && !na.needs_a_person());
         assert!(!st(500, "x").is_connection_failure());
+    }
+
+    #[test]
+    fn a_refused_action_names_every_privilege_the_operator_needs() {
+        let refused = st(
+            403,
+            "action [cluster:monitor/main] is unauthorized for API key id [k] of user [u]",
+        );
+        let hint = refused.hint().expect("a hint");
+        for p in crate::es::privileges::REQUIRED {
+            assert!(hint.contains(p.name), "{hint}");
+        }
+        assert!(!refused.is_transient() && !refused.is_connection_failure());
     }
 }

@@ -3,6 +3,7 @@
 
 mod client;
 mod error;
+pub mod privileges;
 mod scrub;
 mod tls;
 

@@ -4,7 +4,7 @@
 use crate::{
     conditions::{Outcome, reason},
     error::{Error, Result},
-    es::EsError,
+    es::{EsError, privileges},
 };
 
 /// Classify an Elasticsearch error from a write. Transient errors come back as `Err` so the
@@ -19,8 +19,9 @@ pub fn write_failure(what: &str, id: &str, e: Error) -> Result<Outcome> {
         return Ok(Outcome::stalled(
             reason::UNAUTHORIZED,
             format!(
-                "Elasticsearch refused to {what} inference endpoint {id:?} ({status}): {}. The operator's Elasticsearch credentials need the manage_inference and monitor_inference cluster privileges (and a licence that allows the service)",
-                es.reason_text()
+                "Elasticsearch refused to {what} inference endpoint {id:?} ({status}): {}. The operator's Elasticsearch credentials need the cluster privileges {} (and a licence that allows the service)",
+                es.reason_text(),
+                privileges::sentence()
             ),
         ));
     }
@@ -50,8 +51,17 @@ pub fn failure_outcome(e: &Error) -> Outcome {
         Error::Es(es) if es.status() == Some(403) => Outcome::stalled(
             reason::UNAUTHORIZED,
             format!(
-                "Elasticsearch refused the operator's request (403): {}. The operator's credentials need the manage_inference and monitor_inference cluster privileges",
-                es.reason_text()
+                "Elasticsearch refused the operator's request (403): {}. The operator's credentials need the cluster privileges {}{}",
+                es.reason_text(),
+                privileges::sentence(),
+                if es.reason_text().contains("trained_models") {
+                    format!(
+                        ", and {} for built-in models",
+                        privileges::FOR_BUILT_IN_MODELS.name
+                    )
+                } else {
+                    String::new()
+                }
             ),
         ),
         Error::Es(es) => Outcome::progressing(
