@@ -384,3 +384,42 @@ pub fn error_policy(conn: Arc<ElasticsearchConnection>, err: &Error, ctx: Arc<Co
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+    use super::*;
+
+    fn with_ready(reason: &str) -> ElasticsearchConnectionStatus {
+        ElasticsearchConnectionStatus {
+            conditions: vec![Condition {
+                type_: READY.into(),
+                status: "False".into(),
+                reason: reason.into(),
+                message: "m".into(),
+                last_transition_time: Time(Timestamp::now()),
+                observed_generation: None,
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_new_ready_reason_raises_one_event_normal_when_connected() {
+        let failed = Outcome::progressing(reason::CONNECTION_FAILED, "refused");
+        let note = ready_note(&with_ready("Connected"), &failed, "ns/c").expect("a note");
+        assert_eq!(note.type_, kube::runtime::events::EventType::Warning);
+        assert_eq!(
+            (note.reason.as_str(), note.action),
+            (reason::CONNECTION_FAILED, "Check")
+        );
+        assert!(ready_note(&with_ready(reason::CONNECTION_FAILED), &failed, "ns/c").is_none());
+        let connected = Outcome::ready("up").with_reason(Some("Connected".into()));
+        let note = ready_note(&with_ready(reason::CONNECTION_FAILED), &connected, "ns/c");
+        assert_eq!(
+            note.map(|n| n.type_),
+            Some(kube::runtime::events::EventType::Normal)
+        );
+    }
+}
