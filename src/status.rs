@@ -254,15 +254,17 @@ pub async fn report<S: WrittenStatus>(
     next: S,
     notes: Vec<Note>,
 ) -> Result<S> {
-    let written = if prev.same(&next) {
-        Ok(prev.clone())
+    let in_effect = if prev.same(&next) {
+        prev.clone()
     } else {
-        write_status(ctx, meta, rv, next).await
+        write_status(ctx, meta, rv, next).await?
     };
-    // The Events say what happened in Elasticsearch: they are raised even when the status
-    // write failed (the next pass writes it).
+    // Only after the status that records them: a pass whose write failed raises nothing, and
+    // the next pass, which finds the same status, raises them then (a lost create answer is
+    // claimed and announced, an update is sent and announced again), so a failing write never
+    // repeats Warnings at the rate of the backoff.
     publish(ctx, &reference::<S::Kind>(meta), notes).await;
-    written
+    Ok(in_effect)
 }
 
 async fn write_status<S: WrittenStatus>(
