@@ -1492,3 +1492,32 @@ async fn secrets_are_read_only_to_be_sent_and_once_per_version() {
     h.settle("a").await.expect("reconciles");
     assert_eq!(h.ready("a").1, "SecretNotFound");
 }
+
+#[tokio::test]
+async fn a_status_write_that_keeps_failing_raises_no_repeated_warnings() {
+    // Events are raised after the status that records them: while the write fails, a pass
+    // raises nothing, so the backoff's retries cannot repeat a Warning.
+    let h = Harness::new().await;
+    h.endpoint("claude", anthropic());
+    for _ in 0..3 {
+        h.kube.fail_next("PATCH", "/status", 500);
+        assert!(
+            h.reconcile("claude").await.is_err(),
+            "the status write failed"
+        );
+    }
+    assert_eq!(h.kube.pending_faults(), 0);
+    assert!(
+        !h.event_reasons().contains(&"SecretNotFound".to_string()),
+        "{:?}",
+        h.event_reasons()
+    );
+    h.settle("claude").await.expect("reconciles");
+    h.settle("claude").await.expect("reconciles");
+    let warned = h
+        .event_reasons()
+        .iter()
+        .filter(|r| *r == "SecretNotFound")
+        .count();
+    assert_eq!(warned, 1, "{:?}", h.event_reasons());
+}
