@@ -1,6 +1,7 @@
 //! One Elasticsearch cluster as the reconcilers use it: its client, its identity, its health
 //! (a shared backoff when the connection fails), the shared list snapshot, and the verbs that keep
-//! all of these up to date. `ClusterPool` holds one per cluster reference.
+//! all of these up to date. `ClusterPool` holds one per cluster reference. The list snapshot is
+//! in `snapshot`, the default cluster's credential and CA files in `default_target`.
 //!
 //! Rules enforced here, in one place:
 //! - only a real request can extend a connection's backoff; a call that fails fast on the cached
@@ -9,9 +10,11 @@
 //!   connection down; other errors belong to one request;
 //! - every write checks the leadership fence immediately before it is sent.
 
+mod default_target;
+mod snapshot;
+
 use std::{
     collections::HashMap,
-    hash::{Hash, Hasher},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -20,10 +23,14 @@ use rand::Rng;
 use tokio::sync::Mutex as AsyncMutex;
 use tracing::{info, warn};
 
+pub use default_target::{CredentialFile, DefaultTarget};
+use snapshot::build_snapshot;
+pub use snapshot::{Snapshot, endpoint_hash};
+
 use crate::{
     connection::Target,
     error::{Error, Result},
-    es::{EsClient, EsConfig, EsConfigError, EsError, RawEndpoint, SecretBody},
+    es::{EsClient, EsConfig, EsConfigError, EsError, SecretBody},
     lease::Fence,
     metrics::Metrics,
     model::{ClusterInfo, Deleted, DeploymentStats, EndpointConfig},
@@ -68,101 +75,6 @@ enum Health {
         failures: u32,
         cause: EsError,
     },
-}
-
-/// What a list said, per inference id: the endpoint as JSON text and a hash of its
-/// configuration. Kept until the next list; our own writes update it.
-pub struct Snapshot {
-    pub taken: Instant,
-    endpoints: Mutex<HashMap<String, Entry>>,
-}
-
-#[derive(Clone)]
-struct Entry {
-    json: Box<str>,
-    hash: u64,
-}
-
-impl Snapshot {
-    /// The hash of the endpoint's configuration, `None` when the list did not have it.
-    pub fn hash(&self, id: &str) -> Option<u64> {
-        self.lock().get(id).map(|e| e.hash)
-    }
-
-    /// The endpoint as listed, parsed.
-    pub fn get(&self, id: &str) -> Result<Option<EndpointConfig>> {
-        let json = self.lock().get(id).map(|e| e.json.clone());
-        json.map(|j| {
-            serde_json::from_str(&j).map_err(|e| Error::Es(EsError::Decode(e.to_string())))
-        })
-        .transpose()
-    }
-
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The hash of every endpoint, for comparing snapshots.
-    pub fn hashes(&self) -> HashMap<String, u64> {
-        self.lock()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.hash))
-            .collect()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
-        self.endpoints.lock().expect("snapshot lock poisoned")
-    }
-
-    fn remember(&self, id: &str, ep: Option<&EndpointConfig>) {
-        let mut map = self.lock();
-        match ep {
-            Some(ep) => {
-                map.insert(
-                    id.to_string(),
-                    Entry {
-                        json: endpoint_json(ep).into(),
-                        hash: endpoint_hash(ep),
-                    },
-                );
-            }
-            None => {
-                map.remove(id);
-            }
-        }
-    }
-}
-
-fn endpoint_json(ep: &EndpointConfig) -> String {
-    serde_json::json!({
-        "inference_id": ep.inference_id,
-        "task_type": ep.task_type,
-        "service": ep.service,
-        "service_settings": ep.service_settings,
-        "task_settings": ep.task_settings,
-        "chunking_settings": ep.chunking_settings,
-    })
-    .to_string()
-}
-
-/// A hash of what an endpoint is configured to do (service, task type and settings; not EIS
-/// metadata, which Elasticsearch changes on its own). Equal hashes mean "nothing to look at".
-pub fn endpoint_hash(ep: &EndpointConfig) -> u64 {
-    let canonical = serde_json::json!([
-        ep.task_type,
-        ep.service,
-        ep.service_settings,
-        ep.task_settings,
-        ep.chunking_settings,
-    ])
-    .to_string();
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    canonical.hash(&mut h);
-    h.finish()
 }
 
 /// One Elasticsearch cluster.
@@ -407,184 +319,6 @@ impl Cluster {
     }
 }
 
-fn build_snapshot(list: Vec<RawEndpoint>) -> Snapshot {
-    let endpoints = list
-        .into_iter()
-        .filter_map(|raw| {
-            // An endpoint that does not parse is left out: it is looked at with a GET if a
-            // resource needs it.
-            let ep = raw.parse().ok()?;
-            let hash = endpoint_hash(&ep);
-            // The list's own text is kept (moved, not copied).
-            let RawEndpoint { inference_id, raw } = raw;
-            Some((
-                inference_id,
-                Entry {
-                    json: raw.into(),
-                    hash,
-                },
-            ))
-        })
-        .collect();
-    Snapshot {
-        taken: Instant::now(),
-        endpoints: Mutex::new(endpoints),
-    }
-}
-
-/// Where the default cluster's credentials come from, when they are a file (a mounted Secret):
-/// read again when the file changes, so a rotated Secret reaches the operator without a restart.
-#[derive(Clone, Debug)]
-pub enum CredentialFile {
-    ApiKey(std::path::PathBuf),
-    Password {
-        username: String,
-        path: std::path::PathBuf,
-    },
-}
-
-impl CredentialFile {
-    fn path(&self) -> &std::path::Path {
-        match self {
-            CredentialFile::ApiKey(p) | CredentialFile::Password { path: p, .. } => p,
-        }
-    }
-
-    fn stamp(&self) -> Option<(std::time::SystemTime, u64)> {
-        let m = std::fs::metadata(self.path()).ok()?;
-        Some((m.modified().ok()?, m.len()))
-    }
-
-    fn read(&self) -> Option<crate::es::EsAuth> {
-        let text = std::fs::read_to_string(self.path()).ok()?;
-        let value = secrecy::SecretString::from(text.trim().to_string());
-        Some(match self {
-            CredentialFile::ApiKey(_) => crate::es::EsAuth::ApiKey(value),
-            CredentialFile::Password { username, .. } => crate::es::EsAuth::Basic {
-                username: username.clone(),
-                password: value,
-            },
-        })
-    }
-}
-
-/// The operator's default cluster, with credentials and a CA bundle that may come from files.
-pub struct DefaultTarget {
-    target: Mutex<Target>,
-    file: Option<CredentialFile>,
-    ca_file: Option<std::path::PathBuf>,
-    check_every: Duration,
-    seen: Mutex<Seen>,
-}
-
-/// What `DefaultTarget` last saw of its files.
-struct Seen {
-    checked: Instant,
-    credentials: Option<(std::time::SystemTime, u64)>,
-    /// The CA file could not be used at the last check (warned once until it can again).
-    ca_unusable: bool,
-}
-
-impl DefaultTarget {
-    pub fn new(target: Target, file: Option<CredentialFile>) -> Self {
-        let stamp = file.as_ref().and_then(CredentialFile::stamp);
-        Self {
-            target: Mutex::new(target),
-            file,
-            ca_file: None,
-            check_every: Duration::from_secs(1),
-            seen: Mutex::new(Seen {
-                checked: Instant::now(),
-                credentials: stamp,
-                ca_unusable: false,
-            }),
-        }
-    }
-
-    /// The CA bundle comes from this file (a mounted Secret or ConfigMap, e.g. one that
-    /// cert-manager or Vault rotates): read again when its content changes.
-    pub fn with_ca_file(mut self, path: std::path::PathBuf) -> Self {
-        self.ca_file = Some(path);
-        self
-    }
-
-    /// How often the files are looked at (1 second unless set; tests use zero).
-    pub fn with_check_interval(mut self, every: Duration) -> Self {
-        self.check_every = every;
-        self
-    }
-
-    /// The target with the credentials and the CA as the files hold them now (checked at most
-    /// every second; the credentials are read again only when the file's modification time or
-    /// size changed, the CA when its content differs from the one in use). A CA file that cannot
-    /// be read or holds no usable certificate keeps the previous CA, with a warning.
-    pub fn current(&self) -> Target {
-        if self.file.is_some() || self.ca_file.is_some() {
-            let mut seen = self.seen.lock().expect("default target lock poisoned");
-            if seen.checked.elapsed() >= self.check_every {
-                seen.checked = Instant::now();
-                if let Some(file) = &self.file {
-                    let stamp = file.stamp();
-                    if stamp != seen.credentials
-                        && let Some(auth) = file.read()
-                    {
-                        seen.credentials = stamp;
-                        info!(
-                            "the operator's Elasticsearch credentials file changed: using the new credentials"
-                        );
-                        self.target
-                            .lock()
-                            .expect("default target lock poisoned")
-                            .auth = auth;
-                    }
-                }
-                if let Some(path) = &self.ca_file {
-                    self.reload_ca(path, &mut seen);
-                }
-            }
-        }
-        self.target
-            .lock()
-            .expect("default target lock poisoned")
-            .clone()
-    }
-
-    fn reload_ca(&self, path: &std::path::Path, seen: &mut Seen) {
-        let pem = match std::fs::read(path) {
-            Ok(pem) => pem,
-            Err(e) => {
-                if !seen.ca_unusable {
-                    warn!(path = %path.display(), error = %e, "cannot read the operator's Elasticsearch CA file: keeping the CA in use");
-                }
-                seen.ca_unusable = true;
-                return;
-            }
-        };
-        let mut target = self.target.lock().expect("default target lock poisoned");
-        if target.ca_pem.as_deref() == Some(pem.as_slice()) {
-            seen.ca_unusable = false;
-            return;
-        }
-        let check = EsConfig {
-            ca_pem: Some(pem.clone()),
-            ..EsConfig::new(target.url.clone(), crate::es::EsAuth::None)
-        };
-        match EsClient::new(&check, None, &target.key) {
-            Ok(_) => {
-                info!(path = %path.display(), "the operator's Elasticsearch CA file changed: using the new CA");
-                target.ca_pem = Some(pem);
-                seen.ca_unusable = false;
-            }
-            Err(e) => {
-                if !seen.ca_unusable {
-                    warn!(path = %path.display(), error = %e, "the operator's Elasticsearch CA file changed but cannot be used: keeping the CA in use");
-                }
-                seen.ca_unusable = true;
-            }
-        }
-    }
-}
-
 /// One `Cluster` per cluster reference, rebuilt when the reference's URL, credentials or CA
 /// change, and dropped when no resource used it for a while.
 pub struct ClusterPool {
@@ -701,5 +435,68 @@ impl ClusterPool {
             c.forget_identity().await;
             *c.snapshot.lock().await = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::es::EsAuth;
+
+    fn target(key: &str, url: &str) -> Target {
+        Target {
+            key: key.into(),
+            url: url.into(),
+            auth: EsAuth::None,
+            ca_pem: None,
+            insecure_skip_verify: false,
+            policy: None,
+            home_namespace: None,
+        }
+    }
+
+    fn pool() -> ClusterPool {
+        ClusterPool::new(None, ClusterSettings::default(), Fence::open(), None)
+    }
+
+    #[test]
+    fn the_pool_reuses_a_cluster_by_key_until_its_settings_change() {
+        let pool = pool();
+        let a = pool
+            .get(&target("conn/ns/a", "http://es-a:9200"))
+            .expect("built");
+        let again = pool
+            .get(&target("conn/ns/a", "http://es-a:9200"))
+            .expect("built");
+        assert!(Arc::ptr_eq(&a, &again));
+        let b = pool
+            .get(&target("conn/ns/b", "http://es-a:9200"))
+            .expect("built");
+        assert!(!Arc::ptr_eq(&a, &b), "one cluster per key");
+        let moved = pool
+            .get(&target("conn/ns/a", "http://es-a2:9200"))
+            .expect("built");
+        assert!(!Arc::ptr_eq(&a, &moved), "rebuilt when the URL changed");
+        assert_eq!(moved.url(), "http://es-a2:9200");
+        let existing = pool.existing("conn/ns/a").expect("in the pool");
+        assert!(Arc::ptr_eq(&existing, &moved));
+        assert_eq!(pool.all().len(), 2);
+        assert!(pool.existing("conn/ns/c").is_none());
+    }
+
+    #[test]
+    fn eviction_drops_only_clusters_nobody_holds() {
+        let pool = pool();
+        drop(
+            pool.get(&target("conn/ns/a", "http://es-a:9200"))
+                .expect("built"),
+        );
+        let held = pool
+            .get(&target("conn/ns/b", "http://es-b:9200"))
+            .expect("built");
+        assert_eq!(pool.evict_idle(Duration::ZERO), ["conn/ns/a"]);
+        assert!(pool.existing("conn/ns/a").is_none());
+        assert!(pool.existing(held.key()).is_some());
+        assert!(pool.evict_idle(Duration::from_secs(3600)).is_empty());
     }
 }
