@@ -4,12 +4,13 @@
 mod client;
 mod error;
 pub mod privileges;
+mod response;
 mod scrub;
 mod tls;
 
 pub use client::{
-    EsAuth, EsClient, EsConfig, EsConfigError, RawEndpoint, SecretBody, check_url,
-    create_timeout_param,
+    EsAuth, EsClient, EsConfig, EsConfigError, SecretBody, check_url, create_timeout_param,
 };
 pub use error::{EsError, TransportKind};
+pub use response::RawEndpoint;
 pub use scrub::{REDACTED, Scrubber};
