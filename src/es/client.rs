@@ -13,11 +13,13 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 
 use super::{
-    EsError, Scrubber, TransportKind,
+    error::{EsConfigError, EsError, TransportKind},
     response::{
         CcmState, RawEndpoint, decode, deployment_from_stats, error_reason, parse_endpoints,
         transport_error,
     },
+    scrub::Scrubber,
+    tls,
 };
 use crate::{
     metrics::Metrics,
@@ -117,26 +119,6 @@ impl std::fmt::Debug for EsClient {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum EsConfigError {
-    #[error("invalid Elasticsearch URL {0:?}: it must start with http:// or https://")]
-    Url(String),
-    #[error(
-        "the Elasticsearch URL must not contain credentials (user:password@): use the API key or username/password settings"
-    )]
-    CredentialsInUrl,
-    #[error(
-        "the Elasticsearch URL must not contain a query string or fragment: give only scheme, host, port and an optional path prefix"
-    )]
-    QueryInUrl,
-    #[error("invalid CA bundle: {0}")]
-    Ca(String),
-    #[error("invalid Elasticsearch credentials: {0}")]
-    Credentials(String),
-    #[error("cannot build the HTTP client: {0}")]
-    Client(String),
-}
-
 /// Check a cluster URL: http(s), no credentials, no query or fragment. Returns it without a
 /// trailing slash.
 pub fn check_url(url: &str) -> Result<String, EsConfigError> {
@@ -168,7 +150,7 @@ impl EsClient {
         cluster: &str,
     ) -> Result<Self, EsConfigError> {
         let base = check_url(&cfg.url)?;
-        let tls = super::tls::client_config(cfg.ca_pem.as_deref(), cfg.insecure_skip_verify)?;
+        let tls = tls::client_config(cfg.ca_pem.as_deref(), cfg.insecure_skip_verify)?;
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .connect_timeout(Duration::from_secs(10).min(cfg.request_timeout))

@@ -1,6 +1,6 @@
 //! Errors from Elasticsearch, classified by type (never by matching message text the operator
 //! wrote itself). Messages never contain secret values: the client scrubs them before an error
-//! leaves `es`.
+//! leaves `es`. `EsConfigError`: settings a client cannot be built with.
 
 use std::time::Duration;
 
@@ -166,7 +166,7 @@ impl EsError {
     }
 
     /// The error with every secret value replaced (see `Scrubber`).
-    pub fn scrubbed(self, scrubber: &super::Scrubber) -> Self {
+    pub fn scrubbed(self, scrubber: &super::scrub::Scrubber) -> Self {
         match self {
             EsError::Status {
                 status,
@@ -187,6 +187,27 @@ impl EsError {
             other => other,
         }
     }
+}
+
+/// A cluster setting the client cannot be built with (URL, CA bundle, credentials).
+#[derive(Debug, thiserror::Error)]
+pub enum EsConfigError {
+    #[error("invalid Elasticsearch URL {0:?}: it must start with http:// or https://")]
+    Url(String),
+    #[error(
+        "the Elasticsearch URL must not contain credentials (user:password@): use the API key or username/password settings"
+    )]
+    CredentialsInUrl,
+    #[error(
+        "the Elasticsearch URL must not contain a query string or fragment: give only scheme, host, port and an optional path prefix"
+    )]
+    QueryInUrl,
+    #[error("invalid CA bundle: {0}")]
+    Ca(String),
+    #[error("invalid Elasticsearch credentials: {0}")]
+    Credentials(String),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
 }
 
 #[cfg(test)]

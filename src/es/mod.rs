@@ -8,9 +8,7 @@ mod response;
 mod scrub;
 mod tls;
 
-pub use client::{
-    EsAuth, EsClient, EsConfig, EsConfigError, SecretBody, check_url, create_timeout_param,
-};
-pub use error::{EsError, TransportKind};
+pub use client::{EsAuth, EsClient, EsConfig, SecretBody, check_url, create_timeout_param};
+pub use error::{EsConfigError, EsError, TransportKind};
 pub use response::RawEndpoint;
 pub use scrub::{REDACTED, Scrubber};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, pem::PemObject};
 
-use super::EsConfigError;
+use super::error::EsConfigError;
 
 pub fn client_config(
     ca_pem: Option<&[u8]>,
