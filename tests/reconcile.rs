@@ -1391,7 +1391,7 @@ fn the_table_knows_every_service_of_the_stand_in() {
     for name in support::es_standin::service_names() {
         assert!(
             es_inference_operator::catalog::service(name).is_some(),
-            "{name} is missing from src/catalog.rs"
+            "{name} is missing from src/catalog/table.rs"
         );
     }
 }
