@@ -113,15 +113,25 @@ fn histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 14))
 }
 
-/// A metric made by `Metrics::make`, registered under `name`.
-fn reg<M: Make + prometheus_client::registry::Metric + Clone>(
-    r: &mut Registry,
-    name: &str,
-    help: &str,
-) -> M {
-    let m = M::make();
-    r.register(name, help, m.clone());
-    m
+/// Registering a metric made by `Make` under `name`: `r.add(name, help)`.
+trait Add {
+    fn add<M: Make + prometheus_client::registry::Metric + Clone>(
+        &mut self,
+        name: &str,
+        help: &str,
+    ) -> M;
+}
+
+impl Add for Registry {
+    fn add<M: Make + prometheus_client::registry::Metric + Clone>(
+        &mut self,
+        name: &str,
+        help: &str,
+    ) -> M {
+        let m = M::make();
+        self.register(name, help, m.clone());
+        m
+    }
 }
 
 /// How each kind of metric the operator uses is built.
@@ -170,73 +180,53 @@ impl Metrics {
             }),
         );
         Self {
-            reconciles: reg(
-                &mut r,
-                "reconciles",
-                "Reconcile passes run, by kind and result (ok, error)",
-            ),
-            reconcile_errors: reg(
-                &mut r,
+            reconciles: r.add("reconciles", "Reconcile passes run, by kind and result (ok, error)"),
+            reconcile_errors: r.add(
                 "reconcile_errors",
                 "Reconcile passes that ended in an error, by kind and error class",
             ),
-            reconcile_duration: reg(
-                &mut r,
+            reconcile_duration: r.add(
                 "reconcile_duration_seconds",
                 "Duration of reconcile passes, by kind",
             ),
-            in_flight: reg(
-                &mut r,
-                "reconciles_in_flight",
-                "Reconcile passes running now, by kind",
-            ),
-            es_requests: reg(
-                &mut r,
+            in_flight: r.add("reconciles_in_flight", "Reconcile passes running now, by kind"),
+            es_requests: r.add(
                 "elasticsearch_requests",
                 "Requests sent to Elasticsearch, by cluster reference, route, method and status",
             ),
-            es_request_duration: reg(
-                &mut r,
+            es_request_duration: r.add(
                 "elasticsearch_request_duration_seconds",
                 "Latency of Elasticsearch requests, by cluster reference and route",
             ),
-            connection_up: reg(
-                &mut r,
+            connection_up: r.add(
                 "elasticsearch_connection_up",
                 "1 while the operator can use the cluster, 0 while it backs off after a connection failure",
             ),
-            endpoints_by_reason: reg(
-                &mut r,
+            endpoints_by_reason: r.add(
                 "endpoints",
                 "InferenceEndpoints by the reason of their Ready condition",
             ),
-            endpoint_ready: reg(
-                &mut r,
+            endpoint_ready: r.add(
                 "endpoint_ready",
                 "1 when the InferenceEndpoint is Ready, 0 otherwise",
             ),
-            drift_corrections: reg(
-                &mut r,
+            drift_corrections: r.add(
                 "drift_corrections",
                 "Out-of-band changes corrected in Elasticsearch",
             ),
-            secret_rotations: reg(
-                &mut r,
+            secret_rotations: r.add(
                 "secret_rotations",
                 "Secret rotations applied to Elasticsearch",
             ),
-            secret_reads: reg(
-                &mut r,
+            secret_reads: r.add(
                 "secret_reads",
                 "Secrets read (GET) for their values: once per version and change, never on an idle resync",
             ),
-            kubernetes_writes: reg(
-                &mut r,
+            kubernetes_writes: r.add(
                 "kubernetes_writes",
                 "Writes to the Kubernetes API (status, finalizer, event)",
             ),
-            leader: reg(
-                &mut r,
+            leader: r.add(
                 "leader",
                 "1 while this replica may write (it holds the Lease, or leader election is off)",
             ),

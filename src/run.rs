@@ -382,16 +382,29 @@ pub fn check_args(args: &RunArgs) -> Result<(), String> {
     default_policy(args).map(|_| ())
 }
 
-pub async fn run(args: RunArgs) -> Result<(), String> {
-    check_args(&args)?;
-    let metrics = Arc::new(Metrics::new());
-    let cluster_settings = ClusterSettings {
+fn cluster_settings(args: &RunArgs) -> ClusterSettings {
+    ClusterSettings {
         request_timeout: args.elasticsearch_timeout,
         max_concurrency: args.elasticsearch_max_concurrency,
         max_response_bytes: args.elasticsearch_max_response_bytes,
         refresh: args.resync_interval,
         ..ClusterSettings::default()
-    };
+    }
+}
+
+/// On SIGTERM or Ctrl-C, tell every task to stop.
+fn stop_on_signal(stop: watch::Sender<bool>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        info!("shutting down: no new reconciles; waiting for those in flight");
+        let _ = stop.send(true);
+    })
+}
+
+pub async fn run(args: RunArgs) -> Result<(), String> {
+    check_args(&args)?;
+    let metrics = Arc::new(Metrics::new());
+    let cluster_settings = cluster_settings(&args);
     let default = default_target(&args, &cluster_settings)?;
     let client = Client::try_default().await.map_err(|e| {
         format!("cannot configure the Kubernetes client (in-cluster or KUBECONFIG): {e}")
@@ -401,12 +414,7 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
     let ready = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = watch::channel(false);
     let server = serve(&args, metrics.clone(), ready.clone(), stop_rx.clone()).await?;
-    let signal_tx = stop_tx.clone();
-    let signals = tokio::spawn(async move {
-        shutdown_signal().await;
-        info!("shutting down: no new reconciles; waiting for those in flight");
-        let _ = signal_tx.send(true);
-    });
+    let signals = stop_on_signal(stop_tx.clone());
     let (fence, elector) = election(&args, &client, &identity)?;
     let pool = ClusterPool::new(
         default,
