@@ -1,6 +1,6 @@
 //! PURE: what deleting a resource does to its endpoint.
 
-use super::Record;
+use super::record::Record;
 use crate::crd::{DeletionPolicy, Ownership};
 
 /// What to do when the resource is being deleted.

@@ -2,7 +2,7 @@
 use super::*;
 use crate::{
     conditions::Severity,
-    crd::{DeletionPolicy, InferenceEndpoint},
+    crd::{DeletionPolicy, InferenceEndpoint, InferenceEndpointStatus},
     model::DeploymentStats,
 };
 use serde_json::json;
