@@ -271,26 +271,6 @@ pub fn check_secrets(spec: &InferenceEndpointSpec) -> Result<(), SecretProblem> 
     Ok(())
 }
 
-/// Header names whose literal values are credentials (lower case): refused in
-/// `serviceSettings.headers` and `taskSettings.headers`, where `secretSettings` must be used. A
-/// rule of this operator, not of Elasticsearch, which sends headers as given.
-pub const CREDENTIAL_HEADERS: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "api-key",
-    "x-api-key",
-];
-/// Endings of header names whose literal values are credentials (lower case).
-pub const CREDENTIAL_HEADER_SUFFIXES: &[&str] = &["-token", "-key"];
-
-/// Whether the header `name` carries a credential ([`CREDENTIAL_HEADERS`],
-/// [`CREDENTIAL_HEADER_SUFFIXES`]), without regard to case.
-pub fn is_credential_header(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    CREDENTIAL_HEADERS.contains(&n.as_str())
-        || CREDENTIAL_HEADER_SUFFIXES.iter().any(|s| n.ends_with(s))
-}
-
 /// A value the custom service fills from `secret_parameters` (`${name}`): not a credential.
 /// Source: `x-pack/plugin/inference/.../common/ValidatingSubstitutor.java` (placeholders
 /// `${…}` in `headers`, `url`, `query_parameters` and `request`).
@@ -521,20 +501,7 @@ mod tests {
     }
 
     #[test]
-    fn credential_headers_and_placeholders() {
-        for name in [
-            "Authorization",
-            "x-api-key",
-            "API-KEY",
-            "X-Goog-Api-Key",
-            "x-auth-token",
-            "Proxy-Authorization",
-        ] {
-            assert!(is_credential_header(name), "{name}");
-        }
-        for name in ["Content-Type", "x-request-id", "Keyword", "X-Tokens-Used"] {
-            assert!(!is_credential_header(name), "{name}");
-        }
+    fn placeholders() {
         assert!(is_placeholder("${token}"));
         assert!(!is_placeholder("Bearer ${token}"));
         assert!(!is_placeholder("${}"));

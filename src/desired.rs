@@ -152,7 +152,7 @@ fn no_literal_credential_headers(spec: &InferenceEndpointSpec) -> Result<(), Spe
             // The custom service fills `${name}` from secret_parameters: not a credential.
             let placeholder = field == "serviceSettings"
                 && value.as_str().is_some_and(crate::catalog::is_placeholder);
-            if crate::catalog::is_credential_header(name) && !placeholder {
+            if crate::crd::is_credential_header(name) && !placeholder {
                 return Err(SpecProblem::CredentialHeader {
                     field: format!("{field}.headers.{name}"),
                     key: format!("{prefix}headers.{name}"),

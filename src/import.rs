@@ -51,7 +51,7 @@ fn take_credential_headers(
     let names: Vec<String> = headers
         .iter()
         .filter(|(name, value)| {
-            catalog::is_credential_header(name)
+            crate::crd::is_credential_header(name)
                 && !(keep_placeholders && value.as_str().is_some_and(catalog::is_placeholder))
         })
         .map(|(name, _)| name.clone())

@@ -5,7 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{SecretKeyRef, conditions_schema};
+use super::schema::{SecretKeyRef, conditions_schema};
 
 /// Which Elasticsearch cluster an InferenceEndpoint lives on.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]

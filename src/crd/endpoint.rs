@@ -8,7 +8,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{ElasticsearchRef, conditions_schema, service_settings_schema, task_settings_schema};
+use super::{
+    connection::ElasticsearchRef,
+    schema::{SecretKeyRef, conditions_schema, service_settings_schema, task_settings_schema},
+};
 
 /// An Elasticsearch inference endpoint, kept in sync with this resource.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -245,22 +248,6 @@ impl std::fmt::Display for TaskType {
 pub struct SecretValueSource {
     /// A key of a Secret in the same namespace as this resource.
     pub secret_key_ref: SecretKeyRef,
-}
-
-/// A key of a Secret in the resource's namespace.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SecretKeyRef {
-    /// Name of the Secret.
-    #[schemars(length(min = 1, max = 253))]
-    pub name: String,
-    /// Key within the Secret's data.
-    #[schemars(length(min = 1, max = 253))]
-    pub key: String,
-    /// Must be omitted or equal to this resource's namespace: references to Secrets in other
-    /// namespaces are refused.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
 }
 
 /// Chunking settings (CONTRACT §7.2), written in camelCase and sent in snake_case.
