@@ -1,11 +1,15 @@
 //! ARCHITECTURE.md stays true to the code: every module under src/ has its row in the module
 //! table (named as a path relative to src/, e.g. `reconcile/apply.rs`), and every row names a
 //! file that exists. And src/ stays readable in pieces (issue 19): no file over 600 lines before
-//! its tests, no function over 80 lines.
+//! its tests, no function over 80 lines, no two files that depend on each other (directly or
+//! through others).
 
-use std::path::Path;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::Path,
+};
 
-use proc_macro2::Span;
+use proc_macro2::{Span, TokenStream, TokenTree};
 use syn::{spanned::Spanned, visit::Visit};
 
 fn modules(dir: &Path, base: &Path, out: &mut Vec<String>) {
@@ -53,9 +57,10 @@ fn every_module_has_its_row_and_every_row_its_module() {
 // src/ as Rust: the sources parsed with syn, test code (`#[cfg(test)]` items and the files they
 // declare) left out.
 
-/// A file of src/: its path relative to src/ and its syntax.
+/// A file of src/: its path relative to src/, its module path (`["es", "client"]`) and its syntax.
 struct Source {
     rel: String,
+    module: Vec<String>,
     text: String,
     file: syn::File,
 }
@@ -103,7 +108,12 @@ fn sources() -> Vec<Source> {
                 todo.push((child, path));
             }
         }
-        out.push(Source { rel, text, file });
+        out.push(Source {
+            rel,
+            module,
+            text,
+            file,
+        });
     }
     out.sort_by(|a, b| a.rel.cmp(&b.rel));
     out
@@ -237,5 +247,337 @@ fn no_file_over_600_lines_and_no_function_over_80() {
         over.is_empty(),
         "over the size limits:\n{}",
         over.join("\n")
+    );
+}
+
+// ---- module dependencies ---------------------------------------------------------------------
+//
+// A file depends on another when it names a path into it: `use crate::…`, `use super::…`, a
+// child named in a `use` (`pub use client::EsClient` in es/mod.rs), and `crate::…`/`super::…`
+// paths in code and in macro arguments. A path depends on the file of the longest module it
+// names: re-exports are not followed (`crate::es::EsClient` depends on es/mod.rs, which depends
+// on es/client.rs), so a file under a module names the sibling that defines what it uses, not
+// its parent's re-export. `mod x;` is not a dependency. What the syntax does not show is not
+// seen: a method called on a type whose `impl` is in another file.
+
+/// The paths one file names outside its test code, each made absolute (`["es", "client",
+/// "EsClient"]`): `use` trees, and paths in code, in macro arguments and in attributes that start
+/// with `crate`, `super` or `self`.
+struct Paths<'a> {
+    /// The module the visitor is in (the file's, then any inline module's).
+    module: Vec<String>,
+    /// Names of the modules a `use` can start with besides `crate`, `super` and `self` (children
+    /// of the file's module).
+    children: &'a BTreeSet<Vec<String>>,
+    found: Vec<Vec<String>>,
+}
+
+impl Paths<'_> {
+    /// `segments` relative to the current module, or `None` when it is not a path of this crate.
+    fn absolute(&self, segments: &[String]) -> Option<Vec<String>> {
+        let (first, rest) = segments.split_first()?;
+        let mut base = match first.as_str() {
+            "crate" | "es_inference_operator" => Vec::new(),
+            "self" => self.module.clone(),
+            "super" => {
+                let mut m = self.module.clone();
+                m.pop()?;
+                m
+            }
+            _ => {
+                let mut m = self.module.clone();
+                m.push(first.clone());
+                if !self.children.contains(&m) {
+                    return None;
+                }
+                m
+            }
+        };
+        let mut rest = rest;
+        while let Some(("super", r)) = rest.split_first().map(|(f, r)| (f.as_str(), r)) {
+            base.pop()?;
+            rest = r;
+        }
+        base.extend(rest.iter().cloned());
+        Some(base)
+    }
+
+    fn add(&mut self, segments: Vec<String>) {
+        if let Some(p) = self.absolute(&segments) {
+            self.found.push(p);
+        }
+    }
+
+    fn use_tree(&mut self, prefix: &mut Vec<String>, tree: &syn::UseTree) {
+        match tree {
+            syn::UseTree::Path(p) => {
+                prefix.push(p.ident.to_string());
+                self.use_tree(prefix, &p.tree);
+                prefix.pop();
+            }
+            syn::UseTree::Name(n) => {
+                let mut p = prefix.clone();
+                if n.ident != "self" {
+                    p.push(n.ident.to_string());
+                }
+                self.add(p);
+            }
+            syn::UseTree::Rename(r) => {
+                let mut p = prefix.clone();
+                if r.ident != "self" {
+                    p.push(r.ident.to_string());
+                }
+                self.add(p);
+            }
+            syn::UseTree::Glob(_) => self.add(prefix.clone()),
+            syn::UseTree::Group(g) => {
+                for t in &g.items {
+                    self.use_tree(prefix, t);
+                }
+            }
+        }
+    }
+
+    /// `crate::a::b`, `super::a` and `self::a` in a macro's tokens.
+    fn tokens(&mut self, tokens: TokenStream) {
+        let tokens: Vec<TokenTree> = tokens.into_iter().collect();
+        let mut i = 0;
+        while i < tokens.len() {
+            match &tokens[i] {
+                TokenTree::Group(g) => self.tokens(g.stream()),
+                // `#[serde(with = "crate::a::b")]` and the like.
+                TokenTree::Literal(l) => {
+                    let text = l.to_string();
+                    let path = text.trim_matches('"');
+                    if ["crate::", "super::", "self::"]
+                        .iter()
+                        .any(|p| path.starts_with(p))
+                    {
+                        self.add(path.split("::").map(str::to_string).collect());
+                    }
+                }
+                TokenTree::Ident(id) if ["crate", "super", "self"].contains(&&*id.to_string()) => {
+                    let mut segments = vec![id.to_string()];
+                    while let (
+                        Some(TokenTree::Punct(a)),
+                        Some(TokenTree::Punct(b)),
+                        Some(TokenTree::Ident(n)),
+                    ) = (tokens.get(i + 1), tokens.get(i + 2), tokens.get(i + 3))
+                    {
+                        if a.as_char() != ':' || b.as_char() != ':' {
+                            break;
+                        }
+                        segments.push(n.to_string());
+                        i += 3;
+                    }
+                    if segments.len() > 1 {
+                        self.add(segments);
+                    }
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+    }
+}
+
+impl<'ast> Visit<'ast> for Paths<'_> {
+    fn visit_item(&mut self, item: &'ast syn::Item) {
+        let test = match item {
+            syn::Item::Fn(i) => is_cfg_test(&i.attrs),
+            syn::Item::Impl(i) => is_cfg_test(&i.attrs),
+            syn::Item::Mod(i) => is_cfg_test(&i.attrs),
+            syn::Item::Use(i) => is_cfg_test(&i.attrs),
+            syn::Item::Const(i) => is_cfg_test(&i.attrs),
+            syn::Item::Static(i) => is_cfg_test(&i.attrs),
+            syn::Item::Struct(i) => is_cfg_test(&i.attrs),
+            syn::Item::Enum(i) => is_cfg_test(&i.attrs),
+            syn::Item::Trait(i) => is_cfg_test(&i.attrs),
+            _ => false,
+        };
+        if !test {
+            syn::visit::visit_item(self, item);
+        }
+    }
+
+    fn visit_item_mod(&mut self, m: &'ast syn::ItemMod) {
+        // `mod x;` names a child, which is not a dependency; an inline module is a scope.
+        if m.content.is_some() {
+            self.module.push(m.ident.to_string());
+            syn::visit::visit_item_mod(self, m);
+            self.module.pop();
+        }
+    }
+
+    /// `pub(super)` and `pub(in crate::a)` say who may use an item, not what it uses.
+    fn visit_visibility(&mut self, _: &'ast syn::Visibility) {}
+
+    fn visit_item_use(&mut self, u: &'ast syn::ItemUse) {
+        self.use_tree(&mut Vec::new(), &u.tree);
+    }
+
+    fn visit_path(&mut self, p: &'ast syn::Path) {
+        let segments: Vec<String> = p.segments.iter().map(|s| s.ident.to_string()).collect();
+        if segments
+            .first()
+            .is_some_and(|f| ["crate", "super", "self"].contains(&f.as_str()))
+        {
+            self.add(segments);
+        }
+        syn::visit::visit_path(self, p);
+    }
+
+    fn visit_attribute(&mut self, a: &'ast syn::Attribute) {
+        if let syn::Meta::List(list) = &a.meta {
+            self.tokens(list.tokens.clone());
+        }
+    }
+
+    fn visit_macro(&mut self, m: &'ast syn::Macro) {
+        self.tokens(m.tokens.clone());
+        syn::visit::visit_macro(self, m);
+    }
+}
+
+/// The module dependency graph between files: `from` → `to` → one path that makes the edge.
+/// A path depends on the file of the longest module it starts with (`crate::es::EsClient`: the
+/// file of `es`, which re-exports it).
+fn dependencies(sources: &[Source]) -> BTreeMap<String, BTreeMap<String, String>> {
+    let files: BTreeMap<Vec<String>, String> = sources
+        .iter()
+        .filter(|s| s.rel != "main.rs")
+        .map(|s| (s.module.clone(), s.rel.clone()))
+        .collect();
+    let modules: BTreeSet<Vec<String>> = files.keys().cloned().collect();
+    let mut graph: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for source in sources {
+        let mut paths = Paths {
+            module: source.module.clone(),
+            children: &modules,
+            found: Vec::new(),
+        };
+        paths.visit_file(&source.file);
+        let edges = graph.entry(source.rel.clone()).or_default();
+        for path in paths.found {
+            let target = (0..=path.len())
+                .rev()
+                .find_map(|n| files.get(&path[..n]))
+                .expect("the crate root");
+            if *target != source.rel && target != "lib.rs" {
+                edges
+                    .entry(target.clone())
+                    .or_insert_with(|| path.join("::"));
+            }
+        }
+    }
+    graph
+}
+
+/// The strongly connected components of more than one file (Tarjan), each sorted.
+fn cycles(graph: &BTreeMap<String, BTreeMap<String, String>>) -> Vec<Vec<String>> {
+    struct State<'g> {
+        graph: &'g BTreeMap<String, BTreeMap<String, String>>,
+        index: BTreeMap<&'g str, usize>,
+        low: BTreeMap<&'g str, usize>,
+        stack: Vec<&'g str>,
+        on_stack: BTreeSet<&'g str>,
+        out: Vec<Vec<String>>,
+    }
+    fn connect<'g>(s: &mut State<'g>, v: &'g str) {
+        let i = s.index.len();
+        s.index.insert(v, i);
+        s.low.insert(v, i);
+        s.stack.push(v);
+        s.on_stack.insert(v);
+        for w in s.graph.get(v).into_iter().flat_map(|e| e.keys()) {
+            let w = w.as_str();
+            if !s.index.contains_key(w) {
+                connect(s, w);
+                let lw = s.low[w];
+                let lv = s.low.get_mut(v).expect("visited");
+                *lv = (*lv).min(lw);
+            } else if s.on_stack.contains(w) {
+                let iw = s.index[w];
+                let lv = s.low.get_mut(v).expect("visited");
+                *lv = (*lv).min(iw);
+            }
+        }
+        if s.low[v] == s.index[v] {
+            let mut component = Vec::new();
+            while let Some(w) = s.stack.pop() {
+                s.on_stack.remove(w);
+                component.push(w.to_string());
+                if w == v {
+                    break;
+                }
+            }
+            if component.len() > 1 {
+                component.sort();
+                s.out.push(component);
+            }
+        }
+    }
+    let mut state = State {
+        graph,
+        index: BTreeMap::new(),
+        low: BTreeMap::new(),
+        stack: Vec::new(),
+        on_stack: BTreeSet::new(),
+        out: Vec::new(),
+    };
+    for v in graph.keys() {
+        if !state.index.contains_key(v.as_str()) {
+            connect(&mut state, v);
+        }
+    }
+    state.out.sort();
+    state.out
+}
+
+/// A component as text: its files and the edges among them, each with a path that makes it.
+fn describe(graph: &BTreeMap<String, BTreeMap<String, String>>, component: &[String]) -> String {
+    let mut text = component.join(" ↔ ");
+    for from in component {
+        for (to, path) in &graph[from] {
+            if component.contains(to) {
+                text.push_str(&format!("\n    {from} → {to} ({path})"));
+            }
+        }
+    }
+    text
+}
+
+#[test]
+fn no_dependency_cycle_between_files_of_src() {
+    // TEMPORARY allowance, by cycle (its files, sorted): being split in the reconcile redesign
+    // (issue 19); remove when done.
+    const PENDING: &[&str] = &["context.rs ↔ memory.rs"];
+    let graph = dependencies(&sources());
+    // The graph is read, not empty: a few edges every version of src/ has.
+    assert!(graph.len() > 30, "files: {:?}", graph.keys());
+    for (from, to) in [
+        ("run.rs", "cluster.rs"),
+        ("cluster.rs", "cluster/snapshot.rs"),
+    ] {
+        assert!(graph[from].contains_key(to), "{from} → {to} not found");
+    }
+    let found = cycles(&graph);
+    let mut problems: Vec<String> = found
+        .iter()
+        .filter(|c| !PENDING.contains(&c.join(" ↔ ").as_str()))
+        .map(|c| describe(&graph, c))
+        .collect();
+    for p in PENDING {
+        if !found.iter().any(|c| c.join(" ↔ ") == *p) {
+            problems.push(format!(
+                "PENDING names the cycle {p}, which is gone: remove it from PENDING"
+            ));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "files of src/ that depend on each other (a → b: a names b, with one path that does), \
+         to be broken, e.g. by moving what both need into a file of its own:\n{}",
+        problems.join("\n")
     );
 }
