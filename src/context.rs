@@ -53,21 +53,6 @@ impl Default for Settings {
     }
 }
 
-/// The endpoint an object depends on, as last seen.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LastSeen {
-    pub object: ObjectRef<Watched>,
-    pub cluster: String,
-    pub inference_id: String,
-    /// Hash of the endpoint's configuration, `None` when it did not exist.
-    pub endpoint: Option<u64>,
-    /// The Elasticsearch version the pass decided on: an upgrade triggers a pass (what the
-    /// cluster accepts may have changed, e.g. `UnsupportedByCluster`).
-    pub version: Option<crate::model::Version>,
-    /// The inputs of the last pass were fully in sync with it.
-    pub in_sync: bool,
-}
-
 /// Sends objects to their controller for a reconcile (the periodic resync, connection
 /// recoveries). One channel per watched scope.
 #[derive(Clone, Default)]

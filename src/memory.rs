@@ -13,7 +13,22 @@ use std::{
 
 use rand::Rng;
 
-use crate::{context::LastSeen, crd::InferenceEndpointStatus};
+use crate::crd::InferenceEndpointStatus;
+
+/// The endpoint an object depends on, as last seen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LastSeen {
+    pub object: kube::runtime::reflector::ObjectRef<crate::guard::Watched>,
+    pub cluster: String,
+    pub inference_id: String,
+    /// Hash of the endpoint's configuration, `None` when it did not exist.
+    pub endpoint: Option<u64>,
+    /// The Elasticsearch version the pass decided on: an upgrade triggers a pass (what the
+    /// cluster accepts may have changed, e.g. `UnsupportedByCluster`).
+    pub version: Option<crate::model::Version>,
+    /// The inputs of the last pass were fully in sync with it.
+    pub in_sync: bool,
+}
 
 /// How many released objects are remembered (a cache that lags may still show them).
 const RELEASED_KEPT: usize = 4096;

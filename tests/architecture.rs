@@ -549,9 +549,6 @@ fn describe(graph: &BTreeMap<String, BTreeMap<String, String>>, component: &[Str
 
 #[test]
 fn no_dependency_cycle_between_files_of_src() {
-    // TEMPORARY allowance, by cycle (its files, sorted): being split in the reconcile redesign
-    // (issue 19); remove when done.
-    const PENDING: &[&str] = &["context.rs ↔ memory.rs"];
     let graph = dependencies(&sources());
     // The graph is read, not empty: a few edges every version of src/ has.
     assert!(graph.len() > 30, "files: {:?}", graph.keys());
@@ -561,19 +558,10 @@ fn no_dependency_cycle_between_files_of_src() {
     ] {
         assert!(graph[from].contains_key(to), "{from} → {to} not found");
     }
-    let found = cycles(&graph);
-    let mut problems: Vec<String> = found
+    let problems: Vec<String> = cycles(&graph)
         .iter()
-        .filter(|c| !PENDING.contains(&c.join(" ↔ ").as_str()))
         .map(|c| describe(&graph, c))
         .collect();
-    for p in PENDING {
-        if !found.iter().any(|c| c.join(" ↔ ") == *p) {
-            problems.push(format!(
-                "PENDING names the cycle {p}, which is gone: remove it from PENDING"
-            ));
-        }
-    }
     assert!(
         problems.is_empty(),
         "files of src/ that depend on each other (a → b: a names b, with one path that does), \

@@ -17,10 +17,11 @@ use super::{
 use crate::{
     cluster::endpoint_hash,
     conditions::{self, Outcome, READY, reason},
-    context::{Context, LastSeen},
+    context::Context,
     crd::InferenceEndpointStatus,
     error::{Error, Result},
     guard::Watched,
+    memory::LastSeen,
     model::Version,
     status::{Note, StatusExtras, build_status, outcome_note, report},
 };

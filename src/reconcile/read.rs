@@ -7,9 +7,9 @@ use super::pass::{Endpoints, Observation, Pass, StepInputs};
 use crate::{
     cluster::Cluster,
     conditions::{READY, reason},
-    context::LastSeen,
     crd::Ownership,
     error::Result,
+    memory::LastSeen,
     plan::Record,
 };
 
