@@ -558,10 +558,7 @@ fn no_dependency_cycle_between_files_of_src() {
     ] {
         assert!(graph[from].contains_key(to), "{from} → {to} not found");
     }
-    let problems: Vec<String> = cycles(&graph)
-        .iter()
-        .map(|c| describe(&graph, c))
-        .collect();
+    let problems: Vec<String> = cycles(&graph).iter().map(|c| describe(&graph, c)).collect();
     assert!(
         problems.is_empty(),
         "files of src/ that depend on each other (a → b: a names b, with one path that does), \
