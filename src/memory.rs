@@ -67,7 +67,16 @@ pub struct ObjectMemory {
     pub watch: Option<LastSeen>,
     /// MAC (under the process key) of the secret values Elasticsearch holds.
     values_mac: Option<[u8; 16]>,
+    /// A write of this operator's is on its way (see [`Memory::writing`]).
+    in_flight: bool,
+    /// Versions the watch showed while that write was in flight that were not yet known to be
+    /// ours (the watch can deliver a write's event before the write's answer arrives): judged
+    /// when the answer is recorded. At most `HELD_KEPT`; beyond that, events are triggers.
+    held: Vec<String>,
 }
+
+/// How many versions one write in flight holds back.
+const HELD_KEPT: usize = 8;
 
 impl ObjectMemory {
     /// A write of this operator turned `previous` into `new`.
@@ -85,6 +94,25 @@ impl ObjectMemory {
             self.stale.pop_front();
         }
         self.own = new.map(str::to_string);
+    }
+
+    /// The write in flight ended, having produced `new` (`None`: it failed, or never got its
+    /// answer): whether what was held while it was in flight may be someone else's change, so
+    /// the object needs a pass. Held versions are judged in the order the watch showed them.
+    fn settle(&mut self, new: Option<&str>) -> bool {
+        self.in_flight = false;
+        let held = std::mem::take(&mut self.held);
+        match new {
+            None => !held.is_empty(),
+            Some(_) => {
+                // Every one is looked at: an own version also tells that the cache caught up.
+                let mut others = false;
+                for rv in &held {
+                    others |= !self.own_write(rv);
+                }
+                others
+            }
+        }
     }
 
     /// See [`Memory::is_own_write`].
@@ -222,29 +250,64 @@ impl Memory {
         previous_rv: Option<&str>,
         new_rv: Option<&str>,
         written: InferenceEndpointStatus,
-    ) {
+    ) -> bool {
         self.with_memory(uid, |m| {
             m.superseded(previous_rv, new_rv);
             m.written = Some(Arc::new(written));
-        });
+            m.settle(new_rv)
+        })
     }
 
     /// Remember that an object write (e.g. the finalizer) replaced `previous_rv` with `new_rv`.
-    pub fn wrote_object(&self, uid: &str, previous_rv: Option<&str>, new_rv: Option<&str>) {
-        self.with_memory(uid, |m| m.superseded(previous_rv, new_rv));
+    pub fn wrote_object(&self, uid: &str, previous_rv: Option<&str>, new_rv: Option<&str>) -> bool {
+        self.with_memory(uid, |m| {
+            m.superseded(previous_rv, new_rv);
+            m.settle(new_rv)
+        })
+    }
+
+    /// A write of this operator's to the object is about to be sent. Until its answer is
+    /// recorded (`wrote_status`, `wrote_object`) or it fails (`write_failed`), watch events of
+    /// the object that are not known to be ours are held instead of triggering a pass: the watch
+    /// may show the write before its answer arrives. Those calls say whether anything held
+    /// needs a pass after all (someone else's change), which the caller then triggers.
+    pub fn writing(&self, uid: &str) {
+        self.with_memory(uid, |m| {
+            m.in_flight = true;
+            m.held.clear();
+        });
+    }
+
+    /// The write announced by `writing` failed or was abandoned: whether anything held needs a
+    /// pass (its answer never came, so nothing held can be told to be ours).
+    pub fn write_failed(&self, uid: &str) -> bool {
+        self.peek_memory_mut(uid, |m| m.settle(None))
+            .unwrap_or(false)
     }
 
     /// Whether an event of the object's own watch shows only what this operator's passes
     /// already saw or wrote: a version one of its writes superseded, or the version its last
     /// write produced. Such an event needs no pass (the pass that wrote it decided on it), so it
     /// is not a trigger; the store still takes it. Seeing the last write also means the cache
-    /// has caught up: what was kept for a lagging cache is dropped.
+    /// has caught up: what was kept for a lagging cache is dropped. While a write is in flight,
+    /// an event not known to be ours is held, not a trigger, until the write's answer says whose
+    /// it is (see `writing`).
     pub fn is_own_write(&self, uid: Option<&str>, resource_version: Option<&str>) -> bool {
         let (Some(uid), Some(rv)) = (uid, resource_version) else {
             return false;
         };
-        self.peek_memory_mut(uid, |m| m.own_write(rv))
-            .unwrap_or(false)
+        self.peek_memory_mut(uid, |m| {
+            if m.own_write(rv) {
+                return true;
+            }
+            // Perhaps the event of the write in flight: held, and judged by its answer.
+            let hold = m.in_flight && m.held.len() < HELD_KEPT;
+            if hold {
+                m.held.push(rv.to_string());
+            }
+            hold
+        })
+        .unwrap_or(false)
     }
 
     /// Whether `resource_version` is one this operator's writes superseded.
@@ -516,5 +579,84 @@ mod tests {
         assert_eq!(m.retain(&known), 1);
         assert_eq!(m.remembered(), 1);
         assert!(m.watches_on("c2").is_empty());
+    }
+
+    #[test]
+    fn an_own_write_the_watch_shows_before_its_answer_is_not_a_trigger() {
+        let m = memory();
+        // The finalizer write (1 → 2) is in flight when the watch shows 2.
+        m.writing("u");
+        assert!(m.is_own_write(Some("u"), Some("2")), "held, not a trigger");
+        assert!(
+            !m.wrote_object("u", Some("1"), Some("2")),
+            "the answer says 2 was ours: no pass"
+        );
+        // Nothing in flight: someone else's version is a trigger at once again.
+        assert!(!m.is_own_write(Some("u"), Some("3")));
+        // The same for a status write, which also tells that the cache caught up.
+        m.writing("u");
+        assert!(m.is_own_write(Some("u"), Some("5")));
+        assert!(!m.wrote_status("u", Some("3"), Some("5"), status("written")));
+        assert_eq!(
+            m.effective_status("u", Some("3"), None).inference_id,
+            None,
+            "the held event of the last write was the cache catching up: nothing kept for it"
+        );
+    }
+
+    #[test]
+    fn someone_elses_change_the_watch_shows_during_a_write_asks_for_a_pass() {
+        let m = memory();
+        m.writing("u");
+        // A user edits the spec (3) while the status write (2 → 4) is on its way.
+        assert!(
+            m.is_own_write(Some("u"), Some("3")),
+            "held until the answer"
+        );
+        assert!(
+            m.is_own_write(Some("u"), Some("4")),
+            "held until the answer"
+        );
+        assert!(
+            m.wrote_status(
+                "u",
+                Some("2"),
+                Some("4"),
+                InferenceEndpointStatus::default()
+            ),
+            "3 was nobody's write of ours: the object needs a pass"
+        );
+    }
+
+    #[test]
+    fn a_write_that_fails_or_is_abandoned_lets_go_of_what_it_held() {
+        let m = memory();
+        m.writing("u");
+        assert!(!m.write_failed("u"), "nothing held, nothing to do");
+        m.writing("u");
+        assert!(m.is_own_write(Some("u"), Some("3")));
+        assert!(
+            m.write_failed("u"),
+            "without an answer, what was held may be anyone's"
+        );
+        // Never stuck in flight: later events are triggers again.
+        assert!(!m.is_own_write(Some("u"), Some("4")));
+        assert!(!m.write_failed("u"));
+    }
+
+    #[test]
+    fn a_write_in_flight_holds_a_bounded_number_of_events() {
+        let m = memory();
+        m.writing("u");
+        for rv in 0..HELD_KEPT {
+            assert!(m.is_own_write(Some("u"), Some(&format!("h{rv}"))));
+        }
+        assert!(
+            !m.is_own_write(Some("u"), Some("more")),
+            "beyond the bound, an event is a trigger at once"
+        );
+        assert!(m.wrote_object("u", Some("1"), Some("2")));
+        // An object never written holds nothing.
+        assert!(!m.is_own_write(Some("other"), Some("1")));
     }
 }

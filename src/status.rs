@@ -12,7 +12,10 @@ use kube::{
     Api, Resource,
     api::{Patch, PatchParams},
     core::NamespaceResourceScope,
-    runtime::events::{Event, EventType},
+    runtime::{
+        events::{Event, EventType},
+        reflector::ObjectRef,
+    },
 };
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::json;
@@ -204,14 +207,20 @@ pub trait WrittenStatus: Serialize + Clone {
 
     fn same(&self, other: &Self) -> bool;
 
-    /// Remember the write, for passes that run on a cache that has not seen it yet.
+    /// Whether the watch of this kind tells the operator's own writes from others' (then each
+    /// write is announced to memory before it is sent, see `Memory::writing`).
+    const OWN_WRITES: bool = false;
+
+    /// Remember the write, for passes that run on a cache that has not seen it yet; whether
+    /// something the watch showed meanwhile needs a pass (see `Memory::wrote_status`).
     fn remember(
         _ctx: &Context,
         _uid: &str,
         _before: Option<&str>,
         _after: Option<&str>,
         _next: &Self,
-    ) {
+    ) -> bool {
+        false
     }
 }
 
@@ -222,8 +231,16 @@ impl WrittenStatus for InferenceEndpointStatus {
         same_status(self, other)
     }
 
-    fn remember(ctx: &Context, uid: &str, before: Option<&str>, after: Option<&str>, next: &Self) {
-        ctx.memory.wrote_status(uid, before, after, next.clone());
+    const OWN_WRITES: bool = true;
+
+    fn remember(
+        ctx: &Context,
+        uid: &str,
+        before: Option<&str>,
+        after: Option<&str>,
+        next: &Self,
+    ) -> bool {
+        ctx.memory.wrote_status(uid, before, after, next.clone())
     }
 }
 
@@ -278,14 +295,68 @@ async fn write_status<S: WrittenStatus>(
     let name = meta.name.as_deref().unwrap_or_default();
     let api: Api<S::Kind> = Api::namespaced(ctx.client.clone(), ns);
     let value = serde_json::to_value(&next).map_err(|e| Error::Unavailable(e.to_string()))?;
+    let in_flight = S::OWN_WRITES.then(|| InFlight::begin(ctx, meta));
     let updated = apply_status(&api, name, value).await?;
     ctx.metrics.kubernetes_write("status");
     let new_rv = updated.meta().resource_version.clone();
-    if let Some(uid) = meta.uid.as_deref() {
-        S::remember(ctx, uid, rv.as_deref(), new_rv.as_deref(), &next);
+    if let Some(uid) = meta.uid.as_deref()
+        && S::remember(ctx, uid, rv.as_deref(), new_rv.as_deref(), &next)
+    {
+        retrigger(ctx, meta);
+    }
+    if let Some(w) = in_flight {
+        w.answered();
     }
     *rv = new_rv;
     Ok(next)
+}
+
+/// An own write of an InferenceEndpoint on its way (`Memory::writing`). Dropped before its
+/// answer is recorded (the write failed, or the pass was cancelled while it waited), it lets go
+/// of what the watch showed meanwhile, as a trigger if anything was held: memory never stays
+/// "in flight", so no change of the object is left without its pass.
+struct InFlight<'a> {
+    ctx: &'a Context,
+    meta: &'a ObjectMeta,
+    armed: bool,
+}
+
+impl<'a> InFlight<'a> {
+    fn begin(ctx: &'a Context, meta: &'a ObjectMeta) -> Self {
+        if let Some(uid) = meta.uid.as_deref() {
+            ctx.memory.writing(uid);
+        }
+        Self {
+            ctx,
+            meta,
+            armed: true,
+        }
+    }
+
+    /// The answer was recorded (`wrote_status`, `wrote_object`), which judged what was held.
+    fn answered(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.armed
+            && let Some(uid) = self.meta.uid.as_deref()
+            && self.ctx.memory.write_failed(uid)
+        {
+            retrigger(self.ctx, self.meta);
+        }
+    }
+}
+
+/// Ask for a pass over the object: something the watch showed while an own write was in flight
+/// was someone else's change.
+fn retrigger(ctx: &Context, meta: &ObjectMeta) {
+    let name = meta.name.as_deref().unwrap_or_default();
+    let ns = meta.namespace.as_deref().unwrap_or_default();
+    ctx.triggers
+        .send(ObjectRef::<Watched>::new(name).within(ns));
 }
 
 /// The reference Events are about, for an object of kind `K` (what `Resource::object_ref`
@@ -329,6 +400,7 @@ pub async fn ensure_finalizer(
         "kind": Watched::kind(&()),
         "metadata": {"name": name, "finalizers": [FINALIZER]},
     });
+    let in_flight = InFlight::begin(ctx, meta);
     let updated = api
         .patch(
             name,
@@ -338,10 +410,14 @@ pub async fn ensure_finalizer(
         .await?;
     ctx.metrics.kubernetes_write("finalizer");
     let new_rv = updated.meta().resource_version.clone();
-    if let Some(uid) = meta.uid.as_deref() {
-        ctx.memory
-            .wrote_object(uid, rv.as_deref(), new_rv.as_deref());
+    if let Some(uid) = meta.uid.as_deref()
+        && ctx
+            .memory
+            .wrote_object(uid, rv.as_deref(), new_rv.as_deref())
+    {
+        retrigger(ctx, meta);
     }
+    in_flight.answered();
     *rv = new_rv;
     Ok(true)
 }
