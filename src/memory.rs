@@ -272,10 +272,7 @@ impl Memory {
     /// may show the write before its answer arrives. Those calls say whether anything held
     /// needs a pass after all (someone else's change), which the caller then triggers.
     pub fn writing(&self, uid: &str) {
-        self.with_memory(uid, |m| {
-            m.in_flight = true;
-            m.held.clear();
-        });
+        self.with_memory(uid, |m| m.in_flight = true);
     }
 
     /// The write announced by `writing` failed or was abandoned: whether anything held needs a

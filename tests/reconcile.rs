@@ -1521,3 +1521,60 @@ async fn a_status_write_that_keeps_failing_raises_no_repeated_warnings() {
         .count();
     assert_eq!(warned, 1, "{:?}", h.event_reasons());
 }
+
+/// The uid of an endpoint, and a receiver of the operator's own requests for a pass.
+fn triggers_of(
+    h: &Harness,
+    name: &str,
+) -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<
+        kube::runtime::reflector::ObjectRef<es_inference_operator::guard::Watched>,
+    >,
+) {
+    let uid = h
+        .get(name)
+        .and_then(|o| o.metadata.uid)
+        .expect("the object has a uid");
+    (uid, h.ctx.triggers.subscribe(None))
+}
+
+#[tokio::test]
+async fn a_change_the_watch_shows_while_a_status_write_is_in_flight_gets_its_pass() {
+    // The watch shows a version that is not the operator's while its status write is on its
+    // way: held, then judged by the write's answer, and the object is triggered.
+    let h = Harness::new().await;
+    h.endpoint("claude", anthropic());
+    h.settle("claude").await.expect("reconciles");
+    let (uid, mut rx) = triggers_of(&h, "claude");
+    h.secret("anthropic", &[("api-key", KEY)]);
+    h.ctx.memory.writing(&uid);
+    assert!(
+        h.ctx.memory.is_own_write(Some(&uid), Some("someone-else")),
+        "held while the write is in flight"
+    );
+    h.settle("claude").await.expect("reconciles");
+    let triggered = rx.try_recv().expect("the held change is triggered");
+    assert_eq!(triggered.name, "claude");
+    assert!(rx.try_recv().is_err(), "once");
+}
+
+#[tokio::test]
+async fn a_status_write_that_fails_lets_go_of_what_it_held() {
+    let h = Harness::new().await;
+    h.endpoint("claude", anthropic());
+    h.settle("claude").await.expect("reconciles");
+    let (uid, mut rx) = triggers_of(&h, "claude");
+    h.secret("anthropic", &[("api-key", KEY)]);
+    h.ctx.memory.writing(&uid);
+    assert!(h.ctx.memory.is_own_write(Some(&uid), Some("someone-else")));
+    h.kube.fail_next("PATCH", "/status", 500);
+    assert!(
+        h.reconcile("claude").await.is_err(),
+        "the status write failed"
+    );
+    let triggered = rx.try_recv().expect("what was held is triggered");
+    assert_eq!(triggered.name, "claude");
+    // Nothing is left in flight: the next event of someone else is a trigger at once.
+    assert!(!h.ctx.memory.is_own_write(Some(&uid), Some("later")));
+}
