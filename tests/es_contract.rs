@@ -20,13 +20,12 @@
 
 mod support;
 
-use std::{future::Future, pin::Pin};
-
 use es_inference_operator::es::EsAuth;
 use secrecy::SecretString;
 use support::{
     es_contracts::{Target, es_contracts},
     es_standin::{EsStandin, StandinConfig},
+    runner::{run, skipped},
 };
 
 /// The versions of the e2e workflow's matrix (.github/workflows/e2e-elasticsearch.yml).
@@ -38,15 +37,8 @@ const NO_PROVIDER: &str = "http://127.0.0.1:9";
 
 const STANDIN_KEY: &str = "Y29udHJhY3Q6c3RhbmRpbi1rZXk=";
 
-enum Ran {
-    Passed,
-    Skipped(String),
-}
-
-type TestFn = fn() -> Pin<Box<dyn Future<Output = Ran>>>;
-
 fn main() {
-    let tests: [(&str, TestFn); 3] = [
+    run(&[
         ("the_standin_keeps_the_contracts_of_each_version", || {
             Box::pin(the_standin_keeps_the_contracts_of_each_version())
         }),
@@ -57,48 +49,7 @@ fn main() {
         ("contracts_on_a_real_elasticsearch", || {
             Box::pin(contracts_on_a_real_elasticsearch())
         }),
-    ];
-    // The contracts' own HTTP client (reqwest with rustls) needs a crypto provider.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let selected: Vec<_> = tests
-        .iter()
-        .filter(|(n, _)| filter.as_deref().is_none_or(|f| n.contains(f)))
-        .collect();
-    let filtered_out = tests.len() - selected.len();
-    println!("\nrunning {} tests", selected.len());
-    let (mut passed, mut failed, mut ignored) = (0, 0, 0);
-    for (name, test) in selected {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(test())));
-        drop(rt);
-        match result {
-            Ok(Ran::Passed) => {
-                passed += 1;
-                println!("test {name} ... ok");
-            }
-            Ok(Ran::Skipped(why)) => {
-                ignored += 1;
-                println!("SKIPPED: {why}");
-                println!("test {name} ... ignored");
-            }
-            Err(_) => {
-                failed += 1;
-                println!("test {name} ... FAILED");
-            }
-        }
-    }
-    let verdict = if failed == 0 { "ok" } else { "FAILED" };
-    println!(
-        "\ntest result: {verdict}. {passed} passed; {failed} failed; {ignored} ignored; 0 measured; {filtered_out} filtered out\n"
-    );
-    if failed > 0 {
-        std::process::exit(101);
-    }
+    ]);
 }
 
 fn standin_config(version: &str) -> StandinConfig {
@@ -108,7 +59,7 @@ fn standin_config(version: &str) -> StandinConfig {
     }
 }
 
-async fn the_standin_keeps_the_contracts_of_each_version() -> Ran {
+async fn the_standin_keeps_the_contracts_of_each_version() {
     for version in VERSIONS {
         let standin = EsStandin::start(standin_config(version)).await;
         let target = Target {
@@ -125,11 +76,10 @@ async fn the_standin_keeps_the_contracts_of_each_version() -> Ran {
         );
         standin.shutdown().await;
     }
-    Ran::Passed
 }
 
 /// The path a real cluster takes: https, a CA of its own, an API key.
-async fn the_standin_keeps_the_contracts_over_tls_with_an_api_key() -> Ran {
+async fn the_standin_keeps_the_contracts_over_tls_with_an_api_key() {
     let version = VERSIONS[VERSIONS.len() - 1];
     let (standin, ca) = EsStandin::start_tls(standin_config(version)).await;
     let target = Target {
@@ -145,14 +95,13 @@ async fn the_standin_keeps_the_contracts_over_tls_with_an_api_key() -> Ran {
         "the stand-in runs every contract: {skipped:?}"
     );
     standin.shutdown().await;
-    Ran::Passed
 }
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-async fn contracts_on_a_real_elasticsearch() -> Ran {
+async fn contracts_on_a_real_elasticsearch() {
     let url = var("E2E_ELASTICSEARCH_URL").filter(|u| u != "standin");
     let real = var("E2E_ELASTICSEARCH_REAL").is_some_and(|v| v == "1" || v == "true");
     let url = match (url, real) {
@@ -162,19 +111,17 @@ async fn contracts_on_a_real_elasticsearch() -> Ran {
              E2E_ELASTICSEARCH_URL does not name one (unset, or `standin`)"
         ),
         (None, false) => {
-            return Ran::Skipped(
+            return skipped(
                 "the contracts on a real Elasticsearch need E2E_ELASTICSEARCH_URL naming it and \
                  E2E_ELASTICSEARCH_REAL=1 (see README, End-to-end tests); the stand-in's \
-                 contracts ran above"
-                    .into(),
+                 contracts ran above",
             );
         }
         (Some(_), false) => {
-            return Ran::Skipped(
+            return skipped(
                 "E2E_ELASTICSEARCH_URL is set but E2E_ELASTICSEARCH_REAL is not 1: the e2e suite \
                  also points that variable at the stand-in, whose contracts ran above; set \
-                 E2E_ELASTICSEARCH_REAL=1 when it names a real Elasticsearch"
-                    .into(),
+                 E2E_ELASTICSEARCH_REAL=1 when it names a real Elasticsearch",
             );
         }
     };
@@ -209,5 +156,4 @@ async fn contracts_on_a_real_elasticsearch() -> Ran {
             skipped.join(", ")
         );
     }
-    Ran::Passed
 }

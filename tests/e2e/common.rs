@@ -50,15 +50,10 @@ impl Env {
 }
 
 /// This target runs without libtest (`harness = false` in Cargo.toml), so a skip is printed
-/// plainly instead of being captured.
+/// plainly instead of being captured (`support::runner`).
 pub(crate) fn skipped(why: &str) {
-    println!("SKIPPED: {why}");
-    SKIPPED.store(true, std::sync::atomic::Ordering::SeqCst);
+    crate::support::runner::skipped(why);
 }
-
-/// Set by `skipped`: the runner reports the test as ignored, not as passed.
-pub(crate) static SKIPPED: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
 
 pub(crate) async fn client(env: &Env) -> Client {
     let kc = Kubeconfig::read_from(&env.kubeconfig).expect("read E2E_KUBECONFIG");

@@ -15,12 +15,10 @@ mod scenarios;
 use faults::*;
 use scenarios::*;
 
-type TestFn = fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+use support::runner::{AsyncTest, run};
 
-/// A minimal runner in libtest's output format: each test runs on its own runtime, a panic is a
-/// failure, and the process exits non-zero when any test failed.
 fn main() {
-    let tests: [(&str, TestFn); 20] = [
+    let tests: [(&str, AsyncTest); 20] = [
         ("controls_against_a_real_api_server", || {
             Box::pin(controls::controls_against_a_real_api_server())
         }),
@@ -86,40 +84,5 @@ fn main() {
             Box::pin(contracts_on_a_real_api_server())
         }),
     ];
-    // The suite's own HTTP clients (reqwest with rustls) need a crypto provider.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let selected: Vec<_> = tests
-        .iter()
-        .filter(|(n, _)| filter.as_deref().is_none_or(|f| n.contains(f)))
-        .collect();
-    println!("\nrunning {} tests", selected.len());
-    let (mut passed, mut failed, mut ignored) = (0, 0, 0);
-    for (name, test) in selected {
-        common::SKIPPED.store(false, std::sync::atomic::Ordering::SeqCst);
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(test())));
-        drop(rt);
-        if result.is_ok() && common::SKIPPED.load(std::sync::atomic::Ordering::SeqCst) {
-            ignored += 1;
-            println!("test {name} ... ignored");
-        } else if result.is_ok() {
-            passed += 1;
-            println!("test {name} ... ok");
-        } else {
-            failed += 1;
-            println!("test {name} ... FAILED");
-        }
-    }
-    let verdict = if failed == 0 { "ok" } else { "FAILED" };
-    println!(
-        "\ntest result: {verdict}. {passed} passed; {failed} failed; {ignored} ignored; 0 measured; 0 filtered out\n"
-    );
-    if failed > 0 {
-        std::process::exit(101);
-    }
+    run(&tests);
 }

@@ -6,3 +6,4 @@ pub mod es_standin;
 pub mod fake_kube;
 pub mod harness;
 pub mod mock_provider;
+pub mod runner;
