@@ -1522,37 +1522,38 @@ async fn a_status_write_that_keeps_failing_raises_no_repeated_warnings() {
     assert_eq!(warned, 1, "{:?}", h.event_reasons());
 }
 
-/// The uid of an endpoint, and a receiver of the operator's own requests for a pass.
-fn triggers_of(
+/// An endpoint waiting for its Secret, with the watch having shown someone else's version of it
+/// while a write of the operator's is in flight: its uid, and a receiver of the operator's own
+/// requests for a pass. Adding the Secret makes the next pass write status.
+async fn held_during_a_write(
     h: &Harness,
-    name: &str,
 ) -> (
     String,
     tokio::sync::mpsc::UnboundedReceiver<
         kube::runtime::reflector::ObjectRef<es_inference_operator::guard::Watched>,
     >,
 ) {
-    let uid = h
-        .get(name)
-        .and_then(|o| o.metadata.uid)
-        .expect("the object has a uid");
-    (uid, h.ctx.triggers.subscribe(None))
-}
-
-#[tokio::test]
-async fn a_change_the_watch_shows_while_a_status_write_is_in_flight_gets_its_pass() {
-    // The watch shows a version that is not the operator's while its status write is on its
-    // way: held, then judged by the write's answer, and the object is triggered.
-    let h = Harness::new().await;
     h.endpoint("claude", anthropic());
     h.settle("claude").await.expect("reconciles");
-    let (uid, mut rx) = triggers_of(&h, "claude");
+    let uid = h
+        .get("claude")
+        .and_then(|o| o.metadata.uid)
+        .expect("the object has a uid");
+    let rx = h.ctx.triggers.subscribe(None);
     h.secret("anthropic", &[("api-key", KEY)]);
     h.ctx.memory.writing(&uid);
     assert!(
         h.ctx.memory.is_own_write(Some(&uid), Some("someone-else")),
         "held while the write is in flight"
     );
+    (uid, rx)
+}
+
+#[tokio::test]
+async fn a_change_the_watch_shows_while_a_status_write_is_in_flight_gets_its_pass() {
+    // Held, then judged by the write's answer: not the operator's, so the object is triggered.
+    let h = Harness::new().await;
+    let (_, mut rx) = held_during_a_write(&h).await;
     h.settle("claude").await.expect("reconciles");
     let triggered = rx.try_recv().expect("the held change is triggered");
     assert_eq!(triggered.name, "claude");
@@ -1562,12 +1563,7 @@ async fn a_change_the_watch_shows_while_a_status_write_is_in_flight_gets_its_pas
 #[tokio::test]
 async fn a_status_write_that_fails_lets_go_of_what_it_held() {
     let h = Harness::new().await;
-    h.endpoint("claude", anthropic());
-    h.settle("claude").await.expect("reconciles");
-    let (uid, mut rx) = triggers_of(&h, "claude");
-    h.secret("anthropic", &[("api-key", KEY)]);
-    h.ctx.memory.writing(&uid);
-    assert!(h.ctx.memory.is_own_write(Some(&uid), Some("someone-else")));
+    let (uid, mut rx) = held_during_a_write(&h).await;
     h.kube.fail_next("PATCH", "/status", 500);
     assert!(
         h.reconcile("claude").await.is_err(),

@@ -51,17 +51,10 @@ pub fn failure_outcome(e: &Error) -> Outcome {
         Error::Es(es) if es.status() == Some(403) => Outcome::stalled(
             reason::UNAUTHORIZED,
             format!(
-                "Elasticsearch refused the operator's request (403): {}. The operator's credentials need the cluster privileges {}{}",
+                "Elasticsearch refused the operator's request (403): {}. The operator's credentials need the cluster privileges {} (and {} for built-in models)",
                 es.reason_text(),
                 privileges::sentence(),
-                if es.reason_text().contains("trained_models") {
-                    format!(
-                        ", and {} for built-in models",
-                        privileges::FOR_BUILT_IN_MODELS.name
-                    )
-                } else {
-                    String::new()
-                }
+                privileges::FOR_BUILT_IN_MODELS.name
             ),
         ),
         Error::Es(es) => Outcome::progressing(

@@ -12,7 +12,7 @@ use kube::{
 use super::{
     controls,
     failure::failure_outcome,
-    pass::{Learned, Pass},
+    pass::{Learned, Pass, RECONCILE as ACTION},
 };
 use crate::{
     cluster::endpoint_hash,
@@ -25,8 +25,6 @@ use crate::{
     model::Version,
     status::{Note, StatusExtras, build_status, outcome_note, report},
 };
-
-const ACTION: &str = "Reconcile";
 
 /// End the pass: one status write if anything changed, the Events it raised and those of its
 /// transitions, the resync watch, and what the controller does next.

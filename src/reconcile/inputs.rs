@@ -7,7 +7,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 
-use super::pass::Pass;
+use super::pass::{Pass, RECONCILE};
 use crate::{
     cluster::Cluster,
     conditions::{Outcome, reason},
@@ -194,7 +194,7 @@ pub(super) fn cluster_changed(record: &Record, id: &str, info: &ClusterInfo) -> 
         .then(|| {
             Note::warning(
                 "ClusterChanged",
-                "Reconcile",
+                RECONCILE,
                 format!(
                     "the Elasticsearch cluster behind this resource changed (cluster_uuid {was} is now {}): inference endpoint {id:?} is created on the new cluster",
                     info.uuid

@@ -122,7 +122,7 @@ async fn invalid(ctx: &Context, u: &Undecodable) -> Result<Action> {
     let record = Record::from_status(&prev, &uid);
     let next = build_status(&prev, &record, &outcome, meta, StatusExtras::from(&prev));
     let previous = prev.condition(READY).map(|c| c.reason.as_str());
-    let note = outcome_note(previous, &outcome, "Reconcile");
+    let note = outcome_note(previous, &outcome, pass::RECONCILE);
     if note.is_some() {
         warn!(object = %format!("{}/{}", meta.namespace.as_deref().unwrap_or_default(), meta.name.as_deref().unwrap_or_default()), "{}", outcome.message);
     }

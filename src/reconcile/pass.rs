@@ -22,6 +22,9 @@ use crate::{
     status::Note,
 };
 
+/// The action of the Events an apply pass raises.
+pub(super) const RECONCILE: &str = "Reconcile";
+
 /// What one pass knows before it reads anything: the object, its identity, the controls in
 /// effect. Never changed by the stages.
 pub(super) struct Pass<'a> {

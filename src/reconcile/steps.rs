@@ -6,7 +6,7 @@ use tracing::{info, warn};
 
 use super::{
     failure::write_failure,
-    pass::{Effect, Endpoints, Executed, Observation, Progress, StepInputs},
+    pass::{Effect, Endpoints, Executed, Observation, Progress, RECONCILE as ACTION, StepInputs},
 };
 use crate::{
     conditions::{Outcome, reason},
@@ -24,8 +24,6 @@ pub(super) struct Subject<'a> {
     pub id: &'a str,
     pub metrics: &'a Metrics,
 }
-
-const ACTION: &str = "Reconcile";
 
 fn describe(fields: &[String], empty: &str) -> String {
     if fields.is_empty() {
@@ -246,7 +244,12 @@ async fn update(
         Ok(ep) => {
             p.record.secrets_applied = inputs.secrets.clone();
             p.observation = Observation::Fresh(Some(ep));
-            let note = updated_note(at, cause, &fields);
+            match cause {
+                UpdateCause::SecretRotated => at.metrics.secret_rotated(),
+                UpdateCause::DriftCorrected => at.metrics.drift_corrected(),
+                UpdateCause::SpecChanged | UpdateCause::Adopted => {}
+            }
+            let note = updated_note(at.id, cause, &fields);
             p.last_update = Some(fields);
             Ok(Executed {
                 effect: Effect::Continue,
@@ -261,8 +264,7 @@ async fn update(
     }
 }
 
-fn updated_note(at: &Subject<'_>, cause: UpdateCause, fields: &[String]) -> Note {
-    let id = at.id;
+fn updated_note(id: &str, cause: UpdateCause, fields: &[String]) -> Note {
     let (event_reason, message) = match cause {
         UpdateCause::SpecChanged => (
             "Updated",
@@ -271,23 +273,17 @@ fn updated_note(at: &Subject<'_>, cause: UpdateCause, fields: &[String]) -> Note
                 describe(fields, "secrets")
             ),
         ),
-        UpdateCause::SecretRotated => {
-            at.metrics.secret_rotated();
-            (
-                "SecretRotated",
-                format!("sent the rotated secret values to inference endpoint {id:?}"),
-            )
-        }
-        UpdateCause::DriftCorrected => {
-            at.metrics.drift_corrected();
-            (
-                "DriftCorrected",
-                format!(
-                    "corrected {} of inference endpoint {id:?}, changed outside Kubernetes",
-                    describe(fields, "settings")
-                ),
-            )
-        }
+        UpdateCause::SecretRotated => (
+            "SecretRotated",
+            format!("sent the rotated secret values to inference endpoint {id:?}"),
+        ),
+        UpdateCause::DriftCorrected => (
+            "DriftCorrected",
+            format!(
+                "corrected {} of inference endpoint {id:?}, changed outside Kubernetes",
+                describe(fields, "settings")
+            ),
+        ),
         UpdateCause::Adopted => (
             "SecretsApplied",
             format!("sent the referenced secret values to adopted inference endpoint {id:?}"),
