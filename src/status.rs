@@ -145,18 +145,6 @@ pub fn build_status(
     }
 }
 
-/// Equal but for condition transition times.
-pub fn same_status(a: &InferenceEndpointStatus, b: &InferenceEndpointStatus) -> bool {
-    same_conditions(&a.conditions, &b.conditions)
-        && InferenceEndpointStatus {
-            conditions: Vec::new(),
-            ..a.clone()
-        } == InferenceEndpointStatus {
-            conditions: Vec::new(),
-            ..b.clone()
-        }
-}
-
 /// An Event a pass raises. Steps and checks return their notes; `report` publishes them, after
 /// the status write, so every path of both controllers raises Events the same way.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -199,13 +187,22 @@ pub fn outcome_note(
 
 /// A status the operator writes: equality that ignores condition times, and what is remembered
 /// of an own write.
-pub trait WrittenStatus: Serialize + Clone {
+pub trait WrittenStatus: Serialize + Clone + PartialEq {
     type Kind: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + DeserializeOwned
         + Clone
         + Debug;
 
-    fn same(&self, other: &Self) -> bool;
+    fn conditions(&self) -> &[Condition];
+
+    /// This status without its conditions.
+    fn without_conditions(&self) -> Self;
+
+    /// Equal but for condition transition times.
+    fn same(&self, other: &Self) -> bool {
+        same_conditions(self.conditions(), other.conditions())
+            && self.without_conditions() == other.without_conditions()
+    }
 
     /// Whether the watch of this kind tells the operator's own writes from others' (then each
     /// write is announced to memory before it is sent, see `Memory::writing`).
@@ -227,8 +224,15 @@ pub trait WrittenStatus: Serialize + Clone {
 impl WrittenStatus for InferenceEndpointStatus {
     type Kind = Watched;
 
-    fn same(&self, other: &Self) -> bool {
-        same_status(self, other)
+    fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
+
+    fn without_conditions(&self) -> Self {
+        Self {
+            conditions: Vec::new(),
+            ..self.clone()
+        }
     }
 
     const OWN_WRITES: bool = true;
@@ -247,15 +251,15 @@ impl WrittenStatus for InferenceEndpointStatus {
 impl WrittenStatus for ElasticsearchConnectionStatus {
     type Kind = ElasticsearchConnection;
 
-    fn same(&self, other: &Self) -> bool {
-        same_conditions(&self.conditions, &other.conditions)
-            && Self {
-                conditions: Vec::new(),
-                ..self.clone()
-            } == Self {
-                conditions: Vec::new(),
-                ..other.clone()
-            }
+    fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
+
+    fn without_conditions(&self) -> Self {
+        Self {
+            conditions: Vec::new(),
+            ..self.clone()
+        }
     }
 }
 
