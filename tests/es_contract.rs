@@ -15,8 +15,8 @@
 //! endpoint are skipped. `.ci/e2e-elasticsearch.sh` runs it for each version of
 //! `.github/workflows/e2e-elasticsearch.yml`.
 //!
-//! This target has its own small runner (`harness = false` in Cargo.toml), so that SKIPPED lines
-//! reach the terminal instead of being captured.
+//! This target has a small runner (`tests/support/runner.rs`, `harness = false` in Cargo.toml),
+//! so that SKIPPED lines reach the terminal instead of being captured.
 
 mod support;
 
